@@ -1,0 +1,295 @@
+// Package packet is rarp-replay's pure codec: it decodes the frames the daemon
+// captures (RARP announcements, ARP replies, Neighbor Advertisements) and
+// builds the frames it sends (RARP, unicast ARP requests, unicast Neighbor
+// Solicitations). It opens no sockets; every function works on byte slices.
+package packet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/gopacket/gopacket/layers"
+)
+
+// EtherTypeRARP is the EtherType of Reverse ARP (RFC 903). gopacket does not
+// register it, so the decoder checks it by hand and reads the payload with
+// layers.ARP: RARP shares ARP's wire format.
+const EtherTypeRARP layers.EthernetType = 0x8035
+
+// ARP and RARP operation codes (RFC 826, RFC 903).
+const (
+	OpARPRequest  = 1
+	OpARPReply    = 2
+	OpRARPRequest = 3
+	OpRARPReply   = 4
+)
+
+// Kind says what a decoded frame is.
+type Kind uint8
+
+// Frame kinds the daemon acts on.
+const (
+	KindRARP     Kind = iota + 1 // RARP request reverse (opcode 3): a hypervisor's announcement
+	KindARPReply                 // ARP reply: verifies an IPv4 probe
+	KindNA                       // Neighbor Advertisement: verifies an IPv6 probe
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRARP:
+		return "rarp"
+	case KindARPReply:
+		return "arp-reply"
+	case KindNA:
+		return "na"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Frame is a decoded frame.
+type Frame struct {
+	Kind   Kind
+	SrcMAC net.HardwareAddr // Ethernet source (for cooked captures, the SLL source address)
+	DstMAC net.HardwareAddr // Ethernet destination; nil for cooked captures
+	VLANs  []uint16         // 802.1Q/802.1ad tags, outermost first
+	// IfIndex is the interface index a cooked (SLL2) capture recorded, 0 otherwise.
+	IfIndex int
+	// MAC is the announced MAC (RARP) or the MAC a reply binds IP to.
+	MAC net.HardwareAddr
+	// IP is the address a reply binds to MAC; invalid for RARP.
+	IP netip.Addr
+}
+
+// DropError is the error Decode returns for a frame the daemon does not act
+// on. Reason is a short, stable, metric-friendly word.
+type DropError struct {
+	Reason string
+	Detail string
+}
+
+func (e *DropError) Error() string {
+	if e.Detail == "" {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Detail
+}
+
+// Is makes errors.Is match on the reason alone, so the exported sentinels
+// below compare equal to a DropError with any detail.
+func (e *DropError) Is(target error) bool {
+	t, ok := target.(*DropError)
+	return ok && t.Reason == e.Reason
+}
+
+// Drop reasons Decode returns. Compare with errors.Is.
+var (
+	ErrTruncated    = &DropError{Reason: "truncated"}
+	ErrLinkType     = &DropError{Reason: "link-type"}
+	ErrEtherType    = &DropError{Reason: "ethertype"}
+	ErrBadHeader    = &DropError{Reason: "bad-header"}
+	ErrOpcode       = &DropError{Reason: "opcode"}
+	ErrMACMismatch  = &DropError{Reason: "mac-mismatch"}
+	ErrBadMAC       = &DropError{Reason: "bad-mac"}
+	ErrNotNA        = &DropError{Reason: "not-na"}
+	ErrTooManyVLANs = &DropError{Reason: "vlan-depth"}
+)
+
+// maxVLANDepth is the number of 802.1Q/802.1ad tags Decode accepts (QinQ).
+const maxVLANDepth = 2
+
+func drop(sentinel *DropError, format string, args ...any) error {
+	return &DropError{Reason: sentinel.Reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Reason returns the drop reason of err: the Reason of a *DropError in its
+// chain, or "error" for any other error.
+func Reason(err error) string {
+	var d *DropError
+	if errors.As(err, &d) {
+		return d.Reason
+	}
+	return "error"
+}
+
+// Decode decodes one captured frame of link type lt (Ethernet, or Linux
+// cooked SLL/SLL2 as captured on the "any" device). It returns a Frame for a
+// RARP request reverse, an ARP reply or a Neighbor Advertisement, and a
+// *DropError for everything else, truncated or malformed frames included.
+func Decode(data []byte, lt layers.LinkType) (Frame, error) {
+	var f Frame
+	var et layers.EthernetType
+	var payload []byte
+	switch lt {
+	case layers.LinkTypeEthernet:
+		var eth layers.Ethernet
+		if err := eth.DecodeFromBytes(data, nopFeedback{}); err != nil {
+			return f, drop(ErrTruncated, "ethernet: %v", err)
+		}
+		f.SrcMAC, f.DstMAC = eth.SrcMAC, eth.DstMAC
+		et, payload = eth.EthernetType, eth.Payload
+	case layers.LinkTypeLinuxSLL2:
+		var sll layers.LinuxSLL2
+		if err := sll.DecodeFromBytes(data, nopFeedback{}); err != nil {
+			return f, drop(ErrTruncated, "sll2: %v", err)
+		}
+		if sll.AddrLength == 6 {
+			f.SrcMAC = sll.Addr
+		}
+		f.IfIndex = int(sll.InterfaceIndex)
+		et, payload = sll.ProtocolType, sll.Payload
+	case layers.LinkTypeLinuxSLL:
+		var sll layers.LinuxSLL
+		if err := sll.DecodeFromBytes(data, nopFeedback{}); err != nil {
+			return f, drop(ErrTruncated, "sll: %v", err)
+		}
+		if sll.AddrLen == 6 {
+			f.SrcMAC = sll.Addr
+		}
+		et, payload = sll.EthernetType, sll.Payload
+	default:
+		return f, drop(ErrLinkType, "%v", lt)
+	}
+	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
+		if len(f.VLANs) == maxVLANDepth {
+			return f, drop(ErrTooManyVLANs, "more than %d tags", maxVLANDepth)
+		}
+		var tag layers.Dot1Q
+		if err := tag.DecodeFromBytes(payload, nopFeedback{}); err != nil {
+			return f, drop(ErrTruncated, "802.1Q: %v", err)
+		}
+		f.VLANs = append(f.VLANs, tag.VLANIdentifier)
+		et, payload = tag.Type, tag.Payload
+	}
+	switch et {
+	case EtherTypeRARP:
+		return decodeRARP(f, payload)
+	case layers.EthernetTypeARP:
+		return decodeARPReply(f, payload)
+	case layers.EthernetTypeIPv6:
+		return decodeNA(f, payload)
+	}
+	return f, drop(ErrEtherType, "0x%04x", uint16(et))
+}
+
+// decodeARPHeader decodes an ARP-format payload and checks that it is
+// Ethernet over IPv4: htype 1, ptype 0x0800, hlen 6, plen 4.
+func decodeARPHeader(payload []byte) (layers.ARP, error) {
+	var a layers.ARP
+	if err := a.DecodeFromBytes(payload, nopFeedback{}); err != nil {
+		return a, drop(ErrTruncated, "arp: %v", err)
+	}
+	if a.AddrType != layers.LinkTypeEthernet || a.Protocol != layers.EthernetTypeIPv4 ||
+		a.HwAddressSize != 6 || a.ProtAddressSize != 4 {
+		return a, drop(ErrBadHeader, "htype %d ptype 0x%04x hlen %d plen %d",
+			uint16(a.AddrType), uint16(a.Protocol), a.HwAddressSize, a.ProtAddressSize)
+	}
+	return a, nil
+}
+
+func decodeRARP(f Frame, payload []byte) (Frame, error) {
+	a, err := decodeARPHeader(payload)
+	if err != nil {
+		return f, err
+	}
+	if a.Operation != OpRARPRequest {
+		return f, drop(ErrOpcode, "rarp opcode %d", a.Operation)
+	}
+	sha, tha := net.HardwareAddr(a.SourceHwAddress), net.HardwareAddr(a.DstHwAddress)
+	if !equalMAC(sha, tha) {
+		return f, drop(ErrMACMismatch, "sender %s target %s", sha, tha)
+	}
+	if f.SrcMAC != nil && !equalMAC(f.SrcMAC, sha) {
+		return f, drop(ErrMACMismatch, "ethernet source %s sender %s", f.SrcMAC, sha)
+	}
+	if !UnicastMAC(sha) {
+		return f, drop(ErrBadMAC, "%s", sha)
+	}
+	f.Kind = KindRARP
+	f.MAC = cloneMAC(sha)
+	return f, nil
+}
+
+func decodeARPReply(f Frame, payload []byte) (Frame, error) {
+	a, err := decodeARPHeader(payload)
+	if err != nil {
+		return f, err
+	}
+	if a.Operation != OpARPReply {
+		return f, drop(ErrOpcode, "arp opcode %d", a.Operation)
+	}
+	sha := net.HardwareAddr(a.SourceHwAddress)
+	if !UnicastMAC(sha) {
+		return f, drop(ErrBadMAC, "%s", sha)
+	}
+	ip, _ := netip.AddrFromSlice(a.SourceProtAddress)
+	f.Kind = KindARPReply
+	f.MAC = cloneMAC(sha)
+	f.IP = ip
+	return f, nil
+}
+
+func decodeNA(f Frame, payload []byte) (Frame, error) {
+	var ip6 layers.IPv6
+	if err := ip6.DecodeFromBytes(payload, nopFeedback{}); err != nil {
+		return f, drop(ErrTruncated, "ipv6: %v", err)
+	}
+	if ip6.NextHeader != layers.IPProtocolICMPv6 {
+		return f, drop(ErrNotNA, "next header %d", uint8(ip6.NextHeader))
+	}
+	var icmp layers.ICMPv6
+	if err := icmp.DecodeFromBytes(ip6.Payload, nopFeedback{}); err != nil {
+		return f, drop(ErrTruncated, "icmpv6: %v", err)
+	}
+	if icmp.TypeCode.Type() != layers.ICMPv6TypeNeighborAdvertisement {
+		return f, drop(ErrNotNA, "icmpv6 type %d", icmp.TypeCode.Type())
+	}
+	if ip6.HopLimit != 255 {
+		// RFC 4861 7.1.2: a node must discard an NA whose hop limit is not 255.
+		return f, drop(ErrBadHeader, "na hop limit %d", ip6.HopLimit)
+	}
+	var na layers.ICMPv6NeighborAdvertisement
+	if err := na.DecodeFromBytes(icmp.Payload, nopFeedback{}); err != nil {
+		return f, drop(ErrTruncated, "na: %v", err)
+	}
+	target, ok := netip.AddrFromSlice(na.TargetAddress)
+	if !ok || target.IsMulticast() {
+		return f, drop(ErrBadHeader, "na target %v", na.TargetAddress)
+	}
+	mac := f.SrcMAC
+	for _, o := range na.Options {
+		if o.Type == layers.ICMPv6OptTargetAddress && len(o.Data) == 6 {
+			mac = net.HardwareAddr(o.Data)
+		}
+	}
+	if !UnicastMAC(mac) {
+		return f, drop(ErrBadMAC, "%s", mac)
+	}
+	f.Kind = KindNA
+	f.MAC = cloneMAC(mac)
+	f.IP = target
+	return f, nil
+}
+
+// UnicastMAC reports whether mac is a 6-byte unicast, non-zero MAC address.
+func UnicastMAC(mac net.HardwareAddr) bool {
+	if len(mac) != 6 || mac[0]&1 != 0 {
+		return false
+	}
+	for _, b := range mac {
+		if b != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func equalMAC(a, b net.HardwareAddr) bool { return string(a) == string(b) }
+
+func cloneMAC(m net.HardwareAddr) net.HardwareAddr { return append(net.HardwareAddr(nil), m...) }
+
+// nopFeedback satisfies gopacket.DecodeFeedback for DecodeFromBytes calls.
+type nopFeedback struct{}
+
+func (nopFeedback) SetTruncated() {}
