@@ -1,0 +1,243 @@
+// Package neigh mirrors the kernel's neighbor table (ARP and NDP bindings)
+// in memory, indexed by MAC, and remembers each MAC's bindings for a
+// retention window after the kernel deleted them: on an EVPN leaf the remote
+// bindings a migrated VM needs are exactly the ones zebra deletes when the
+// old leaf withdraws its routes, sometimes before the VM's RARP arrives.
+package neigh
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Neighbor states and flags (include/uapi/linux/neighbour.h).
+const (
+	NUDIncomplete = 0x01
+	NUDReachable  = 0x02
+	NUDStale      = 0x04
+	NUDDelay      = 0x08
+	NUDProbe      = 0x10
+	NUDFailed     = 0x20
+	NUDNoARP      = 0x40
+	NUDPermanent  = 0x80
+
+	NTFExtLearned = 0x10
+)
+
+// Entry is one neighbor entry as the kernel reports it.
+type Entry struct {
+	IfIndex int
+	IP      netip.Addr
+	MAC     net.HardwareAddr
+	State   int // NUD_* bits
+	Flags   int // NTF_* bits
+}
+
+// ExternLearned reports whether a control plane (zebra, for EVPN) installed
+// the entry: on an EVPN leaf, a remote binding.
+func (e Entry) ExternLearned() bool { return e.Flags&NTFExtLearned != 0 }
+
+// usable reports whether e binds a unicast IP to a unicast MAC.
+func (e Entry) usable() bool {
+	if !e.IP.IsValid() || e.IP.IsMulticast() || e.IP.IsUnspecified() || len(e.MAC) != 6 || e.MAC[0]&1 != 0 {
+		return false
+	}
+	for _, b := range e.MAC {
+		if b != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Binding is one address bound to a MAC on an interface, as Lookup returns it.
+type Binding struct {
+	IP netip.Addr
+	// Present is false when the kernel has deleted the entry and the mirror
+	// only remembers it.
+	Present bool
+	// Remote is true when the entry was extern_learn (installed by EVPN).
+	Remote bool
+	// Seen is when the mirror last saw the entry in the kernel.
+	Seen time.Time
+}
+
+type macKey struct {
+	ifindex int
+	mac     [6]byte
+}
+
+type ipKey struct {
+	ifindex int
+	ip      netip.Addr
+}
+
+type binding struct {
+	Binding
+	deleted time.Time // zero while present
+}
+
+// Mirror is an in-memory copy of the neighbor table, safe for concurrent use.
+// Lookup is a map access: it never scans the table.
+type Mirror struct {
+	retention time.Duration
+	now       func() time.Time
+
+	mu    sync.RWMutex
+	byMAC map[macKey]map[netip.Addr]*binding
+	owner map[ipKey][6]byte // which MAC an address on an interface is bound to now
+}
+
+// NewMirror returns an empty mirror that remembers deleted bindings for
+// retention.
+func NewMirror(retention time.Duration) *Mirror {
+	return &Mirror{
+		retention: retention,
+		now:       time.Now,
+		byMAC:     make(map[macKey]map[netip.Addr]*binding),
+		owner:     make(map[ipKey][6]byte),
+	}
+}
+
+func key(ifindex int, mac net.HardwareAddr) (macKey, bool) {
+	k := macKey{ifindex: ifindex}
+	if len(mac) != 6 {
+		return k, false
+	}
+	copy(k.mac[:], mac)
+	return k, true
+}
+
+// Update records an entry the kernel added or changed (RTM_NEWNEIGH). An
+// entry in state FAILED or INCOMPLETE no longer binds its address and is
+// recorded as deleted. An address that moved to another MAC is forgotten
+// for its old MAC.
+func (m *Mirror) Update(e Entry) {
+	if e.State&(NUDFailed|NUDIncomplete) != 0 || !e.usable() {
+		m.Delete(e)
+		return
+	}
+	k, _ := key(e.IfIndex, e.MAC)
+	ip := e.IP.Unmap()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ik := ipKey{e.IfIndex, ip}
+	if old, ok := m.owner[ik]; ok && old != k.mac {
+		m.forget(macKey{e.IfIndex, old}, ip)
+	}
+	m.owner[ik] = k.mac
+	set := m.byMAC[k]
+	if set == nil {
+		set = make(map[netip.Addr]*binding)
+		m.byMAC[k] = set
+	}
+	set[ip] = &binding{Binding: Binding{IP: ip, Present: true, Remote: e.ExternLearned(), Seen: m.now()}}
+}
+
+// Delete records that the kernel deleted an entry (RTM_DELNEIGH). The
+// binding is remembered until the retention window has passed.
+func (m *Mirror) Delete(e Entry) {
+	k, ok := key(e.IfIndex, e.MAC)
+	ip := e.IP.Unmap()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !ok {
+		// A FAILED or INCOMPLETE entry may come without a MAC: find its owner.
+		mac, found := m.owner[ipKey{e.IfIndex, ip}]
+		if !found {
+			return
+		}
+		k = macKey{e.IfIndex, mac}
+	}
+	if b := m.byMAC[k][ip]; b != nil && b.Present {
+		b.Present = false
+		b.deleted = m.now()
+	}
+}
+
+// forget drops ip from k's bindings. The caller holds m.mu.
+func (m *Mirror) forget(k macKey, ip netip.Addr) {
+	set := m.byMAC[k]
+	delete(set, ip)
+	if len(set) == 0 {
+		delete(m.byMAC, k)
+	}
+	if m.owner[ipKey{k.ifindex, ip}] == k.mac {
+		delete(m.owner, ipKey{k.ifindex, ip})
+	}
+}
+
+// Sync reconciles the mirror with a full dump of the kernel's table: entries
+// in the dump are updated, and present bindings missing from it are
+// recorded as deleted (and so remembered).
+func (m *Mirror) Sync(entries []Entry) {
+	seen := make(map[ipKey]bool, len(entries))
+	for _, e := range entries {
+		m.Update(e)
+		seen[ipKey{e.IfIndex, e.IP.Unmap()}] = true
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, set := range m.byMAC {
+		for ip, b := range set {
+			if b.Present && !seen[ipKey{k.ifindex, ip}] {
+				b.Present = false
+				b.deleted = now
+			}
+		}
+	}
+}
+
+// Lookup returns the addresses bound to mac on the interface ifindex,
+// present or remembered, ordered IPv4 first.
+func (m *Mirror) Lookup(ifindex int, mac net.HardwareAddr) []Binding {
+	k, ok := key(ifindex, mac)
+	if !ok {
+		return nil
+	}
+	now := m.now()
+	m.mu.RLock()
+	set := m.byMAC[k]
+	out := make([]Binding, 0, len(set))
+	for _, b := range set {
+		if b.Present || now.Sub(b.deleted) <= m.retention {
+			out = append(out, b.Binding)
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Binding) int { return a.IP.Compare(b.IP) })
+	return out
+}
+
+// Prune forgets bindings deleted longer ago than the retention window and
+// returns how many it forgot.
+func (m *Mirror) Prune() int {
+	now := m.now()
+	n := 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, set := range m.byMAC {
+		for ip, b := range set {
+			if !b.Present && now.Sub(b.deleted) > m.retention {
+				m.forget(k, ip)
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Len returns the number of bindings mirrored, present or remembered.
+func (m *Mirror) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := 0
+	for _, set := range m.byMAC {
+		n += len(set)
+	}
+	return n
+}

@@ -1,0 +1,119 @@
+package neigh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Watch mirrors the kernel's IPv4 and IPv6 neighbor tables into m until ctx
+// ends: a subscription to RTNLGRP_NEIGH, then a dump, then the events; after
+// a socket error it subscribes and dumps again. It calls ready once the first
+// dump is in, and prunes expired bindings every minute.
+// Equivalent to `ip neigh show` followed by `ip monitor neigh`.
+func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error {
+	pruneCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-pruneCtx.Done():
+				return
+			case <-t.C:
+				if n := m.Prune(); n > 0 {
+					log.Debug("pruned expired bindings", "count", n)
+				}
+			}
+		}
+	}()
+	err := nlwatch.Follow(ctx, log, nlwatch.Source[netlink.NeighUpdate]{
+		Name: "neigh",
+		Subscribe: func(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
+				ErrorCallback: onErr, ReceiveBufferSize: 8 << 20, ReceiveBufferForceSize: true})
+		},
+		Dump: func() error {
+			var all []Entry
+			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+				ns, err := netlink.NeighList(0, fam)
+				if err != nil {
+					return fmt.Errorf("list neighbors: %w", err)
+				}
+				for _, n := range ns {
+					all = append(all, fromNetlink(n))
+				}
+			}
+			m.Sync(all)
+			return nil
+		},
+		Apply: func(u netlink.NeighUpdate) {
+			if u.Family != unix.AF_INET && u.Family != unix.AF_INET6 {
+				return // bridge FDB entries
+			}
+			e := fromNetlink(u.Neigh)
+			if u.Type == unix.RTM_DELNEIGH {
+				m.Delete(e)
+			} else {
+				m.Update(e)
+			}
+		},
+	}, ready)
+	stop()
+	<-pruned
+	return err
+}
+
+func fromNetlink(n netlink.Neigh) Entry {
+	ip, _ := netip.AddrFromSlice(n.IP)
+	return Entry{
+		IfIndex: n.LinkIndex,
+		IP:      ip.Unmap(),
+		MAC:     append(net.HardwareAddr(nil), n.HardwareAddr...),
+		State:   n.State,
+		Flags:   n.Flags,
+	}
+}
+
+// Kernel programs verified bindings into the kernel's neighbor table.
+type Kernel struct{}
+
+// ErrInvalid is returned by Program for an address or MAC it cannot program.
+var ErrInvalid = errors.New("invalid neighbor")
+
+// Program makes ip a local, reachable neighbor with lladdr mac on the
+// interface ifindex, replacing any entry there (a NOARP extern_learn remote
+// binding included: the replace clears the extern_learn flag, which is what
+// makes zebra treat the binding as local and advertise MAC+IP).
+// Equivalent to `ip neigh replace IP lladdr MAC dev SVI nud reachable`.
+func (Kernel) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
+	if !ip.IsValid() || len(mac) != 6 {
+		return fmt.Errorf("%w: %v %v", ErrInvalid, ip, mac)
+	}
+	fam := netlink.FAMILY_V4
+	if ip.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	err := netlink.NeighSet(&netlink.Neigh{
+		LinkIndex:    ifindex,
+		Family:       fam,
+		State:        netlink.NUD_REACHABLE,
+		IP:           ip.AsSlice(),
+		HardwareAddr: mac,
+	})
+	if err != nil {
+		return fmt.Errorf("replace neighbor %s lladdr %s ifindex %d: %w", ip, mac, ifindex, err)
+	}
+	return nil
+}
