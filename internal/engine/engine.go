@@ -1,0 +1,400 @@
+// Package engine is rarp-replay's decision path: given a captured frame it
+// decides whether it announces a migrated VM, probes every address the
+// neighbor mirror binds to the VM's MAC, matches the VM's replies, and
+// programs each verified binding into the kernel. It is a state machine
+// driven by explicit time, so the live daemon (wall clock) and the offline
+// replay (capture timestamps) run exactly the same code.
+package engine
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/neigh"
+)
+
+// Ports maps an interface index to an access port and its SVI.
+type Ports interface {
+	Port(ifindex int) (link.Port, error)
+}
+
+// Resolver returns the addresses bound to a MAC on an SVI.
+type Resolver interface {
+	Lookup(ifindex int, mac net.HardwareAddr) []neigh.Binding
+}
+
+// Sender writes a frame out of an interface.
+type Sender interface {
+	Send(ifindex int, frame []byte) error
+}
+
+// Programmer installs a verified binding as a local neighbor on an SVI.
+type Programmer interface {
+	Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error
+}
+
+// Config tunes the probe cycle.
+type Config struct {
+	// ProbeTimeout is how long the first probe waits for its reply; each
+	// retry waits twice as long as the one before.
+	ProbeTimeout time.Duration
+	// Retries is how many times an unanswered probe is sent again before
+	// the binding is given up.
+	Retries int
+	// Window is how long after a cycle ended further RARPs for the same MAC
+	// on the same SVI still belong to it (QEMU repeats its RARP for 800 ms).
+	Window time.Duration
+	// DryRun decides and logs but sends and programs nothing.
+	DryRun bool
+}
+
+// DefaultConfig is what `rarp-replay listen` uses unless told otherwise.
+var DefaultConfig = Config{ProbeTimeout: 200 * time.Millisecond, Retries: 3, Window: 2 * time.Second}
+
+// Verdict is what the engine did with a frame.
+type Verdict string
+
+// Verdicts.
+const (
+	VerdictProbe     Verdict = "probe"     // a RARP started a probe cycle
+	VerdictDuplicate Verdict = "duplicate" // a RARP of a migration already being handled
+	VerdictVerified  Verdict = "verified"  // a reply verified a probed binding
+	VerdictDrop      Verdict = "drop"      // see Reason
+)
+
+// Decision is the outcome of one frame.
+type Decision struct {
+	Verdict Verdict
+	Reason  string // drop reason
+	Kind    packet.Kind
+	MAC     net.HardwareAddr
+	IP      netip.Addr // the address a reply verified
+	Port    string
+	SVI     string
+	Probes  []netip.Addr // the addresses a RARP made the engine probe
+	Err     error        // a failed send or program, if any
+}
+
+// Report summarises one migration: the probe cycle a RARP started.
+type Report struct {
+	MAC        net.HardwareAddr
+	Port       string
+	SVI        string
+	Start      time.Time // the RARP's capture time
+	Verified   []netip.Addr
+	Failed     []netip.Addr
+	Programmed []netip.Addr
+	// Latency runs from the RARP to the last binding programmed; zero when
+	// none was.
+	Latency time.Duration
+}
+
+// Engine is the decision state machine. It is not safe for concurrent use:
+// one goroutine (Run, or a replay loop) drives it.
+type Engine struct {
+	cfg    Config
+	ports  Ports
+	res    Resolver
+	send   Sender
+	prog   Programmer
+	log    *slog.Logger
+	stats  *Counters
+	report func(Report)
+
+	cycles  map[cycleKey]*cycle
+	pending map[pendingKey]*cycle
+	timers  timerHeap
+}
+
+type cycleKey struct {
+	svi int
+	mac [6]byte
+}
+
+type pendingKey struct {
+	svi int
+	ip  netip.Addr
+}
+
+type state uint8
+
+const (
+	statePending state = iota
+	stateVerified
+	stateFailed
+)
+
+type probe struct {
+	ip       netip.Addr
+	frame    []byte
+	attempts int
+	state    state
+	seq      int // invalidates stale timer entries
+}
+
+type cycle struct {
+	key      cycleKey
+	mac      net.HardwareAddr
+	port     link.Port
+	start    time.Time
+	probes   []*probe
+	open     int // probes still pending
+	ended    time.Time
+	report   Report
+	finished bool
+}
+
+// New returns an engine. report, when not nil, is called once per cycle.
+func New(cfg Config, ports Ports, res Resolver, send Sender, prog Programmer, log *slog.Logger, report func(Report)) *Engine {
+	return &Engine{
+		cfg: cfg, ports: ports, res: res, send: send, prog: prog, log: log, report: report,
+		stats:   NewCounters(),
+		cycles:  make(map[cycleKey]*cycle),
+		pending: make(map[pendingKey]*cycle),
+	}
+}
+
+// Stats returns the engine's counters; safe to read from any goroutine.
+func (e *Engine) Stats() *Counters { return e.stats }
+
+// Handle decides what to do with one frame at time now (wall clock live,
+// capture time in a replay), does it, and returns the decision.
+func (e *Engine) Handle(now time.Time, p capture.Packet) Decision {
+	e.Advance(now)
+	d := e.handle(now, p)
+	switch d.Verdict {
+	case VerdictDrop:
+		e.stats.Add("drop/" + d.Reason)
+		e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", d.MAC, "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
+	case VerdictDuplicate:
+		e.stats.Add("rarp-duplicate")
+	}
+	return d
+}
+
+func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
+	f, err := packet.Decode(p.Data, p.LinkType)
+	if err != nil {
+		return Decision{Verdict: VerdictDrop, Reason: packet.Reason(err), Err: err}
+	}
+	ifindex := p.IfIndex
+	if f.IfIndex != 0 {
+		ifindex = f.IfIndex
+	}
+	d := Decision{Kind: f.Kind, MAC: f.MAC, IP: f.IP}
+	port, err := e.ports.Port(ifindex)
+	if err != nil {
+		d.Verdict, d.Reason, d.Err = VerdictDrop, "not-access-port", err
+		var ie *link.IneligibleError
+		if asIneligible(err, &ie) {
+			d.Reason, d.Port = ie.Reason, ie.Name
+		}
+		return d
+	}
+	d.Port, d.SVI = port.Link.Name, port.SVI.Name
+	if f.Kind == packet.KindRARP {
+		e.stats.Add("rarp")
+		return e.rarp(now, p.Time, f, port, d)
+	}
+	return e.reply(now, f, port, d)
+}
+
+func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Decision) Decision {
+	k := cycleKey{svi: port.SVI.Index}
+	copy(k.mac[:], f.MAC)
+	if c, ok := e.cycles[k]; ok && (!c.finished || now.Sub(c.ended) < e.cfg.Window) {
+		d.Verdict = VerdictDuplicate
+		return d
+	}
+	bindings := e.res.Lookup(port.SVI.Index, f.MAC)
+	if len(bindings) == 0 {
+		d.Verdict, d.Reason = VerdictDrop, "unknown-mac"
+		return d
+	}
+	if !packet.UnicastMAC(port.SVI.MAC) {
+		d.Verdict, d.Reason = VerdictDrop, "svi-no-mac"
+		return d
+	}
+	c := &cycle{key: k, mac: f.MAC, port: port, start: seen}
+	c.report = Report{MAC: f.MAC, Port: port.Link.Name, SVI: port.SVI.Name, Start: seen}
+	for _, b := range bindings {
+		frame, err := packet.Build(packet.Probe{
+			SrcMAC: port.SVI.MAC, SrcIP: link.Source(port.SVI, b.IP),
+			DstMAC: f.MAC, Target: b.IP, VLANs: f.VLANs,
+		})
+		if err != nil {
+			e.log.Error("build probe", "mac", f.MAC, "ip", b.IP, "err", err)
+			continue
+		}
+		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
+			continue // another MAC's cycle is probing this address
+		}
+		c.probes = append(c.probes, &probe{ip: b.IP, frame: frame})
+		d.Probes = append(d.Probes, b.IP)
+	}
+	if len(c.probes) == 0 {
+		d.Verdict, d.Reason = VerdictDrop, "no-probe"
+		return d
+	}
+	e.cycles[k] = c
+	c.open = len(c.probes)
+	for _, pr := range c.probes {
+		e.pending[pendingKey{port.SVI.Index, pr.ip}] = c
+		if err := e.transmit(now, c, pr); err != nil {
+			d.Err = err
+		}
+	}
+	d.Verdict = VerdictProbe
+	e.log.Debug("probing", "mac", f.MAC, "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
+	return d
+}
+
+// transmit sends pr's probe and arms its timeout.
+func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
+	pr.attempts++
+	pr.seq++
+	timeout := e.cfg.ProbeTimeout << (pr.attempts - 1)
+	heap.Push(&e.timers, timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
+	if e.cfg.DryRun {
+		e.stats.Add("probe-dry-run")
+		return nil
+	}
+	if err := e.send.Send(c.port.Link.Index, pr.frame); err != nil {
+		e.stats.Add("probe-send-error")
+		e.log.Error("send probe", "mac", c.mac, "ip", pr.ip, "port", c.port.Link.Name, "err", err)
+		return err
+	}
+	e.stats.Add("probe-sent")
+	return nil
+}
+
+func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision) Decision {
+	pk := pendingKey{port.SVI.Index, f.IP}
+	c, ok := e.pending[pk]
+	if !ok || string(c.mac) != string(f.MAC) {
+		d.Verdict, d.Reason = VerdictDrop, "unsolicited-reply"
+		return d
+	}
+	var pr *probe
+	for _, p := range c.probes {
+		if p.ip == f.IP {
+			pr = p
+		}
+	}
+	delete(e.pending, pk)
+	pr.state = stateVerified
+	pr.seq++ // disarm its timer
+	c.open--
+	e.stats.Add("verified")
+	c.report.Verified = append(c.report.Verified, f.IP)
+	d.Verdict = VerdictVerified
+	if !e.cfg.DryRun {
+		if err := e.prog.Program(port.SVI.Index, f.IP, c.mac); err != nil {
+			e.stats.Add("program-error")
+			e.log.Error("program neighbor", "mac", c.mac, "ip", f.IP, "svi", port.SVI.Name, "err", err)
+			d.Err = err
+		} else {
+			e.stats.Add("programmed")
+			c.report.Programmed = append(c.report.Programmed, f.IP)
+			c.report.Latency = now.Sub(c.start)
+		}
+	}
+	e.maybeFinish(now, c)
+	return d
+}
+
+// Advance fires every retry and timeout due at or before now.
+func (e *Engine) Advance(now time.Time) {
+	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
+		t := heap.Pop(&e.timers).(timer)
+		if t.p == nil { // end of a finished cycle's window
+			if cur, ok := e.cycles[t.c.key]; ok && cur == t.c {
+				delete(e.cycles, t.c.key)
+			}
+			continue
+		}
+		if t.seq != t.p.seq || t.p.state != statePending {
+			continue
+		}
+		if t.p.attempts <= e.cfg.Retries {
+			e.stats.Add("probe-retry")
+			e.transmit(t.at, t.c, t.p)
+			continue
+		}
+		t.p.state = stateFailed
+		delete(e.pending, pendingKey{t.c.key.svi, t.p.ip})
+		t.c.open--
+		e.stats.Add("failed")
+		t.c.report.Failed = append(t.c.report.Failed, t.p.ip)
+		e.maybeFinish(t.at, t.c)
+	}
+}
+
+// Next returns when Advance next has work to do.
+func (e *Engine) Next() (time.Time, bool) {
+	if len(e.timers) == 0 {
+		return time.Time{}, false
+	}
+	return e.timers[0].at, true
+}
+
+// Active returns the number of cycles still probing.
+func (e *Engine) Active() int {
+	n := 0
+	for _, c := range e.cycles {
+		if !c.finished {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Engine) maybeFinish(now time.Time, c *cycle) {
+	if c.open > 0 || c.finished {
+		return
+	}
+	c.finished, c.ended = true, now
+	heap.Push(&e.timers, timer{at: now.Add(e.cfg.Window), c: c})
+	r := c.report
+	slices.SortFunc(r.Verified, netip.Addr.Compare)
+	slices.SortFunc(r.Failed, netip.Addr.Compare)
+	slices.SortFunc(r.Programmed, netip.Addr.Compare)
+	e.stats.Add("cycle")
+	if e.report != nil {
+		e.report(r)
+	}
+}
+
+// String renders a report as one line for humans.
+func (r Report) String() string {
+	return fmt.Sprintf("mac=%s port=%s svi=%s verified=%v failed=%v programmed=%v latency=%s",
+		r.MAC, r.Port, r.SVI, r.Verified, r.Failed, r.Programmed, r.Latency)
+}
+
+type timer struct {
+	at  time.Time
+	c   *cycle
+	p   *probe // nil: the end of c's window
+	seq int
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}

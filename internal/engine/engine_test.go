@@ -1,0 +1,384 @@
+package engine
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/neigh"
+)
+
+const (
+	idxBridge = 2
+	idxPort   = 3
+	idxVXLAN  = 4
+	idxL3     = 5
+)
+
+var (
+	vmMAC    = net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x0a}
+	vm2MAC   = net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x0b}
+	sviMAC   = net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x01}
+	ip10     = netip.MustParseAddr("192.0.2.10")
+	ip11     = netip.MustParseAddr("192.0.2.11")
+	ip99     = netip.MustParseAddr("192.0.2.99") // bound to the VM's MAC, not owned by the VM
+	ip6      = netip.MustParseAddr("2001:db8:10::10")
+	t0       = time.Unix(1_700_000_000, 0)
+	cmpAddrs = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+)
+
+type sent struct {
+	ifindex int
+	frame   []byte
+}
+
+type fakeSender struct{ frames []sent }
+
+func (s *fakeSender) Send(ifindex int, frame []byte) error {
+	s.frames = append(s.frames, sent{ifindex, frame})
+	return nil
+}
+
+type programmed struct {
+	ifindex int
+	ip      netip.Addr
+	mac     string
+}
+
+type fakeProgrammer struct{ got []programmed }
+
+func (p *fakeProgrammer) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
+	p.got = append(p.got, programmed{ifindex, ip, mac.String()})
+	return nil
+}
+
+type fixture struct {
+	e       *Engine
+	send    *fakeSender
+	prog    *fakeProgrammer
+	mirror  *neigh.Mirror
+	reports []Report
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	links := link.NewTable()
+	links.Replace([]link.Link{
+		{Index: idxBridge, Name: "br10", Kind: "bridge", MAC: sviMAC, Up: true, Addrs: []netip.Prefix{
+			netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64"), netip.MustParsePrefix("fe80::1/64")}},
+		{Index: idxPort, Name: "vm1", Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, MasterIndex: idxBridge, Up: true},
+		{Index: idxVXLAN, Name: "vx10", Kind: "vxlan", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 4}, MasterIndex: idxBridge, Up: true},
+	})
+	m := neigh.NewMirror(15 * time.Minute)
+	for _, ip := range []netip.Addr{ip10, ip11, ip99, ip6} {
+		m.Update(neigh.Entry{IfIndex: idxBridge, IP: ip, MAC: vmMAC, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned})
+	}
+	m.Update(neigh.Entry{IfIndex: idxBridge, IP: netip.MustParseAddr("192.0.2.20"), MAC: vm2MAC, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned})
+	f := &fixture{send: &fakeSender{}, prog: &fakeProgrammer{}, mirror: m}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.e = New(cfg, links, m, f.send, f.prog, log, func(r Report) { f.reports = append(f.reports, r) })
+	return f
+}
+
+func rarp(t *testing.T, mac net.HardwareAddr, ifindex int, at time.Time) capture.Packet {
+	t.Helper()
+	b, err := packet.BuildRARP(mac, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return capture.Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: ifindex, Time: at}
+}
+
+// replyTo answers a probe frame the way the VM's kernel does.
+func replyTo(t *testing.T, probe []byte, mac net.HardwareAddr, at time.Time) capture.Packet {
+	t.Helper()
+	target, _ := probeTarget(t, probe)
+	var b []byte
+	var err error
+	if target.Is4() {
+		// An ARP reply is an ARP request with the opcode and addresses swapped.
+		b = append([]byte(nil), probe...)
+		copy(b[0:6], sviMAC)
+		copy(b[6:12], mac)
+		b[21] = packet.OpARPReply
+		copy(b[22:28], mac)
+		copy(b[28:32], target.AsSlice())
+		copy(b[32:38], sviMAC)
+		copy(b[38:42], probe[28:32])
+	} else {
+		b, err = buildNA(mac, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return capture.Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: at}
+}
+
+// probeTarget decodes a probe the engine sent: its target and source address.
+func probeTarget(t *testing.T, frame []byte) (target, source netip.Addr) {
+	t.Helper()
+	var eth layers.Ethernet
+	if err := eth.DecodeFromBytes(frame, nil); err != nil {
+		t.Fatal(err)
+	}
+	switch eth.EthernetType {
+	case layers.EthernetTypeARP:
+		var a layers.ARP
+		if err := a.DecodeFromBytes(eth.Payload, nil); err != nil {
+			t.Fatal(err)
+		}
+		target, _ = netip.AddrFromSlice(a.DstProtAddress)
+		source, _ = netip.AddrFromSlice(a.SourceProtAddress)
+		return
+	case layers.EthernetTypeIPv6:
+		var ip layers.IPv6
+		if err := ip.DecodeFromBytes(eth.Payload, nil); err != nil {
+			t.Fatal(err)
+		}
+		target, _ = netip.AddrFromSlice(ip.DstIP)
+		source, _ = netip.AddrFromSlice(ip.SrcIP)
+		return
+	}
+	t.Fatalf("unexpected probe ethertype %v", eth.EthernetType)
+	return
+}
+
+func targets(t *testing.T, fs []sent) []string {
+	var out []string
+	for _, f := range fs {
+		target, source := probeTarget(t, f.frame)
+		out = append(out, target.String()+" from "+source.String())
+	}
+	return out
+}
+
+func TestMigrationVerifiedAndProgrammed(t *testing.T) {
+	f := newFixture(t, DefaultConfig)
+	d := f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	if d.Verdict != VerdictProbe {
+		t.Fatalf("verdict = %s (%s), want probe", d.Verdict, d.Reason)
+	}
+	wantProbes := []string{"192.0.2.10 from 192.0.2.1", "192.0.2.11 from 192.0.2.1", "192.0.2.99 from 192.0.2.1", "2001:db8:10::10 from 2001:db8:10::1"}
+	if diff := cmp.Diff(wantProbes, targets(t, f.send.frames)); diff != "" {
+		t.Fatalf("probes (-want +got):\n%s", diff)
+	}
+	for _, s := range f.send.frames {
+		if s.ifindex != idxPort {
+			t.Errorf("probe sent on ifindex %d, want the RARP's port %d", s.ifindex, idxPort)
+		}
+	}
+	// The VM owns all but 192.0.2.99 and answers within a millisecond.
+	for i, s := range f.send.frames {
+		if target, _ := probeTarget(t, s.frame); target == ip99 {
+			continue
+		}
+		if d := f.e.Handle(t0.Add(time.Millisecond), replyTo(t, s.frame, vmMAC, t0)); d.Verdict != VerdictVerified {
+			t.Errorf("reply %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
+		}
+	}
+	// The other RARPs of the QEMU announcement change nothing.
+	for _, ms := range []int{50, 200, 450, 800} {
+		at := t0.Add(time.Duration(ms) * time.Millisecond)
+		if d := f.e.Handle(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictDuplicate {
+			t.Errorf("RARP at %d ms: verdict %s, want duplicate", ms, d.Verdict)
+		}
+		f.e.Advance(at)
+	}
+	f.e.Advance(t0.Add(10 * time.Second))
+
+	want := []programmed{{idxBridge, ip10, vmMAC.String()}, {idxBridge, ip11, vmMAC.String()}, {idxBridge, ip6, vmMAC.String()}}
+	if diff := cmp.Diff(want, f.prog.got, cmp.AllowUnexported(programmed{}), cmpAddrs); diff != "" {
+		t.Errorf("programmed (-want +got):\n%s", diff)
+	}
+	// 4 probes, then 192.0.2.99 alone is retried Retries times.
+	if got, want := len(f.send.frames), 4+DefaultConfig.Retries; got != want {
+		t.Errorf("sent %d probes, want %d", got, want)
+	}
+	if len(f.reports) != 1 {
+		t.Fatalf("got %d reports, want 1", len(f.reports))
+	}
+	r := f.reports[0]
+	if diff := cmp.Diff([]netip.Addr{ip99}, r.Failed, cmpAddrs); diff != "" {
+		t.Errorf("failed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Addr{ip10, ip11, ip6}, r.Verified, cmpAddrs); diff != "" {
+		t.Errorf("verified (-want +got):\n%s", diff)
+	}
+	if r.Latency != time.Millisecond || r.Port != "vm1" || r.SVI != "br10" {
+		t.Errorf("report = %v, want latency 1ms port vm1 svi br10", r)
+	}
+	if got := f.e.Stats().Get("failed"); got != 1 {
+		t.Errorf("failed counter = %d, want 1", got)
+	}
+}
+
+func TestNeverProgramsUnverified(t *testing.T) {
+	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 2, Window: time.Second})
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	// Replies that must not verify anything: the wrong MAC for a probed
+	// address, and an address nobody probed.
+	var probe99 []byte
+	for _, s := range f.send.frames {
+		if target, _ := probeTarget(t, s.frame); target == ip99 {
+			probe99 = s.frame
+		}
+	}
+	for _, p := range []capture.Packet{replyTo(t, probe99, vm2MAC, t0), replyTo(t, mustProbe(t, "192.0.2.77"), vmMAC, t0)} {
+		if d := f.e.Handle(t0, p); d.Verdict != VerdictDrop || d.Reason != "unsolicited-reply" {
+			t.Errorf("verdict %s (%s), want drop unsolicited-reply", d.Verdict, d.Reason)
+		}
+	}
+	f.e.Advance(t0.Add(time.Hour))
+	if len(f.prog.got) != 0 {
+		t.Errorf("programmed %v without a reply", f.prog.got)
+	}
+	if got := f.e.Stats().Get("failed"); got != 4 {
+		t.Errorf("failed = %d, want 4", got)
+	}
+	// A reply after the binding was given up is unsolicited too.
+	if d := f.e.Handle(t0.Add(time.Hour), replyTo(t, probe99, vmMAC, t0)); d.Verdict != VerdictDrop {
+		t.Errorf("late reply verdict %s, want drop", d.Verdict)
+	}
+}
+
+func mustProbe(t *testing.T, target string) []byte {
+	b, err := packet.Build(packet.Probe{SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: netip.MustParseAddr("192.0.2.1"), Target: netip.MustParseAddr(target)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRetryBackoff(t *testing.T) {
+	f := newFixture(t, Config{ProbeTimeout: 100 * time.Millisecond, Retries: 3, Window: time.Second})
+	f.mirror.Delete(neigh.Entry{IfIndex: idxBridge, IP: ip10, MAC: vmMAC}) // remembered bindings are probed too
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	var times []time.Duration
+	for ms := 0; ms <= 3000; ms++ {
+		n := len(f.send.frames)
+		f.e.Advance(t0.Add(time.Duration(ms) * time.Millisecond))
+		if len(f.send.frames) > n {
+			times = append(times, time.Duration(ms)*time.Millisecond)
+		}
+	}
+	// Retries of the 4 unanswered probes at 100, 100+200, 100+200+400 ms.
+	want := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond}
+	if diff := cmp.Diff(want, times); diff != "" {
+		t.Errorf("retry times (-want +got):\n%s", diff)
+	}
+	if got := len(f.send.frames); got != 16 {
+		t.Errorf("sent %d frames, want 16 (4 addresses x 4 attempts)", got)
+	}
+}
+
+func TestDrops(t *testing.T) {
+	f := newFixture(t, DefaultConfig)
+	truncated := rarp(t, vmMAC, idxPort, t0)
+	truncated.Data = truncated.Data[:20]
+	opcode4 := rarp(t, vmMAC, idxPort, t0)
+	opcode4.Data = append([]byte(nil), opcode4.Data...)
+	opcode4.Data[21] = packet.OpRARPReply
+	tests := []struct {
+		name   string
+		p      capture.Packet
+		reason string
+	}{
+		{"unknown mac", rarp(t, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}, idxPort, t0), "unknown-mac"},
+		{"over the vxlan port", rarp(t, vmMAC, idxVXLAN, t0), "not-access-port"},
+		{"on the bridge", rarp(t, vmMAC, idxBridge, t0), "not-access-port"},
+		{"unknown interface", rarp(t, vmMAC, 42, t0), "unknown-port"},
+		{"truncated", truncated, "truncated"},
+		{"opcode 4", opcode4, "opcode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := f.e.Handle(t0, tt.p)
+			if d.Verdict != VerdictDrop || d.Reason != tt.reason {
+				t.Errorf("verdict %s (%s), want drop %s", d.Verdict, d.Reason, tt.reason)
+			}
+			if got := f.e.Stats().Get("drop/" + tt.reason); got == 0 {
+				t.Errorf("drop/%s not counted", tt.reason)
+			}
+		})
+	}
+	if len(f.send.frames) != 0 {
+		t.Errorf("dropped frames sent %d probes", len(f.send.frames))
+	}
+	// After all that, a real migration is still served.
+	if d := f.e.Handle(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
+		t.Errorf("second VM: verdict %s (%s), want probe", d.Verdict, d.Reason)
+	}
+}
+
+func TestNewCycleAfterWindow(t *testing.T) {
+	cfg := Config{ProbeTimeout: 10 * time.Millisecond, Retries: 0, Window: time.Second}
+	f := newFixture(t, cfg)
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Advance(t0.Add(20 * time.Millisecond)) // all fail, the cycle ends at +10ms
+	if d := f.e.Handle(t0.Add(500*time.Millisecond), rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictDuplicate {
+		t.Errorf("inside the window: %s, want duplicate", d.Verdict)
+	}
+	at := t0.Add(1100 * time.Millisecond)
+	if d := f.e.Handle(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictProbe {
+		t.Errorf("after the window: %s, want probe", d.Verdict)
+	}
+	if len(f.reports) != 1 {
+		t.Errorf("reports = %d, want 1 (second cycle still open)", len(f.reports))
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	cfg := DefaultConfig
+	cfg.DryRun = true
+	f := newFixture(t, cfg)
+	if d := f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictProbe {
+		t.Fatalf("verdict %s, want probe", d.Verdict)
+	}
+	f.e.Advance(t0.Add(time.Hour))
+	if len(f.send.frames) != 0 || len(f.prog.got) != 0 {
+		t.Errorf("dry run sent %d frames and programmed %d bindings", len(f.send.frames), len(f.prog.got))
+	}
+}
+
+func TestSourceAddressSelection(t *testing.T) {
+	svi := link.Link{Addrs: []netip.Prefix{netip.MustParsePrefix("fe80::1/64"), netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}}
+	noV6Global := link.Link{Addrs: []netip.Prefix{netip.MustParsePrefix("fe80::1/64")}}
+	tests := []struct {
+		svi    link.Link
+		target string
+		want   string
+	}{
+		{svi, "192.0.2.10", "192.0.2.1"},
+		{svi, "198.51.100.10", "0.0.0.0"},
+		{svi, "2001:db8:10::10", "2001:db8:10::1"},
+		{svi, "2001:db8:99::10", "fe80::1"},
+		{svi, "fe80::10", "fe80::1"},
+		{noV6Global, "2001:db8:10::10", "fe80::1"},
+		{link.Link{}, "2001:db8:10::10", "::"},
+	}
+	for _, tt := range tests {
+		if got := link.Source(tt.svi, netip.MustParseAddr(tt.target)); got.String() != tt.want {
+			t.Errorf("Source(%v, %s) = %s, want %s", tt.svi.Addrs, tt.target, got, tt.want)
+		}
+	}
+}
+
+func buildNA(mac net.HardwareAddr, target netip.Addr) ([]byte, error) {
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
+		SrcIP: target.AsSlice(), DstIP: netip.MustParseAddr("2001:db8:10::1").AsSlice()}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
+	if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
+		return nil, err
+	}
+	na := &layers.ICMPv6NeighborAdvertisement{Flags: 0x60, TargetAddress: target.AsSlice(),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: mac}}}
+	return serializeEth(mac, sviMAC, layers.EthernetTypeIPv6, ip6, icmp, na)
+}
