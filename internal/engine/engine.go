@@ -162,6 +162,10 @@ func New(cfg Config, ports Ports, res Resolver, send Sender, prog Programmer, lo
 	}
 }
 
+// UseCounters makes the engine count into c, shared with other parts of
+// the daemon.
+func (e *Engine) UseCounters(c *Counters) { e.stats = c }
+
 // Stats returns the engine's counters; safe to read from any goroutine.
 func (e *Engine) Stats() *Counters { return e.stats }
 
@@ -173,7 +177,7 @@ func (e *Engine) Handle(now time.Time, p capture.Packet) Decision {
 	switch d.Verdict {
 	case VerdictDrop:
 		e.stats.Add("drop/" + d.Reason)
-		e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", d.MAC, "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
+		e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
 	case VerdictDuplicate:
 		e.stats.Add("rarp-duplicate")
 	}
@@ -185,12 +189,8 @@ func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
 	if err != nil {
 		return Decision{Verdict: VerdictDrop, Reason: packet.Reason(err), Err: err}
 	}
-	ifindex := p.IfIndex
-	if f.IfIndex != 0 {
-		ifindex = f.IfIndex
-	}
 	d := Decision{Kind: f.Kind, MAC: f.MAC, IP: f.IP}
-	port, err := e.ports.Port(ifindex)
+	port, err := e.ports.Port(p.IfIndex)
 	if err != nil {
 		d.Verdict, d.Reason, d.Err = VerdictDrop, "not-access-port", err
 		var ie *link.IneligibleError
@@ -231,7 +231,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 			DstMAC: f.MAC, Target: b.IP, VLANs: f.VLANs,
 		})
 		if err != nil {
-			e.log.Error("build probe", "mac", f.MAC, "ip", b.IP, "err", err)
+			e.log.Error("build probe", "mac", f.MAC.String(), "ip", b.IP, "err", err)
 			continue
 		}
 		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
@@ -253,7 +253,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		}
 	}
 	d.Verdict = VerdictProbe
-	e.log.Debug("probing", "mac", f.MAC, "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
+	e.log.Debug("probing", "mac", f.MAC.String(), "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
 	return d
 }
 
@@ -269,7 +269,7 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	}
 	if err := e.send.Send(c.port.Link.Index, pr.frame); err != nil {
 		e.stats.Add("probe-send-error")
-		e.log.Error("send probe", "mac", c.mac, "ip", pr.ip, "port", c.port.Link.Name, "err", err)
+		e.log.Error("send probe", "mac", c.mac.String(), "ip", pr.ip, "port", c.port.Link.Name, "err", err)
 		return err
 	}
 	e.stats.Add("probe-sent")
@@ -299,7 +299,7 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	if !e.cfg.DryRun {
 		if err := e.prog.Program(port.SVI.Index, f.IP, c.mac); err != nil {
 			e.stats.Add("program-error")
-			e.log.Error("program neighbor", "mac", c.mac, "ip", f.IP, "svi", port.SVI.Name, "err", err)
+			e.log.Error("program neighbor", "mac", c.mac.String(), "ip", f.IP, "svi", port.SVI.Name, "err", err)
 			d.Err = err
 		} else {
 			e.stats.Add("programmed")
@@ -397,4 +397,11 @@ func (h *timerHeap) Pop() any {
 	t := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return t
+}
+
+func macString(m net.HardwareAddr) string {
+	if m == nil {
+		return ""
+	}
+	return m.String()
 }

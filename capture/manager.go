@@ -1,0 +1,276 @@
+package capture
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/internal/link"
+)
+
+// replyFilter matches what verification needs besides the RARP itself: ARP
+// replies and Neighbor Advertisements.
+const replyFilter = "(rarp or (arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136))"
+
+// PortFilter is the BPF filter of a port handle: RARP, ARP replies and
+// Neighbor Advertisements, untagged, 802.1Q-tagged or QinQ. In libpcap every
+// "vlan" shifts the offsets of what follows it, hence the nesting.
+const PortFilter = replyFilter + " or (vlan and (" + replyFilter + " or (vlan and " + replyFilter + ")))"
+
+// AnyFilter is the BPF filter of the "any" handle, which only catches RARPs
+// on ports whose own handle is not open yet. libpcap has no "vlan" for
+// cooked (SLL2) captures; the kernel hands tagged frames to the any device
+// with the tag already removed when the NIC or bridge strips it.
+const AnyFilter = "rarp"
+
+// ErrTimeout is what a Handle's ReadPacketData returns when its read timeout
+// expired with no frame.
+var ErrTimeout = errors.New("capture: read timeout")
+
+// Opener opens capture handles. Both kinds capture inbound frames only.
+type Opener interface {
+	// Open opens a handle on one interface, filtered with PortFilter, able
+	// to send.
+	Open(ifname string) (Handle, error)
+	// OpenAny opens a handle on all interfaces with Linux cooked (SLL2)
+	// headers, which record the interface index, filtered with AnyFilter.
+	OpenAny() (Handle, error)
+}
+
+// Manager keeps one handle per selected access port, opening and closing
+// them as the link table changes, and feeds what they capture to out.
+type Manager struct {
+	opener   Opener
+	links    *link.Table
+	selected func(link.Link) bool
+	out      chan<- Packet
+	log      *slog.Logger
+	count    func(name string)
+
+	mu    sync.Mutex
+	ports map[int]*port
+	ctx   context.Context
+	wg    sync.WaitGroup
+}
+
+type port struct {
+	name  string
+	h     Handle
+	since time.Time // when the handle started capturing
+}
+
+// NewManager returns a manager that captures on the access ports in links
+// for which selected returns true. count is called with "drop/<reason>" for
+// every frame it has to discard (a full queue) and "rarp-via-any" for every
+// frame only the any-device handle caught.
+func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, out chan<- Packet, log *slog.Logger, count func(string)) *Manager {
+	return &Manager{opener: opener, links: links, selected: selected, out: out, log: log, count: count, ports: make(map[int]*port)}
+}
+
+// Run captures until ctx ends, then closes every handle and returns once
+// every reader goroutine has exited. It calls ready, when not nil, once the
+// handles of the ports present at start are open.
+func (m *Manager) Run(ctx context.Context, ready func()) error {
+	m.mu.Lock()
+	m.ctx = ctx
+	m.mu.Unlock()
+	if h, err := m.opener.OpenAny(); err != nil {
+		m.log.Warn("no capture on the any device: a RARP in the first milliseconds of a new port can be missed", "err", err)
+	} else {
+		m.wg.Go(func() { m.readAny(ctx, h) })
+		context.AfterFunc(ctx, h.Close)
+	}
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		m.reconcile()
+		if ready != nil {
+			ready()
+			ready = nil
+		}
+		select {
+		case <-ctx.Done():
+			m.mu.Lock()
+			for idx, p := range m.ports {
+				p.h.Close()
+				delete(m.ports, idx)
+			}
+			m.mu.Unlock()
+			m.wg.Wait()
+			return nil
+		case <-m.links.Changed():
+		case <-retry.C:
+		}
+	}
+}
+
+// Ports returns the names of the ports being captured, by ifindex.
+func (m *Manager) Ports() map[int]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[int]string, len(m.ports))
+	for idx, p := range m.ports {
+		out[idx] = p.name
+	}
+	return out
+}
+
+func (m *Manager) wanted(l link.Link) bool {
+	if !m.selected(l) {
+		return false
+	}
+	_, err := m.links.Port(l.Index)
+	return err == nil
+}
+
+// reconcile opens handles for wanted ports that have none and closes those
+// of ports that vanished or stopped being access ports.
+func (m *Manager) reconcile() {
+	want := make(map[int]link.Link)
+	for _, l := range m.links.All() {
+		if m.wanted(l) {
+			want[l.Index] = l
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for idx, p := range m.ports {
+		if l, ok := want[idx]; !ok || l.Name != p.name {
+			m.closeLocked(idx, "no longer an access port")
+		}
+	}
+	for idx, l := range want {
+		if _, ok := m.ports[idx]; !ok {
+			m.openLocked(l)
+		}
+	}
+}
+
+func (m *Manager) openLocked(l link.Link) (*port, error) {
+	if m.ctx == nil || m.ctx.Err() != nil {
+		return nil, errors.New("capture: manager not running")
+	}
+	h, err := m.opener.Open(l.Name)
+	if err != nil {
+		m.log.Warn("open capture", "ifname", l.Name, "err", err)
+		return nil, err
+	}
+	p := &port{name: l.Name, h: h, since: time.Now()}
+	m.ports[l.Index] = p
+	m.log.Info("port added", "ifname", l.Name, "ifindex", l.Index)
+	ctx := m.ctx
+	m.wg.Go(func() { m.readPort(ctx, l.Index, p) })
+	return p, nil
+}
+
+func (m *Manager) closeLocked(idx int, why string) {
+	p := m.ports[idx]
+	delete(m.ports, idx)
+	p.h.Close()
+	m.log.Info("port removed", "ifname", p.name, "ifindex", idx, "reason", why)
+}
+
+// Send writes frame out of the port ifindex through its capture handle,
+// opening the handle first if the port is new.
+func (m *Manager) Send(ifindex int, frame []byte) error {
+	m.mu.Lock()
+	p, ok := m.ports[ifindex]
+	if !ok {
+		l, known := m.links.Get(ifindex)
+		if !known || !m.wanted(l) {
+			m.mu.Unlock()
+			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
+		}
+		var err error
+		if p, err = m.openLocked(l); err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("send on %s: %w", l.Name, err)
+		}
+	}
+	m.mu.Unlock()
+	if err := p.h.WritePacketData(frame); err != nil {
+		return fmt.Errorf("send on %s: %w", p.name, err)
+	}
+	return nil
+}
+
+func (m *Manager) emit(ctx context.Context, p Packet) {
+	select {
+	case m.out <- p:
+	case <-ctx.Done():
+	default:
+		m.count("drop/queue-full")
+	}
+}
+
+func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
+	lt := p.h.LinkType()
+	for {
+		data, ci, err := p.h.ReadPacketData()
+		switch {
+		case err == nil:
+			m.emit(ctx, Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
+		case errors.Is(err, ErrTimeout):
+			if ctx.Err() != nil {
+				return
+			}
+		default:
+			// The handle was closed, or the interface vanished or broke.
+			m.mu.Lock()
+			if m.ports[ifindex] == p {
+				m.closeLocked(ifindex, err.Error())
+			}
+			m.mu.Unlock()
+			return
+		}
+	}
+}
+
+// readAny forwards RARPs seen on the any device for ports that had no
+// handle of their own when the frame arrived: a port that appeared a few
+// milliseconds ago. Frames the port's own handle also saw are skipped; a
+// frame seen by both is harmless anyway, as repeated RARPs of one migration
+// make one probe cycle.
+func (m *Manager) readAny(ctx context.Context, h Handle) {
+	if h.LinkType() != layers.LinkTypeLinuxSLL2 {
+		m.log.Warn("any device does not record interface indexes; not using it", "linktype", h.LinkType())
+		return
+	}
+	for {
+		data, ci, err := h.ReadPacketData()
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrTimeout):
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		default:
+			if ctx.Err() == nil {
+				m.log.Error("capture on any device stopped", "err", err)
+			}
+			return
+		}
+		if len(data) < 8 {
+			m.count("drop/truncated")
+			continue
+		}
+		ifindex := int(binary.BigEndian.Uint32(data[4:8]))
+		m.mu.Lock()
+		p := m.ports[ifindex]
+		m.mu.Unlock()
+		if p != nil && !ci.Timestamp.Before(p.since) {
+			continue
+		}
+		if l, known := m.links.Get(ifindex); known && !m.wanted(l) {
+			continue // the bridge's copy of the port's RARP, a VXLAN port, ...
+		}
+		m.count("rarp-via-any")
+		m.emit(ctx, Packet{Data: data, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: ifindex, Time: ci.Timestamp})
+	}
+}

@@ -1,0 +1,109 @@
+// Package pcapio opens libpcap capture handles for the daemon and for
+// send-rarp. It is the only package that needs cgo.
+package pcapio
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcap"
+	"github.com/rarp-replay/rarp-replay/capture"
+)
+
+// Options tune a live handle.
+type Options struct {
+	SnapLen    int           // bytes kept of each frame
+	Timeout    time.Duration // read timeout, so a reader can notice shutdown
+	BufferSize int           // kernel ring size in bytes
+}
+
+// DefaultOptions keep whole ARP and NDP frames and return from reads every
+// 100 ms. Immediate mode is always on: without it libpcap may hold a frame
+// for the whole timeout.
+var DefaultOptions = Options{SnapLen: 256, Timeout: 100 * time.Millisecond, BufferSize: 1 << 20}
+
+// Handle is a live libpcap handle.
+type Handle struct {
+	*pcap.Handle
+}
+
+// ReadPacketData returns the next frame, or capture.ErrTimeout when the read
+// timeout expired first.
+func (h Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	data, ci, err := h.Handle.ReadPacketData()
+	if errors.Is(err, pcap.NextErrorTimeoutExpired) {
+		return nil, ci, capture.ErrTimeout
+	}
+	return data, ci, err
+}
+
+// Open opens ifname for inbound capture with the BPF filter (none when
+// empty). Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
+func Open(ifname, filter string, o Options) (Handle, error) {
+	in, err := pcap.NewInactiveHandle(ifname)
+	if err != nil {
+		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+	}
+	defer in.CleanUp()
+	for _, set := range []func() error{
+		func() error { return in.SetSnapLen(o.SnapLen) },
+		func() error { return in.SetTimeout(o.Timeout) },
+		func() error { return in.SetImmediateMode(true) },
+		func() error { return in.SetBufferSize(o.BufferSize) },
+	} {
+		if err := set(); err != nil {
+			return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+		}
+	}
+	h, err := in.Activate()
+	if err != nil {
+		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+	}
+	if ifname == "any" {
+		// SLL2 headers carry the interface index the frame entered.
+		if err := h.SetLinkType(layers.LinkTypeLinuxSLL2); err != nil {
+			h.Close()
+			return Handle{}, fmt.Errorf("capture any: SLL2: %w", err)
+		}
+	}
+	if err := h.SetDirection(pcap.DirectionIn); err != nil {
+		h.Close()
+		return Handle{}, fmt.Errorf("capture %s: inbound only: %w", ifname, err)
+	}
+	if filter != "" {
+		if err := h.SetBPFFilter(filter); err != nil {
+			h.Close()
+			return Handle{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
+		}
+	}
+	return Handle{h}, nil
+}
+
+// Opener opens the daemon's handles.
+type Opener struct{ Options Options }
+
+// Open opens a port handle.
+func (o Opener) Open(ifname string) (capture.Handle, error) {
+	return Open(ifname, capture.PortFilter, o.Options)
+}
+
+// OpenAny opens the any-device handle.
+func (o Opener) OpenAny() (capture.Handle, error) {
+	return Open("any", capture.AnyFilter, o.Options)
+}
+
+// OpenSender opens ifname for sending only (a filter that matches nothing).
+func OpenSender(ifname string) (Handle, error) {
+	h, err := Open(ifname, "", DefaultOptions)
+	if err != nil {
+		return h, err
+	}
+	if err := h.SetBPFFilter("less 1"); err != nil {
+		h.Close()
+		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+	}
+	return h, nil
+}

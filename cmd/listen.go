@@ -1,0 +1,137 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/capture/pcapio"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/neigh"
+	"github.com/spf13/cobra"
+)
+
+type listenOptions struct {
+	ifaces    string
+	retention time.Duration
+	queue     int
+	cfg       engine.Config
+}
+
+func newListen(lo *logOptions) *cobra.Command {
+	o := &listenOptions{cfg: engine.DefaultConfig}
+	c := &cobra.Command{
+		Use:   "listen",
+		Short: "Run the daemon: answer RARP announcements on access ports",
+		Long: `listen captures RARP frames on the leaf's access ports (bridge members that
+are not VXLAN devices, and stand-alone L3 interfaces). For each announced MAC
+it looks up every address bound to it on the port's SVI in a mirror of the
+kernel's neighbor table (kept by netlink, remembering bindings EVPN withdrew
+for --retention), probes each address with a unicast ARP request or Neighbor
+Solicitation, and programs each address the VM answers for as a local,
+reachable neighbor on the SVI.
+
+Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			log, err := lo.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			return runListen(c.Context(), o, log)
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&o.ifaces, "interface", "i", "any", `access ports to serve: "any" (every eligible port, tracked live) or a comma-separated list`)
+	f.DurationVar(&o.retention, "retention", 15*time.Minute, "how long to remember a binding after the kernel deleted it")
+	f.DurationVar(&o.cfg.ProbeTimeout, "probe-timeout", o.cfg.ProbeTimeout, "how long the first probe waits for a reply (doubles per retry)")
+	f.IntVar(&o.cfg.Retries, "probe-retries", o.cfg.Retries, "retries of an unanswered probe before the binding is given up")
+	f.DurationVar(&o.cfg.Window, "cycle-window", o.cfg.Window, "how long after a probe cycle ends further RARPs for the same MAC belong to it")
+	f.BoolVar(&o.cfg.DryRun, "dry-run", false, "decide and log, but send and program nothing")
+	f.IntVar(&o.queue, "queue", 4096, "frames buffered between capture and the decision loop")
+	return c
+}
+
+// selection returns the port filter for -i, checking that every named
+// interface exists and is an access port.
+func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
+	if ifaces == "any" || ifaces == "" {
+		return func(link.Link) bool { return true }, nil
+	}
+	names := make(map[string]bool)
+	var errs []error
+	for _, n := range strings.Split(ifaces, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		names[n] = true
+		l, ok := links.ByName(n)
+		if !ok {
+			errs = append(errs, fmt.Errorf("interface %q does not exist", n))
+			continue
+		}
+		if _, err := links.Port(l.Index); err != nil {
+			errs = append(errs, fmt.Errorf("interface %q cannot be served: %w", n, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return func(l link.Link) bool { return names[l.Name] }, nil
+}
+
+func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
+	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.queue <= 0 {
+		return errors.New("--probe-timeout and --queue must be positive, --probe-retries and --retention not negative")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	links := link.NewTable()
+	mirror := neigh.NewMirror(o.retention)
+	linksReady, neighReady := make(chan struct{}), make(chan struct{})
+	wg.Go(func() { link.Watch(ctx, links, log, func() { close(linksReady) }) })
+	wg.Go(func() { neigh.Watch(ctx, mirror, log, func() { close(neighReady) }) })
+	for _, ready := range []chan struct{}{linksReady, neighReady} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	selected, err := selection(o.ifaces, links)
+	if err != nil {
+		return err
+	}
+
+	packets := make(chan capture.Packet, o.queue)
+	stats := engine.NewCounters()
+	mgr := capture.NewManager(pcapio.Opener{Options: pcapio.DefaultOptions}, links, selected, packets, log,
+		stats.Add)
+	eng := engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
+		log.Info("migration handled", "mac", r.MAC.String(), "port", r.Port, "svi", r.SVI,
+			"verified", r.Verified, "failed", r.Failed, "programmed", r.Programmed,
+			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
+	})
+	eng.UseCounters(stats)
+	wg.Go(func() {
+		mgr.Run(ctx, func() {
+			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
+		})
+	})
+	eng.Run(ctx, packets)
+	cancel()
+	wg.Wait()
+	log.Info("stopped", "counters", stats.Snapshot())
+	return nil
+}

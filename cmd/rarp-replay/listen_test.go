@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/rarp-replay/rarp-replay/capture/pcapio"
+	"github.com/rarp-replay/rarp-replay/internal/nstest"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
+)
+
+const (
+	sviMAC = "02:00:5e:10:00:01"
+	vm1MAC = "02:00:5e:10:00:0a"
+	vm2MAC = "02:00:5e:10:00:14"
+)
+
+// TestListen is the issue's scenario, end to end, in namespaces it creates:
+// a switch with a bridge SVI holding a VM's bindings as NOARP extern_learn
+// (as FRR installs remote EVPN bindings), plus one binding to the VM's MAC
+// for an address the VM does not own; `listen -i any`; a RARP from the VM.
+func TestListen(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm1 := nstest.Namespace(t, "vm1")
+	vm2 := nstest.Namespace(t, "vm2")
+	park := nstest.Namespace(t, "park") // where vm2's port waits before it appears on the switch
+
+	nstest.Sh(t, `
+sw=`+sw+` vm1=`+vm1+` vm2=`+vm2+` park=`+park+`
+ip -n $sw link add br0 address `+sviMAC+` type bridge
+ip netns exec $sw sysctl -qw net.ipv6.conf.br0.accept_dad=0
+ip -n $sw link set br0 up
+ip -n $sw addr add 192.0.2.1/24 dev br0
+ip -n $sw addr add 2001:db8:10::1/64 dev br0 nodad
+# A VXLAN port on the bridge: never an access port.
+ip -n $sw link add vx0 type vxlan id 10 local 198.18.0.1 dstport 4789 nolearning
+ip -n $sw link set vx0 master br0 up
+vm() { # vm NS MAC ADDR...
+  ns=$1 mac=$2; shift 2
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  ip -n $ns link set eth0 address $mac
+  for a in "$@"; do ip -n $ns addr add $a dev eth0 nodad; done
+  ip -n $ns link set eth0 up
+}
+ip -n $sw link add vm1 type veth peer name eth0 netns $vm1
+ip -n $sw link set vm1 master br0 up
+vm $vm1 `+vm1MAC+` 192.0.2.10/24 192.0.2.11/24 2001:db8:10::10/64
+ip -n $park link add vm2 type veth peer name eth0 netns $vm2
+vm $vm2 `+vm2MAC+` 192.0.2.20/24
+for a in 192.0.2.10 192.0.2.11 192.0.2.99 2001:db8:10::10; do
+  ip -n $sw neigh replace $a lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+done
+ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_learn
+`)
+
+	monitor := nstest.Start(t, "ip", "-n", sw, "monitor", "neigh")
+	vmCapture := t.TempDir() + "/vm1.pcap"
+	dump := nstest.Start(t, "ip", "netns", "exec", vm1, "tcpdump", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
+	dump.WaitFor(t, "listening on", 10*time.Second)
+
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any",
+		"--log-format", "json", "--log-level", "debug", "--probe-timeout", "100ms", "--probe-retries", "2")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+
+	// Malformed frames and a RARP for a MAC the switch does not know.
+	rarp := func(mac string) []byte {
+		m, _ := net.ParseMAC(mac)
+		b, _ := packet.BuildRARP(m, nil)
+		return b
+	}
+	edit := func(b []byte, i int, v byte) []byte { b = slices.Clone(b); b[i] = v; return b }
+	good := rarp(vm1MAC)
+	sendFrames(t, vm1, false,
+		good[:30],                 // truncated
+		edit(good, 21, 4),         // opcode 4 (RARP reply)
+		edit(good, 18, 8),         // hlen 8
+		edit(good, 37, 0x77),      // target MAC differs from sender
+		rarp("02:00:5e:10:00:77"), // unknown MAC
+	)
+
+	// The migration: QEMU's five RARPs.
+	nstest.Run(t, "ip", "netns", "exec", vm1, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10", "192.0.2.11", "2001:db8:10::10")
+
+	// A second VM whose port appears on the switch after start, with its
+	// RARP 10 ms after the port came up.
+	helper := sendFrames(t, vm2, true, rarp(vm2MAC))
+	nstest.Run(t, "ip", "-n", park, "link", "set", "vm2", "netns", sw)
+	nstest.Run(t, "ip", "-n", sw, "link", "set", "vm2", "master", "br0", "up")
+	time.Sleep(10 * time.Millisecond)
+	helper.go_(t)
+	waitLocal(t, sw, vm2MAC, "192.0.2.20")
+
+	// Let 192.0.2.99's probes run out (100 + 200 + 400 ms), then stop.
+	listen.WaitFor(t, `"192.0.2.99"`, 5*time.Second)
+	migrations := waitMigrations(t, listen, 2)
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+	dump.Stop(t, syscall.SIGINT, 5*time.Second)
+	monitor.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	t.Run("one log line per migration", func(t *testing.T) {
+		m := migrations[vm1MAC]
+		if m == nil {
+			t.Fatalf("no migration line for %s", vm1MAC)
+		}
+		if got, want := strings.Join(m.Verified, ","), "192.0.2.10,192.0.2.11,2001:db8:10::10"; got != want {
+			t.Errorf("verified = %s, want %s", got, want)
+		}
+		if got := strings.Join(m.Failed, ","); got != "192.0.2.99" {
+			t.Errorf("failed = %s, want 192.0.2.99", got)
+		}
+		if m.Port != "vm1" || m.SVI != "br0" || m.LatencyMS <= 0 {
+			t.Errorf("port %q svi %q latency %v ms, want vm1 br0 > 0", m.Port, m.SVI, m.LatencyMS)
+		}
+		if migrations[vm2MAC] == nil {
+			t.Errorf("no migration line for the second VM")
+		}
+	})
+
+	t.Run("VM received a probe for each address", func(t *testing.T) {
+		got := probesIn(t, vmCapture)
+		for _, ip := range []string{"192.0.2.10", "192.0.2.11", "192.0.2.99", "2001:db8:10::10"} {
+			if !got[ip] {
+				t.Errorf("VM saw no probe for %s (saw %v)", ip, got)
+			}
+		}
+	})
+
+	t.Run("not-owned binding never programmed", func(t *testing.T) {
+		for _, l := range monitor.Lines() {
+			if strings.HasPrefix(l, "192.0.2.99 ") && !strings.Contains(l, "extern_learn") {
+				t.Errorf("neighbor event for the unverified binding: %q", l)
+			}
+		}
+		out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "192.0.2.99")
+		if !strings.Contains(out, "extern_learn") {
+			t.Errorf("192.0.2.99 is now %q, want it left extern_learn", out)
+		}
+		// The monitor did see the verified ones change: it was working.
+		if !slices.ContainsFunc(monitor.Lines(), func(l string) bool {
+			return strings.HasPrefix(l, "192.0.2.10 ") && strings.Contains(l, "REACHABLE")
+		}) {
+			t.Errorf("ip monitor saw no event for 192.0.2.10; events:\n%s", strings.Join(monitor.Lines(), "\n"))
+		}
+	})
+
+	t.Run("drops counted by reason", func(t *testing.T) {
+		counters := stoppedCounters(t, listen)
+		for _, reason := range []string{"truncated", "opcode", "bad-header", "mac-mismatch", "unknown-mac"} {
+			if counters["drop/"+reason] == 0 {
+				t.Errorf("drop/%s not counted; counters %v", reason, counters)
+			}
+		}
+		if got := counters["cycle"]; got != 2 {
+			t.Errorf("%d probe cycles, want 2 (one per migration, not one per RARP)", got)
+		}
+	})
+}
+
+// helperProc is a frame sender running inside a namespace.
+type helperProc struct {
+	cmd   *exec.Cmd
+	stdin *os.File
+}
+
+func (h *helperProc) go_(t *testing.T) {
+	t.Helper()
+	if _, err := h.stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.stdin.Close()
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("frame sender: %v", err)
+	}
+}
+
+// sendFrames sends raw frames out of eth0 in namespace ns, by running this
+// test binary there as TestHelperSendFrames. With wait, it returns once the
+// sender is ready, and the frames go when go_ is called.
+func sendFrames(t *testing.T, ns string, wait bool, frames ...[]byte) *helperProc {
+	t.Helper()
+	hexes := make([]string, len(frames))
+	for i, f := range frames {
+		hexes[i] = hex.EncodeToString(f)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperSendFrames$")
+	cmd.Env = append(os.Environ(), "RR_HELPER_IFACE=eth0", "RR_HELPER_FRAMES="+strings.Join(hexes, ","))
+	cmd.Stderr = os.Stderr
+	if !wait {
+		if out, err := cmd.Output(); err != nil {
+			t.Fatalf("frame sender: %v\n%s", err, out)
+		}
+		return nil
+	}
+	cmd.Env = append(cmd.Env, "RR_HELPER_WAIT=1")
+	r, w, _ := os.Pipe()
+	cmd.Stdin = r
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if !strings.HasPrefix(line, "ready") {
+		t.Fatalf("frame sender did not get ready: %q", line)
+	}
+	return &helperProc{cmd: cmd, stdin: w}
+}
+
+// TestHelperSendFrames is not a test: sendFrames runs it in a namespace.
+func TestHelperSendFrames(t *testing.T) {
+	iface := os.Getenv("RR_HELPER_IFACE")
+	if iface == "" {
+		t.Skip("helper process for TestListen")
+	}
+	h, err := pcapio.OpenSender(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var frames [][]byte
+	for _, s := range strings.Split(os.Getenv("RR_HELPER_FRAMES"), ",") {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, b)
+	}
+	if os.Getenv("RR_HELPER_WAIT") != "" {
+		os.Stdout.WriteString("ready\n")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	for _, f := range frames {
+		if err := h.WritePacketData(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type neighJSON struct {
+	Dst         string           `json:"dst"`
+	LLAddr      string           `json:"lladdr"`
+	State       []string         `json:"state"`
+	ExternLearn *json.RawMessage `json:"extern_learn"`
+}
+
+// waitLocal waits until every ip is a local (not extern_learn), reachable
+// neighbor with lladdr mac on br0 in ns.
+func waitLocal(t *testing.T, ns, mac string, ips ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		out := nstest.Run(t, "ip", "-n", ns, "-j", "neigh", "show", "dev", "br0")
+		var ns []neighJSON
+		if err := json.Unmarshal([]byte(out), &ns); err != nil {
+			t.Fatalf("ip -j neigh: %v: %s", err, out)
+		}
+		missing := 0
+		for _, ip := range ips {
+			i := slices.IndexFunc(ns, func(n neighJSON) bool {
+				return n.Dst == ip && n.LLAddr == mac && n.ExternLearn == nil &&
+					!slices.Contains(n.State, "NOARP") && !slices.Contains(n.State, "FAILED")
+			})
+			if i < 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		last = out
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%v not local neighbors of %s within 5s; table: %s", ips, mac, last)
+}
+
+type migration struct {
+	MAC       string   `json:"mac"`
+	Port      string   `json:"port"`
+	SVI       string   `json:"svi"`
+	Verified  []string `json:"verified"`
+	Failed    []string `json:"failed"`
+	LatencyMS float64  `json:"rarp_to_programmed_ms"`
+}
+
+func waitMigrations(t *testing.T, p *nstest.Proc, n int) map[string]*migration {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := map[string]*migration{}
+		for _, l := range p.Lines() {
+			if strings.Contains(l, `"msg":"migration handled"`) {
+				var m migration
+				if err := json.Unmarshal([]byte(l), &m); err != nil {
+					t.Fatalf("log line %q: %v", l, err)
+				}
+				out[m.MAC] = &m
+			}
+		}
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func stoppedCounters(t *testing.T, p *nstest.Proc) map[string]uint64 {
+	t.Helper()
+	for _, l := range p.Lines() {
+		if strings.Contains(l, `"msg":"stopped"`) {
+			var v struct {
+				Counters map[string]uint64 `json:"counters"`
+			}
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			return v.Counters
+		}
+	}
+	t.Fatalf("no stopped line in the daemon's log:\n%s", strings.Join(p.Lines(), "\n"))
+	return nil
+}
+
+// probesIn returns the addresses probed by the ARP requests and Neighbor
+// Solicitations in a capture.
+func probesIn(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		var eth layers.Ethernet
+		if eth.DecodeFromBytes(data, nil) != nil || eth.SrcMAC.String() != sviMAC {
+			continue
+		}
+		switch eth.EthernetType {
+		case layers.EthernetTypeARP:
+			var a layers.ARP
+			if a.DecodeFromBytes(eth.Payload, nil) == nil && a.Operation == 1 {
+				ip, _ := netip.AddrFromSlice(a.DstProtAddress)
+				got[ip.String()] = true
+			}
+		case layers.EthernetTypeIPv6:
+			var ip6 layers.IPv6
+			var icmp layers.ICMPv6
+			var ns layers.ICMPv6NeighborSolicitation
+			if ip6.DecodeFromBytes(eth.Payload, nil) == nil && ip6.HopLimit == 255 &&
+				icmp.DecodeFromBytes(ip6.Payload, nil) == nil &&
+				icmp.TypeCode.Type() == layers.ICMPv6TypeNeighborSolicitation &&
+				ns.DecodeFromBytes(icmp.Payload, nil) == nil {
+				ip, _ := netip.AddrFromSlice(ns.TargetAddress)
+				got[ip.String()] = true
+			}
+		}
+	}
+	return got
+}

@@ -1,0 +1,120 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/replay"
+	"github.com/spf13/cobra"
+)
+
+type replayOptions struct {
+	neigh  string
+	svi    string
+	sviMAC string
+	addrs  []string
+}
+
+func newReplay(lo *logOptions) *cobra.Command {
+	o := &replayOptions{}
+	c := &cobra.Command{
+		Use:   "replay FILE.pcap",
+		Short: "Show what the daemon would do with a capture (offline, no root)",
+		Long: `replay reads a pcap or pcapng capture (tcpdump -w) and runs every frame
+through the daemon's decision path against a neighbor snapshot taken with
+'ip -j neigh show > neigh.json' on the switch. It prints one line per frame:
+frame number, time, verdict, MAC, and the addresses probed or verified, or
+the reason the frame was dropped; then one line per migration. ARP replies
+and Neighbor Advertisements in the capture verify probes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			log, err := lo.logger(c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			opts := replay.Options{SVI: o.svi, Config: engine.DefaultConfig}
+			if opts.SVIMAC, err = net.ParseMAC(o.sviMAC); err != nil {
+				return fmt.Errorf("--svi-mac: %w", err)
+			}
+			for _, a := range o.addrs {
+				p, err := netip.ParsePrefix(a)
+				if err != nil {
+					return fmt.Errorf("--svi-addr: %w", err)
+				}
+				opts.SVIAddrs = append(opts.SVIAddrs, p)
+			}
+			var neighbors []replay.Neighbor
+			if o.neigh != "" {
+				f, err := os.Open(o.neigh)
+				if err != nil {
+					return err
+				}
+				neighbors, err = replay.LoadNeighbors(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", o.neigh, err)
+				}
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			res, err := replay.Run(f, neighbors, opts, log)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			print(c.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.neigh, "neigh", "", "neighbor snapshot: the output of 'ip -j neigh show'")
+	f.StringVar(&o.svi, "svi", "", "the snapshot's device that serves the captured port (default: its only device)")
+	f.StringVar(&o.sviMAC, "svi-mac", "02:00:00:00:00:01", "the SVI's MAC, source of the probes")
+	f.StringSliceVar(&o.addrs, "svi-addr", nil, "an SVI address with prefix length, source of the probes (repeatable)")
+	return c
+}
+
+func print(w io.Writer, res replay.Result) {
+	var t0 = res.Lines
+	for _, l := range res.Lines {
+		d := l.Decision
+		rel := l.Time.Sub(t0[0].Time).Seconds()
+		line := fmt.Sprintf("#%d +%.3fs %s", l.N, rel, d.Verdict)
+		if d.Kind != 0 {
+			line += " " + d.Kind.String()
+		}
+		if d.MAC != nil {
+			line += " mac=" + d.MAC.String()
+		}
+		if d.Port != "" {
+			line += " port=" + d.Port
+		}
+		switch {
+		case d.Reason != "":
+			line += " reason=" + d.Reason
+		case len(d.Probes) > 0:
+			line += " probes=" + join(d.Probes)
+		case d.IP.IsValid():
+			line += " ip=" + d.IP.String()
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, r := range res.Reports {
+		fmt.Fprintln(w, "migration:", r)
+	}
+}
+
+func join(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,630 @@
+#!/usr/bin/env bash
+# Two-leaf FRR EVPN-VXLAN lab in network namespaces.
+#
+# Source this file (". scripts/lab/lab.sh") and call:
+#   lab_up                  build leaves, FRR, VM and client; wait for EVPN
+#   lab_start_daemons       run "$RARP_REPLAY listen -i any" in both leaves
+#   lab_migrate ORDER       ORDER = rarp-first | port-first
+#   lab_stop_daemons        stop the rarp-replay listeners started above
+#   lab_down                kill what we started (by PID), delete namespaces
+# Run it directly for a quick interactive lab: scripts/lab/lab.sh shell
+#
+# Needs root, iproute2, FRR (Debian "frr": /usr/lib/frr/{zebra,bgpd}, vtysh),
+# jq and ping (iputils-ping). Nothing in the root namespace is changed: every
+# link, address, route and sysctl lives in namespaces created here.
+#
+# Topology (one ordinary bridge per VNI; the bridge is also the SVI):
+#
+#   client --[br20/VNI 20]-- leaf1 ==veth underlay== leaf2 --[br10]-- vm (dst)
+#   vm (src) --[br10/VNI 10]-'
+#
+# Addresses: only 192.0.2.0/24, 198.51.100.0/24, 198.18.0.0/15 and
+# 2001:db8::/32; MACs are locally administered.
+
+# ---------------------------------------------------------------- settings
+: "${LAB_FRR_BIN:=/usr/lib/frr}"
+: "${LAB_ASN:=65000}"
+: "${LAB_VNI_VM:=10}"                 # VM's VNI (bridge br10)
+: "${LAB_VNI_CL:=20}"                 # client's VNI (bridge br20)
+: "${LAB_VM_MAC:=02:52:52:00:00:0a}"
+: "${LAB_VM_IP4:=192.0.2.10}"
+: "${LAB_VM_IP4B:=192.0.2.11}"
+: "${LAB_VM_IP6:=2001:db8:10::10}"
+: "${LAB_GW4:=192.0.2.1}"
+: "${LAB_GW6:=2001:db8:10::1}"
+: "${LAB_GW_MAC:=02:00:5e:10:00:01}"  # anycast gateway MAC of br10
+: "${LAB_CL_IP4:=198.51.100.10}"
+: "${LAB_CL_IP6:=2001:db8:20::10}"
+: "${LAB_CL_GW4:=198.51.100.1}"
+: "${LAB_CL_GW6:=2001:db8:20::1}"
+: "${LAB_CL_GW_MAC:=02:00:5e:20:00:01}"
+: "${LAB_CL_MAC:=02:52:52:00:00:14}"
+: "${LAB_VTEP1:=198.18.255.1}"
+: "${LAB_VTEP2:=198.18.255.2}"
+: "${LAB_UL1:=198.18.0.1}"
+: "${LAB_UL2:=198.18.0.2}"
+: "${LAB_TIMEOUT:=60}"                # seconds to wait for lab_up conditions
+: "${LAB_SETTLE:=10}"                 # seconds to poll after a migration
+: "${LAB_MIGRATE_GAP:=0.5}"           # seconds between RARP and port removal
+: "${LAB_DEBUG:=0}"                   # 1: FRR "debug zebra vxlan/kernel", bgp updates
+: "${LAB_KEEP:=0}"                    # 1: keep the run dir (logs) after lab_down
+: "${LAB_QUIET:=0}"
+
+LAB_SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_REPO_ROOT=$(cd "$LAB_SELF_DIR/../.." && pwd)
+
+# ---------------------------------------------------------------- utilities
+lab_log() { [[ $LAB_QUIET == 1 ]] || printf '[lab %s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
+lab_err() { printf '[lab %s] ERROR: %s\n' "$(date +%T.%3N)" "$*" >&2; }
+lab_now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+# Namespace names (valid after lab_init).
+lab_ns() {
+  case $1 in
+    leaf1|1) echo "$LAB_NS_L1" ;; leaf2|2) echo "$LAB_NS_L2" ;;
+    vm) echo "$LAB_NS_VM" ;; vm2) echo "$LAB_NS_VM2" ;; client) echo "$LAB_NS_CL" ;;
+    *) return 1 ;;
+  esac
+}
+lab_vtep() { case $1 in leaf1|1) echo "$LAB_VTEP1" ;; leaf2|2) echo "$LAB_VTEP2" ;; *) return 1 ;; esac; }
+
+lab_check_prereqs() {
+  local missing=() c
+  [[ $(id -u) == 0 ]] || { lab_err "must run as root"; return 1; }
+  for c in ip jq ping vtysh "$LAB_FRR_BIN/zebra" "$LAB_FRR_BIN/bgpd"; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+  done
+  if ((${#missing[@]})); then
+    lab_err "missing: ${missing[*]} (Debian: apt-get install frr jq iputils-ping iproute2)"
+    return 1
+  fi
+}
+
+# Allocate unique names and the run dir. Idempotent within one run.
+lab_init() {
+  [[ -n ${LAB_ID:-} ]] && return 0
+  LAB_ID=$(printf 'rr%d%04x' $$ $((RANDOM)))
+  LAB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/rarp-lab.$LAB_ID.XXXX") || return 1
+  chmod 0755 "$LAB_DIR" # FRR daemons run as user frr and must reach their files
+  LAB_NS_L1=$LAB_ID-leaf1
+  LAB_NS_L2=$LAB_ID-leaf2
+  LAB_NS_VM=$LAB_ID-vm
+  LAB_NS_VM2=$LAB_ID-vm2
+  LAB_NS_CL=$LAB_ID-client
+  LAB_NS_ALL=()
+  LAB_DAEMON_PIDFILES=()
+  lab_log "run id $LAB_ID, run dir $LAB_DIR"
+}
+
+# Install the cleanup trap (EXIT, INT, TERM, HUP) in the calling shell.
+lab_trap() {
+  trap 'lab_down' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
+_lab_ns_add() {
+  local ns=$1
+  ip netns add "$ns" || return 1
+  LAB_NS_ALL+=("$ns")
+  printf '%s\n' "$ns" >>"$LAB_DIR/namespaces"
+  ip -n "$ns" link set lo up
+}
+
+_lab_sysctl() { # NS key=value...
+  local ns=$1 kv; shift
+  for kv in "$@"; do
+    ip netns exec "$ns" sysctl -q -w "$kv" >/dev/null || { lab_err "sysctl $kv in $ns"; return 1; }
+  done
+}
+
+# ---------------------------------------------------------------- RARP binary
+# RARP_REPLAY: path of the rarp-replay binary. If unset, build it from the repo
+# (./cmd/rarp-replay) into the run dir, if that package exists.
+lab_binary() {
+  if [[ -n ${RARP_REPLAY:-} ]]; then
+    [[ -x $RARP_REPLAY ]] || { lab_err "RARP_REPLAY=$RARP_REPLAY is not executable"; return 1; }
+    return 0
+  fi
+  if ! compgen -G "$LAB_REPO_ROOT/cmd/rarp-replay/*.go" >/dev/null; then
+    lab_err "RARP_REPLAY unset and $LAB_REPO_ROOT/cmd/rarp-replay has no Go files"
+    return 1
+  fi
+  lab_init || return 1
+  lab_log "building rarp-replay"
+  (cd "$LAB_REPO_ROOT" && go build -o "$LAB_DIR/rarp-replay" ./cmd/rarp-replay) || {
+    lab_err "go build failed"; return 1; }
+  RARP_REPLAY=$LAB_DIR/rarp-replay
+}
+
+# ---------------------------------------------------------------- FRR
+lab_vtysh() { # LEAF(1|2) vtysh-args...
+  local n=${1#leaf}; shift
+  vtysh --vty_socket "$LAB_DIR/leaf$n/run" --config_dir "$LAB_DIR/leaf$n/run" \
+    -H /dev/null "$@"
+}
+lab_show() { # LEAF "show ..." : one command
+  local n=$1; shift
+  lab_vtysh "$n" -c "$*"
+}
+
+_lab_frr_conf() {
+  local n=$1 peer=$2 rid=$3 d
+  d=$LAB_DIR/leaf$n
+  mkdir -p "$d/run" || return 1
+  : >"$d/run/vtysh.conf"
+  {
+    echo "hostname leaf$n"
+    echo "log file $d/zebra.log"
+    echo "log timestamp precision 3"
+    if [[ $LAB_DEBUG == 1 ]]; then
+      echo "debug zebra vxlan"; echo "debug zebra kernel"; echo "debug zebra events"
+    fi
+  } >"$d/zebra.conf"
+  {
+    echo "hostname leaf$n"
+    echo "log file $d/bgpd.log"
+    echo "log timestamp precision 3"
+    [[ $LAB_DEBUG == 1 ]] && { echo "debug bgp updates"; echo "debug bgp zebra"; }
+    cat <<EOF
+router bgp $LAB_ASN
+ bgp router-id $rid
+ no bgp default ipv4-unicast
+ neighbor $peer remote-as internal
+ neighbor $peer update-source $rid
+ neighbor $peer timers 3 9
+ neighbor $peer timers connect 1
+ neighbor $peer advertisement-interval 0
+ address-family l2vpn evpn
+  neighbor $peer activate
+  advertise-all-vni
+ exit-address-family
+EOF
+  } >"$d/bgpd.conf"
+}
+
+_lab_wait_file() { # path timeout-s
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do [[ -e $1 ]] && return 0; sleep 0.05; done
+  return 1
+}
+
+# Start zebra and bgpd for leaf N in its namespace. Runtime files stay in
+# $LAB_DIR/leafN: each daemon gets -f, -i, -z, --vty_socket, -P 0 (no TCP vty).
+_lab_frr_start() {
+  local n=$1 ns d
+  ns=$(lab_ns "$n"); d=$LAB_DIR/leaf$n
+  # Daemons drop privileges to the packaged frr user (root is not in the
+  # frrvty group, so "-u root" is refused): the run dir must be theirs.
+  chown -R frr:frr "$d" || return 1
+  local common=(-d -P 0 -z "$d/run/zserv.api" --vty_socket "$d/run"
+    --log "file:$d/startup.log")
+  ip netns exec "$ns" "$LAB_FRR_BIN/zebra" "${common[@]}" -f "$d/zebra.conf" \
+    -i "$d/run/zebra.pid" || { lab_err "zebra failed to start on leaf$n"; return 1; }
+  _lab_wait_file "$d/run/zserv.api" 10 || { lab_err "no zserv socket on leaf$n"; return 1; }
+  ip netns exec "$ns" "$LAB_FRR_BIN/bgpd" "${common[@]}" -f "$d/bgpd.conf" \
+    -i "$d/run/bgpd.pid" || { lab_err "bgpd failed to start on leaf$n"; return 1; }
+  _lab_wait_file "$d/run/bgpd.vty" 10 || { lab_err "no bgpd vty on leaf$n"; return 1; }
+}
+
+# Kill a process whose pid is in FILE, only if its command line mentions our
+# run dir or the expected binary (guards against a recycled PID).
+_lab_kill_pidfile() { # pidfile match-string
+  local f=$1 match=$2 pid i
+  [[ -r $f ]] || return 0
+  pid=$(<"$f"); [[ $pid =~ ^[0-9]+$ ]] || return 0
+  if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$match"; then
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  fi
+  rm -f "$f"
+}
+
+# ---------------------------------------------------------------- topology
+_lab_leaf() { # N : underlay address, VTEP loopback, bridges/VXLAN per VNI
+  local n=$1 ns vtep ul peer_vtep peer_ul
+  ns=$(lab_ns "$n"); vtep=$(lab_vtep "$n")
+  if [[ $n == 1 ]]; then ul=$LAB_UL1 peer_ul=$LAB_UL2 peer_vtep=$LAB_VTEP2
+  else ul=$LAB_UL2 peer_ul=$LAB_UL1 peer_vtep=$LAB_VTEP1; fi
+  _lab_sysctl "$ns" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+    net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 || return 1
+  ip -n "$ns" addr add "$vtep/32" dev lo &&
+    ip -n "$ns" addr add "$ul/30" dev ul0 &&
+    ip -n "$ns" link set ul0 up &&
+    ip -n "$ns" route add "$peer_vtep/32" via "$peer_ul" || return 1
+  _lab_svi "$n" "$LAB_VNI_VM" "$LAB_GW_MAC" "$LAB_GW4/24" "$LAB_GW6/64" || return 1
+  _lab_svi "$n" "$LAB_VNI_CL" "$LAB_CL_GW_MAC" "$LAB_CL_GW4/24" "$LAB_CL_GW6/64" || return 1
+}
+
+_lab_svi() { # N VNI MAC IP4/len IP6/len
+  local n=$1 vni=$2 mac=$3 a4=$4 a6=$5 ns vtep
+  ns=$(lab_ns "$n"); vtep=$(lab_vtep "$n")
+  ip -n "$ns" link add "br$vni" address "$mac" type bridge stp_state 0 mcast_snooping 0 &&
+    _lab_sysctl "$ns" "net.ipv6.conf.br$vni.accept_dad=0" "net.ipv6.conf.br$vni.dad_transmits=0" &&
+    ip -n "$ns" link add "vx$vni" type vxlan id "$vni" local "$vtep" dstport 4789 nolearning &&
+    ip -n "$ns" link set "vx$vni" master "br$vni" addrgenmode none &&
+    ip -n "$ns" link set "vx$vni" type bridge_slave neigh_suppress on learning off &&
+    ip -n "$ns" link set "vx$vni" up &&
+    ip -n "$ns" link set "br$vni" up &&
+    ip -n "$ns" addr add "$a4" dev "br$vni" &&
+    ip -n "$ns" addr add "$a6" dev "br$vni" nodad
+}
+
+# Sysctls that keep a guest silent unless spoken to. Applied to "default" and
+# "all" before its interface exists, so eth0 inherits them.
+_lab_quiet_guest_sysctls() {
+  local ns=$1 s
+  for s in default all; do
+    _lab_sysctl "$ns" \
+      "net.ipv6.conf.$s.accept_dad=0" "net.ipv6.conf.$s.dad_transmits=0" \
+      "net.ipv6.conf.$s.router_solicitations=0" "net.ipv6.conf.$s.accept_ra=0" \
+      "net.ipv6.conf.$s.force_mld_version=2" \
+      "net.ipv6.conf.$s.mldv1_unsolicited_report_interval=10" \
+      "net.ipv6.conf.$s.mldv2_unsolicited_report_interval=10" \
+      "net.ipv6.conf.$s.ndisc_notify=0" \
+      "net.ipv4.conf.$s.arp_notify=0" \
+      "net.ipv4.conf.$s.igmpv2_unsolicited_report_interval=10" \
+      "net.ipv4.conf.$s.igmpv3_unsolicited_report_interval=10" || return 1
+  done
+  _lab_sysctl "$ns" net.ipv4.igmp_max_memberships=0 >/dev/null 2>&1 || true
+}
+
+# Guest namespace NS with eth0 = peer of access port PORT in leaf LEAF.
+# The leaf side is brought up standalone (not yet a bridge member); the caller
+# enslaves it with _lab_attach. Anything the guest emits at link-up (MLD/IGMP
+# reports) hits an unbridged port and is never learned by the fabric.
+_lab_guest() { # NS LEAF PORT MAC IP4 IP4B IP6 GW4 GW6
+  local ns=$1 leaf=$2 port=$3 mac=$4 ip4=$5 ip4b=$6 ip6=$7 gw4=$8 gw6=$9 lns
+  lns=$(lab_ns "$leaf")
+  _lab_ns_add "$ns" && _lab_quiet_guest_sysctls "$ns" || return 1
+  ip -n "$lns" link add "$port" type veth peer name eth0 netns "$ns" &&
+    ip -n "$lns" link set "$port" addrgenmode none &&
+    _lab_sysctl "$lns" "net.ipv6.conf.$port.disable_ipv6=1" &&
+    ip -n "$ns" link set eth0 address "$mac" addrgenmode none &&
+    ip -n "$ns" addr add "$ip4/24" dev eth0 &&
+    { [[ -z $ip4b ]] || ip -n "$ns" addr add "$ip4b/24" dev eth0; } &&
+    ip -n "$ns" addr add "$ip6/64" dev eth0 nodad &&
+    ip -n "$ns" link set eth0 up &&
+    ip -n "$lns" link set "$port" up &&
+    ip -n "$ns" route add default via "$gw4" &&
+    ip -n "$ns" -6 route add default via "$gw6" || return 1
+}
+
+_lab_attach() { # LEAF PORT BRIDGE
+  ip -n "$(lab_ns "$1")" link set "$2" master "$3"
+}
+
+lab_up() {
+  lab_check_prereqs || return 1
+  lab_init || return 1
+  [[ ${LAB_NO_TRAP:-0} == 1 ]] || lab_trap
+  local t0; t0=$(lab_now_ms)
+  lab_log "creating namespaces"
+  _lab_ns_add "$LAB_NS_L1" && _lab_ns_add "$LAB_NS_L2" || return 1
+  ip -n "$LAB_NS_L1" link add ul0 type veth peer name ul0 netns "$LAB_NS_L2" || return 1
+  _lab_leaf 1 && _lab_leaf 2 || { lab_err "leaf setup failed"; return 1; }
+
+  lab_log "starting FRR"
+  _lab_frr_conf 1 "$LAB_VTEP2" "$LAB_VTEP1" && _lab_frr_conf 2 "$LAB_VTEP1" "$LAB_VTEP2" || return 1
+  _lab_frr_start 1 && _lab_frr_start 2 || return 1
+
+  lab_log "creating VM and client"
+  _lab_guest "$LAB_NS_VM" 1 vm0 "$LAB_VM_MAC" "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6" \
+    "$LAB_GW4" "$LAB_GW6" || { lab_err "VM setup failed"; return 1; }
+  _lab_guest "$LAB_NS_CL" 1 cl0 "$LAB_CL_MAC" "$LAB_CL_IP4" "" "$LAB_CL_IP6" \
+    "$LAB_CL_GW4" "$LAB_CL_GW6" || { lab_err "client setup failed"; return 1; }
+  sleep 0.2 # let link-up reports (if any) go to the unbridged ports
+  _lab_attach 1 vm0 "br$LAB_VNI_VM" && _lab_attach 1 cl0 "br$LAB_VNI_CL" || return 1
+
+  lab_log "waiting for BGP EVPN session"
+  lab_wait "$LAB_TIMEOUT" lab_bgp_established 1 && lab_wait "$LAB_TIMEOUT" lab_bgp_established 2 ||
+    { lab_err "BGP EVPN not established"; lab_show 1 "show bgp l2vpn evpn summary" >&2; return 1; }
+  lab_wait "$LAB_TIMEOUT" lab_vni_ready 1 && lab_wait "$LAB_TIMEOUT" lab_vni_ready 2 ||
+    { lab_err "VNIs not known to zebra/bgp"; lab_show 1 "show evpn vni" >&2; return 1; }
+
+  lab_log "making the VM known to the fabric"
+  lab_vm_announce || return 1
+  lab_log "checking routed reachability client -> VM"
+  lab_client_reach || { lab_err "client cannot reach the VM"; return 1; }
+  lab_log "lab up in $(($(lab_now_ms) - t0)) ms"
+}
+
+# The VM talks once from each of its addresses (ping the gateway), so leaf1
+# learns its MAC+IP bindings and leaf2 installs them as remote neighbors.
+# Then its own neighbor cache is flushed.
+lab_vm_announce() {
+  local ns=${1:-$LAB_NS_VM}
+  ip -n "$ns" neigh flush all
+  ip netns exec "$ns" ping -c1 -W2 -I "$LAB_VM_IP4" "$LAB_GW4" >/dev/null &&
+    ip -n "$ns" neigh flush all &&
+    ip netns exec "$ns" ping -c1 -W2 -I "$LAB_VM_IP4B" "$LAB_GW4" >/dev/null &&
+    ip netns exec "$ns" ping -6 -c1 -W2 -I "$LAB_VM_IP6" "$LAB_GW6" >/dev/null ||
+    { lab_err "VM cannot ping its gateway"; return 1; }
+  lab_wait "$LAB_TIMEOUT" lab_vm_known ||
+    { lab_err "VM MAC+IP routes not on both leaves"; lab_dump >&2; return 1; }
+  ip -n "$ns" neigh flush all
+}
+
+lab_client_reach() {
+  local a
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do
+    ip netns exec "$LAB_NS_CL" ping -c1 -W2 "$a" >/dev/null || return 1
+  done
+  ip netns exec "$LAB_NS_CL" ping -6 -c1 -W2 "$LAB_VM_IP6" >/dev/null
+}
+
+# ---------------------------------------------------------------- waiting
+lab_wait() { # TIMEOUT-s CMD... : poll CMD every 0.1 s
+  local t=$1 end; shift
+  end=$(($(lab_now_ms) + t * 1000))
+  until "$@"; do
+    (($(lab_now_ms) > end)) && return 1
+    sleep 0.1
+  done
+}
+
+lab_bgp_established() {
+  lab_show "$1" "show bgp l2vpn evpn summary json" 2>/dev/null |
+    jq -e '[.. | objects | select(has("state")) | .state] | any(. == "Established")' >/dev/null 2>&1
+}
+
+lab_vni_ready() { # both VNIs known to bgpd
+  local out
+  out=$(lab_show "$1" "show bgp l2vpn evpn vni json" 2>/dev/null) || return 1
+  jq -e --arg a "$LAB_VNI_VM" --arg b "$LAB_VNI_CL" 'has($a) and has($b)' <<<"$out" >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------- queries
+# lab_macip_routes LEAF [MAC]
+# One line per best path of a type-2 route for MAC (default: the VM's):
+#   <mac> <ip|-> <nexthop> <local|remote> <seq> <rd>
+# "-" in the IP column marks a MAC-only route.
+lab_macip_routes() {
+  local n=$1 mac=${2:-$LAB_VM_MAC}
+  lab_show "$n" "show bgp l2vpn evpn route type macip json" 2>/dev/null | jq -r --arg mac "${mac,,}" '
+    to_entries[] | select(.value | type == "object") | .key as $rd
+    | .value | to_entries[] | select(.value | type == "object" and has("paths"))
+    | .key as $pfx | .value.paths[] | (if type == "array" then .[] else . end)
+    | select(.bestpath == true or (.bestpath | type == "object" and .overall == true))
+    | ($pfx | capture("^\\[2\\]:\\[[0-9]+\\]:\\[48\\]:\\[(?<m>[0-9a-f:]+)\\](:\\[(32|128)\\]:\\[(?<ip>[^]]+)\\])?")) as $p
+    | select($p.m == $mac)
+    | [$p.m, ($p.ip // "-"), (.nexthops[0].ip // "?"),
+       (if (.peerId // "") == "(unspec)" or (.peerId // "") == "" then "local" else "remote" end),
+       (.extendedCommunity.string // "" | capture("MM:(?<s>[0-9]+)").s // "0"), $rd]
+    | @tsv' | sort -u
+}
+
+# Route classification helpers (operate on lab_macip_routes output).
+lab_has_mac_only_via() { # LEAF VTEP [MAC]
+  lab_macip_routes "$1" "${3:-}" | awk -v nh="$2" '$2 == "-" && $3 == nh {f=1} END {exit !f}'
+}
+lab_has_macip_via() { # LEAF IP VTEP [MAC]
+  lab_macip_routes "$1" "${4:-}" | awk -v ip="$2" -v nh="$3" '$2 == ip && $3 == nh {f=1} END {exit !f}'
+}
+lab_count_macip() { # LEAF [MAC] : number of MAC+IP routes (any next hop)
+  lab_macip_routes "$1" "${2:-}" | awk '$2 != "-" {c++} END {print c+0}'
+}
+lab_macip_ips() { # LEAF [MAC] : IPs that have a MAC+IP route
+  lab_macip_routes "$1" "${2:-}" | awk '$2 != "-" {print $2}' | sort -u
+}
+
+# All three VM addresses present as MAC+IP routes on both leaves, with leaf1's
+# VTEP as next hop, and installed on leaf2 as remote (noarp extern_learn).
+lab_vm_known() {
+  local n a
+  for n in 1 2; do
+    for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
+      lab_has_macip_via "$n" "$a" "$LAB_VTEP1" || return 1
+    done
+  done
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
+    lab_remote_neigh 2 "$a" || return 1
+  done
+}
+
+lab_remote_neigh() { # LEAF IP : kernel neighbor is an EVPN remote entry
+  ip -n "$(lab_ns "$1")" neigh show "$2" dev "br$LAB_VNI_VM" 2>/dev/null |
+    grep -q "lladdr ${LAB_VM_MAC,,} .*extern_learn.*NOARP\|lladdr ${LAB_VM_MAC,,} .*NOARP.*extern_learn\|extern_learn.*lladdr ${LAB_VM_MAC,,}"
+}
+
+# Bug state on leaf1: a MAC-only route via leaf2's VTEP and no MAC+IP route.
+lab_bug_state() {
+  local r
+  r=$(lab_macip_routes 1) || return 1
+  _lab_cls_mac_only_via2 <<<"$r" && ! _lab_cls_any_macip <<<"$r"
+}
+# Fixed state on leaf1: MAC+IP routes for all VM addresses via leaf2's VTEP.
+lab_fixed_state() {
+  lab_macip_routes 1 | _lab_cls_all_macip_via2
+}
+
+lab_dump() { # human-readable state of both leaves
+  local n
+  for n in 1 2; do
+    echo "=== leaf$n macip routes for $LAB_VM_MAC (mac ip nexthop origin seq rd)"
+    lab_macip_routes "$n" | sed 's/^/  /'
+    echo "=== leaf$n kernel neighbors on br$LAB_VNI_VM"
+    ip -n "$(lab_ns "$n")" neigh show dev "br$LAB_VNI_VM" | grep -i "$LAB_VM_MAC" | sed 's/^/  /'
+    echo "=== leaf$n fdb for $LAB_VM_MAC"
+    bridge -n "$(lab_ns "$n")" fdb show br "br$LAB_VNI_VM" | grep -i "$LAB_VM_MAC" | sed 's/^/  /'
+  done
+}
+
+# ---------------------------------------------------------------- rarp-replay daemons
+lab_start_daemons() { # extra args are passed to "rarp-replay listen"
+  lab_binary || return 1
+  local n ns pf
+  for n in 1 2; do
+    ns=$(lab_ns "$n"); pf=$LAB_DIR/leaf$n/rarp-replay.pid
+    ip netns exec "$ns" "$RARP_REPLAY" listen -i any "$@" \
+      >"$LAB_DIR/leaf$n/rarp-replay.log" 2>&1 &
+    echo $! >"$pf"
+    LAB_DAEMON_PIDFILES+=("$pf")
+    lab_log "rarp-replay listen on leaf$n: pid $!"
+  done
+  sleep 0.5
+  for pf in "${LAB_DAEMON_PIDFILES[@]}"; do
+    kill -0 "$(<"$pf")" 2>/dev/null || { lab_err "rarp-replay exited, see ${pf%.pid}.log"; return 1; }
+  done
+}
+
+lab_stop_daemons() {
+  local pf
+  for pf in "${LAB_DAEMON_PIDFILES[@]}"; do _lab_kill_pidfile "$pf" "$RARP_REPLAY"; done
+  LAB_DAEMON_PIDFILES=()
+}
+
+# ---------------------------------------------------------------- migration
+# lab_send_rarp NS IF [extra args]: "$RARP_REPLAY send-rarp" in a namespace.
+lab_send_rarp() {
+  local ns=$1 ifc=$2; shift 2
+  ip netns exec "$ns" "$RARP_REPLAY" send-rarp --mac "$LAB_VM_MAC" -i "$ifc" "$@"
+}
+
+# lab_migrate ORDER: move the VM from leaf1 to leaf2 like a hypervisor pair.
+#   rarp-first: attach the destination port, send RARPs, remove the old port
+#               LAB_MIGRATE_GAP (0.5 s) after the first RARP.
+#   port-first: remove the old port, wait LAB_MIGRATE_GAP, attach the
+#               destination port and send RARPs.
+# Returns as soon as the first RARP is on its way; the sender (and, for
+# rarp-first, the delayed port removal) keep running in the background:
+# poll with lab_observe, which also reaps them (or call lab_migrate_wait).
+# Sets LAB_T_RARP_MS (wall clock ms when the sender started); the port
+# removal time is in LAB_T_PORTDEL_MS after lab_migrate_wait.
+# LAB_RARP_ARGS: extra send-rarp args (e.g. "--count 1").
+lab_migrate() {
+  local order=$1
+  case $order in rarp-first | port-first) ;; *) lab_err "usage: lab_migrate rarp-first|port-first"; return 1 ;; esac
+  lab_binary || return 1
+  lab_log "migrating ($order)"
+  # The source VM is paused from now on: forget its neighbors.
+  ip -n "$LAB_NS_VM" neigh flush all
+  # Destination VM: same MAC and addresses. Its leaf2 port is up but not yet
+  # bridged, so whatever the guest emits at link-up (MLD reports) is not
+  # learned; a hypervisor keeps the destination paused until it sends RARPs.
+  _lab_guest "$LAB_NS_VM2" 2 vm0 "$LAB_VM_MAC" "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6" \
+    "$LAB_GW4" "$LAB_GW6" || { lab_err "destination VM setup failed"; return 1; }
+  sleep 0.3
+  ip -n "$LAB_NS_VM2" neigh flush all
+  rm -f "$LAB_DIR/t_portdel"
+
+  if [[ $order == port-first ]]; then
+    lab_now_ms >"$LAB_DIR/t_portdel"
+    ip -n "$LAB_NS_L1" link del vm0 || return 1
+    sleep "$LAB_MIGRATE_GAP"
+  fi
+  _lab_attach 2 vm0 "br$LAB_VNI_VM" || return 1
+  LAB_T_RARP_MS=$(lab_now_ms)
+  # shellcheck disable=SC2086
+  lab_send_rarp "$LAB_NS_VM2" eth0 ${LAB_RARP_ARGS:-} &
+  LAB_RARP_PID=$!
+  LAB_PORTDEL_PID=
+  if [[ $order == rarp-first ]]; then
+    (sleep "$LAB_MIGRATE_GAP"; lab_now_ms >"$LAB_DIR/t_portdel"; ip -n "$LAB_NS_L1" link del vm0) &
+    LAB_PORTDEL_PID=$!
+  fi
+}
+
+# Wait for the background parts of lab_migrate; non-zero if one failed.
+lab_migrate_wait() {
+  local rc=0
+  if [[ -n ${LAB_RARP_PID:-} ]]; then
+    wait "$LAB_RARP_PID" || { lab_err "send-rarp failed"; rc=1; }
+    LAB_RARP_PID=
+  fi
+  if [[ -n ${LAB_PORTDEL_PID:-} ]]; then
+    wait "$LAB_PORTDEL_PID" || { lab_err "removing the old port failed"; rc=1; }
+    LAB_PORTDEL_PID=
+  fi
+  LAB_T_PORTDEL_MS=$(cat "$LAB_DIR/t_portdel" 2>/dev/null || echo -1)
+  return $rc
+}
+
+# Classify a lab_macip_routes listing (stdin) for leaf1's point of view.
+_lab_cls_mac_only_via2() { awk -v nh="$LAB_VTEP2" '$2 == "-" && $3 == nh {f=1} END {exit !f}'; }
+_lab_cls_any_macip() { awk '$2 != "-" {f=1} END {exit !f}'; }
+_lab_cls_all_macip_via2() {
+  awk -v nh="$LAB_VTEP2" -v a="$LAB_VM_IP4" -v b="$LAB_VM_IP4B" -v c="$LAB_VM_IP6" \
+    '$3 == nh && ($2 == a || $2 == b || $2 == c) {s[$2]=1} END {exit !(length(s) == 3)}'
+}
+
+# Poll leaf1 after lab_migrate for LAB_SETTLE seconds (from the first RARP)
+# and record, in ms since the first RARP (-1 = not in that state at the end):
+#   LAB_T_MAConly  since when a MAC-only route via leaf2's VTEP is present
+#   LAB_T_NOMACIP  since when no MAC+IP route for the VM is left
+#   LAB_T_BUG      since when both hold (the bug)
+#   LAB_T_FIXED    since when all VM addresses have MAC+IP routes via leaf2
+# Each is the start of the final uninterrupted stretch. LAB_FINAL holds the
+# last listing, LAB_POLLS the number of polls. Then calls lab_migrate_wait.
+lab_observe() {
+  local end r now
+  LAB_T_MAConly=-1 LAB_T_NOMACIP=-1 LAB_T_BUG=-1 LAB_T_FIXED=-1 LAB_POLLS=0
+  end=$((LAB_T_RARP_MS + LAB_SETTLE * 1000))
+  while :; do
+    r=$(lab_macip_routes 1)
+    now=$(($(lab_now_ms) - LAB_T_RARP_MS))
+    ((LAB_POLLS++))
+    if _lab_cls_mac_only_via2 <<<"$r"; then
+      ((LAB_T_MAConly < 0)) && LAB_T_MAConly=$now
+    else LAB_T_MAConly=-1; fi
+    if ! _lab_cls_any_macip <<<"$r"; then
+      ((LAB_T_NOMACIP < 0)) && LAB_T_NOMACIP=$now
+    else LAB_T_NOMACIP=-1; fi
+    if ((LAB_T_MAConly >= 0 && LAB_T_NOMACIP >= 0)); then
+      ((LAB_T_BUG < 0)) && LAB_T_BUG=$now
+    else LAB_T_BUG=-1; fi
+    if _lab_cls_all_macip_via2 <<<"$r"; then
+      ((LAB_T_FIXED < 0)) && LAB_T_FIXED=$now
+    else LAB_T_FIXED=-1; fi
+    (($(lab_now_ms) > end)) && break
+    sleep 0.01
+  done
+  LAB_FINAL=$r
+  lab_migrate_wait
+}
+
+# ---------------------------------------------------------------- teardown
+lab_down() {
+  local n ns
+  [[ -n ${LAB_ID:-} ]] || return 0
+  trap - EXIT INT TERM HUP
+  local p
+  for p in ${LAB_RARP_PID:-} ${LAB_PORTDEL_PID:-}; do # our own background jobs
+    kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+  done
+  LAB_RARP_PID= LAB_PORTDEL_PID=
+  lab_stop_daemons 2>/dev/null
+  for n in 1 2; do
+    _lab_kill_pidfile "$LAB_DIR/leaf$n/run/bgpd.pid" "$LAB_DIR/leaf$n/"
+    _lab_kill_pidfile "$LAB_DIR/leaf$n/run/zebra.pid" "$LAB_DIR/leaf$n/"
+  done
+  if [[ -r $LAB_DIR/namespaces ]]; then
+    while read -r ns; do
+      [[ $ns == "$LAB_ID"-* ]] && ip netns del "$ns" 2>/dev/null
+    done <"$LAB_DIR/namespaces"
+  fi
+  if [[ $LAB_KEEP == 1 ]]; then
+    lab_log "kept $LAB_DIR"
+  else
+    rm -rf -- "$LAB_DIR"
+  fi
+  lab_log "lab $LAB_ID down"
+  unset LAB_ID
+}
+
+# ---------------------------------------------------------------- CLI
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  case ${1:-} in
+    shell)
+      lab_up || exit 1
+      lab_dump
+      echo "namespaces: $LAB_NS_L1 $LAB_NS_L2 $LAB_NS_VM $LAB_NS_CL"
+      echo "vtysh: vtysh --vty_socket $LAB_DIR/leaf1/run   (leaf2: .../leaf2/run)"
+      echo "subshell with lab functions loaded; exit to tear down"
+      LAB_NO_TRAP=1 bash --rcfile <(declare -p | grep -E '^declare -[-a-zA-Z]* (LAB_|RARP_)'; declare -f) -i
+      ;;
+    *) echo "usage: $0 shell   (or source it and call lab_up / lab_migrate / lab_down)" >&2; exit 2 ;;
+  esac
+fi
