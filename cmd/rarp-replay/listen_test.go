@@ -53,7 +53,9 @@ vm() { # vm NS MAC ADDR...
   ns=$1 mac=$2; shift 2
   ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   ip -n $ns link set eth0 address $mac
-  for a in "$@"; do ip -n $ns addr add $a dev eth0 nodad; done
+  for a in "$@"; do
+    case $a in *:*) ip -n $ns addr add $a dev eth0 nodad ;; *) ip -n $ns addr add $a dev eth0 ;; esac
+  done
   ip -n $ns link set eth0 up
 }
 ip -n $sw link add vm1 type veth peer name eth0 netns $vm1

@@ -1,0 +1,34 @@
+# rarp-replay. `sudo make demo` runs the demo, `sudo make test` the tests;
+# both install what a fresh Debian machine lacks first.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+DEBS = libpcap-dev tcpdump iproute2 frr
+
+.PHONY: all build deps test test-unit demo demo-local clean
+
+all: build
+
+build:
+	$(GO) build -o bin/rarp-replay ./cmd/rarp-replay
+
+# Installs the Debian packages the build and the tests need, if missing.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Every test, the namespace ones included: run as root. RARP_REPLAY_REQUIRE_ROOT
+# makes a namespace test fail, not skip, when it cannot run.
+test: deps
+	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 ./...
+
+# The tests that need neither root nor libpcap at run time.
+test-unit:
+	$(GO) test ./...
+
+demo: deps build
+	scripts/demo-local.sh bin/rarp-replay
+
+clean:
+	rm -rf bin
