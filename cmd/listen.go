@@ -93,9 +93,11 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		return errors.New("--probe-timeout and --queue must be positive, --probe-retries and --retention not negative")
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 
 	links := link.NewTable()
 	mirror := neigh.NewMirror(o.retention)

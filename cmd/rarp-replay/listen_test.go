@@ -107,6 +107,10 @@ ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_le
 	helper.go_(t)
 	waitLocal(t, sw, vm2MAC, "192.0.2.20")
 
+	// A port that vanishes is closed, and the daemon keeps listening.
+	nstest.Run(t, "ip", "-n", sw, "link", "del", "vm2")
+	listen.WaitFor(t, `"msg":"port removed","ifname":"vm2"`, 5*time.Second)
+
 	// Let 192.0.2.99's probes run out (100 + 200 + 400 ms), then stop.
 	listen.WaitFor(t, `"192.0.2.99"`, 5*time.Second)
 	migrations := waitMigrations(t, listen, 2)
@@ -171,6 +175,24 @@ ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_le
 			t.Errorf("%d probe cycles, want 2 (one per migration, not one per RARP)", got)
 		}
 	})
+}
+
+// TestListenNamedInterfaces checks -i with a list: a name that does not
+// exist, or that is not an access port, is a clear start-up error.
+func TestListenNamedInterfaces(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	nstest.Sh(t, `ip -n `+sw+` link add br0 type bridge; ip -n `+sw+` link add p1 type veth peer name p2`)
+	for _, tt := range []struct{ ifaces, want string }{
+		{"p1,nosuch0", `interface "nosuch0" does not exist`},
+		{"br0", `interface "br0" cannot be served`},
+	} {
+		out, err := nstest.Output("ip", "netns", "exec", sw, bin, "listen", "-i", tt.ifaces)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("listen -i %s: err %v, output %q; want an error saying %s", tt.ifaces, err, out, tt.want)
+		}
+	}
 }
 
 // helperProc is a frame sender running inside a namespace.
