@@ -85,8 +85,8 @@ func print(w io.Writer, res replay.Result) {
 	var t0 = res.Lines
 	for _, l := range res.Lines {
 		d := l.Decision
-		rel := l.Time.Sub(t0[0].Time).Seconds()
-		line := fmt.Sprintf("#%d +%.3fs %s", l.N, rel, d.Verdict)
+		rel := float64(l.Time.Sub(t0[0].Time).Microseconds()) / 1000
+		line := fmt.Sprintf("#%d +%.1fms %s", l.N, rel, d.Verdict)
 		if d.Kind != 0 {
 			line += " " + d.Kind.String()
 		}

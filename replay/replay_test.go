@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,49 @@ func TestReplayRejectsNonCapture(t *testing.T) {
 		if _, err := Run(strings.NewReader(in), nil, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil))); !errors.Is(err, ErrNotCapture) {
 			t.Errorf("%s: error %v, want ErrNotCapture", name, err)
 		}
+	}
+}
+
+// TestReplayFixture replays a capture taken on a live access port while
+// `listen` handled a migration, and checks that the replay reaches the
+// verdicts the daemon reached live: three addresses verified by the VM's own
+// replies, 192.0.2.99 (bound to the MAC, not owned by the VM) failed, and
+// the four later RARPs folded into the one cycle.
+func TestReplayFixture(t *testing.T) {
+	f, err := os.Open("../pcaps/migration.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	nf, err := os.Open("../pcaps/migration.neigh.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nf.Close()
+	neighbors, err := LoadNeighbors(nf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(f, neighbors, Options{SVIMAC: svi, Config: engine.DefaultConfig,
+		SVIAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[engine.Verdict]int{}
+	for _, l := range res.Lines {
+		verdicts[l.Decision.Verdict]++
+	}
+	if diff := cmp.Diff(map[engine.Verdict]int{engine.VerdictProbe: 1, engine.VerdictVerified: 3, engine.VerdictDuplicate: 4}, verdicts); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
+	}
+	if len(res.Reports) != 1 {
+		t.Fatalf("%d migrations, want 1", len(res.Reports))
+	}
+	if got, want := res.Reports[0].String(), "verified=[192.0.2.10 192.0.2.11 2001:db8:10::10] failed=[192.0.2.99]"; !strings.Contains(got, want) {
+		t.Errorf("migration %s, want %s", got, want)
+	}
+	if res.Reports[0].SVI != "br10" {
+		t.Errorf("SVI %q, want br10 (the snapshot's only device)", res.Reports[0].SVI)
 	}
 }

@@ -4,6 +4,10 @@
 # remote EVPN bindings (nud noarp extern_learn), a VM arriving on a local
 # access port and announcing itself with RARP, once without and once with
 # `rarp-replay listen`. Usage: sudo scripts/demo-local.sh [path/to/rarp-replay]
+# With RR_DEMO_SAVE=DIR it also saves what the daemon saw on swp1
+# (DIR/migration.pcap, inbound, as tcpdump -w) and the leaf's neighbor table
+# before the migration (DIR/migration.neigh.json, as ip -j neigh show), the
+# inputs of `rarp-replay replay`.
 set -euo pipefail
 bin=${1:-$(dirname "$0")/../bin/rarp-replay}
 [ -x "$bin" ] || { echo "build first: make build" >&2; exit 1; }
@@ -12,9 +16,10 @@ bin=${1:-$(dirname "$0")/../bin/rarp-replay}
 id=$(printf '%04x' $((RANDOM)))
 sw=rr-demo-sw-$id vm=rr-demo-vm-$id
 tmp=$(mktemp -d)
-daemon=
+daemon= dump=
 cleanup() {
   [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+  [ -n "$dump" ] && kill "$dump" 2>/dev/null && wait "$dump" 2>/dev/null
   ip netns del "$sw" 2>/dev/null || true
   ip netns del "$vm" 2>/dev/null || true
   rm -rf "$tmp"
@@ -57,6 +62,12 @@ echo "   -> nothing changed: the bindings stay remote, so zebra would advertise 
 
 echo
 echo "== With rarp-replay listen -i any on the leaf"
+if [ -n "${RR_DEMO_SAVE:-}" ]; then
+  ip -n "$sw" -j neigh show >"$RR_DEMO_SAVE/migration.neigh.json"
+  ip netns exec "$sw" tcpdump -i swp1 -Q in -U -n -w "$tmp/migration.pcap" 'rarp or arp or icmp6' 2>"$tmp/dump.err" &
+  dump=$!
+  for _ in $(seq 100); do grep -q 'listening on' "$tmp/dump.err" && break; sleep 0.05; done
+fi
 ip netns exec "$sw" "$bin" listen -i any --log-format json >"$tmp/log" 2>&1 &
 daemon=$!
 for _ in $(seq 100); do grep -q '"msg":"listening"' "$tmp/log" && break; sleep 0.05; done
@@ -65,6 +76,10 @@ for _ in $(seq 100); do grep -q '"msg":"migration handled"' "$tmp/log" && break;
 show
 echo "   -> 192.0.2.10, .11 and 2001:db8:10::10 are local and reachable (zebra advertises"
 echo "      MAC+IP for them); 192.0.2.99 never answered, so it was never programmed."
+if [ -n "$dump" ]; then
+  sleep 0.2; kill -INT "$dump"; wait "$dump" || true; dump=
+  cp "$tmp/migration.pcap" "$RR_DEMO_SAVE/migration.pcap"
+fi
 echo
 echo "== The daemon's line for this migration:"
 grep '"msg":"migration handled"' "$tmp/log" | sed 's/^/    /'
