@@ -77,16 +77,11 @@ func writePcap(t *testing.T, frames []frame) *bytes.Buffer {
 
 func arpReply(t *testing.T, ip string) []byte {
 	t.Helper()
-	a := netip.MustParseAddr(ip).As4()
-	buf := gopacket.NewSerializeBuffer()
-	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true},
-		&layers.Ethernet{SrcMAC: vm, DstMAC: svi, EthernetType: layers.EthernetTypeARP},
-		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-			Operation: packet.OpARPReply, SourceHwAddress: vm, SourceProtAddress: a[:], DstHwAddress: svi, DstProtAddress: []byte{192, 0, 2, 1}})
+	b, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr(ip), DstMAC: svi, DstIP: netip.MustParseAddr("192.0.2.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return b
 }
 
 // TestReplayMigration replays a QEMU announcement followed by the VM's reply

@@ -100,24 +100,10 @@ func rarp(t *testing.T, mac net.HardwareAddr, ifindex int, at time.Time) capture
 // replyTo answers a probe frame the way the VM's kernel does.
 func replyTo(t *testing.T, probe []byte, mac net.HardwareAddr, at time.Time) capture.Packet {
 	t.Helper()
-	target, _ := probeTarget(t, probe)
-	var b []byte
-	var err error
-	if target.Is4() {
-		// An ARP reply is an ARP request with the opcode and addresses swapped.
-		b = append([]byte(nil), probe...)
-		copy(b[0:6], sviMAC)
-		copy(b[6:12], mac)
-		b[21] = packet.OpARPReply
-		copy(b[22:28], mac)
-		copy(b[28:32], target.AsSlice())
-		copy(b[32:38], sviMAC)
-		copy(b[38:42], probe[28:32])
-	} else {
-		b, err = buildNA(mac, target)
-		if err != nil {
-			t.Fatal(err)
-		}
+	target, source := probeTarget(t, probe)
+	b, err := packet.BuildReply(packet.Reply{MAC: mac, IP: target, DstMAC: sviMAC, DstIP: source})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return capture.Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: at}
 }
@@ -369,16 +355,4 @@ func TestSourceAddressSelection(t *testing.T) {
 			t.Errorf("Source(%v, %s) = %s, want %s", tt.svi.Addrs, tt.target, got, tt.want)
 		}
 	}
-}
-
-func buildNA(mac net.HardwareAddr, target netip.Addr) ([]byte, error) {
-	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
-		SrcIP: target.AsSlice(), DstIP: netip.MustParseAddr("2001:db8:10::1").AsSlice()}
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
-	if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
-		return nil, err
-	}
-	na := &layers.ICMPv6NeighborAdvertisement{Flags: 0x60, TargetAddress: target.AsSlice(),
-		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: mac}}}
-	return serializeEth(mac, sviMAC, layers.EthernetTypeIPv6, ip6, icmp, na)
 }

@@ -125,3 +125,51 @@ func serialize(src, dst net.HardwareAddr, vlans []uint16, et layers.EthernetType
 	}
 	return append([]byte(nil), buf.Bytes()...), nil
 }
+
+// Reply describes the answer a VM gives to a probe: an ARP reply (IPv4 IP)
+// or a solicited Neighbor Advertisement (IPv6 IP) from MAC to DstMAC.
+// Tests and capture generators use it; the daemon only decodes replies.
+type Reply struct {
+	MAC    net.HardwareAddr // the VM's MAC, which IP is bound to
+	IP     netip.Addr
+	DstMAC net.HardwareAddr // the prober's MAC
+	DstIP  netip.Addr       // the prober's address
+	VLANs  []uint16
+	// HopLimit of an NA; 0 means 255, the only value receivers accept.
+	HopLimit uint8
+}
+
+// BuildReply encodes r as an Ethernet frame.
+func BuildReply(r Reply) ([]byte, error) {
+	if !UnicastMAC(r.MAC) || len(r.DstMAC) != 6 {
+		return nil, fmt.Errorf("%w: mac %s dst %s", ErrInvalid, r.MAC, r.DstMAC)
+	}
+	switch {
+	case r.IP.Is4() && r.DstIP.Is4():
+		src, dst := r.IP.As4(), r.DstIP.As4()
+		return serialize(r.MAC, r.DstMAC, r.VLANs, layers.EthernetTypeARP, &layers.ARP{
+			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
+			HwAddressSize: 6, ProtAddressSize: 4, Operation: OpARPReply,
+			SourceHwAddress: r.MAC, SourceProtAddress: src[:],
+			DstHwAddress: r.DstMAC, DstProtAddress: dst[:],
+		})
+	case r.IP.Is6() && r.DstIP.Is6():
+		hop := r.HopLimit
+		if hop == 0 {
+			hop = 255
+		}
+		ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: hop,
+			SrcIP: r.IP.AsSlice(), DstIP: r.DstIP.AsSlice()}
+		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
+		if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
+			return nil, err
+		}
+		na := &layers.ICMPv6NeighborAdvertisement{
+			Flags:         0x60, // solicited, override
+			TargetAddress: r.IP.AsSlice(),
+			Options:       layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: r.MAC}},
+		}
+		return serialize(r.MAC, r.DstMAC, r.VLANs, layers.EthernetTypeIPv6, ip6, icmp, na)
+	}
+	return nil, fmt.Errorf("%w: ip %s dst %s", ErrInvalid, r.IP, r.DstIP)
+}

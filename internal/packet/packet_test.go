@@ -214,3 +214,22 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestBuildReplyRoundTrip(t *testing.T) {
+	for _, tt := range []struct{ ip, dst string }{{"192.0.2.10", "192.0.2.1"}, {"2001:db8:10::10", "fe80::1"}} {
+		b, err := BuildReply(Reply{MAC: vmMAC, IP: netip.MustParseAddr(tt.ip), DstMAC: sviMAC, DstIP: netip.MustParseAddr(tt.dst), VLANs: []uint16{10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Decode(b, layers.LinkTypeEthernet)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.ip, err)
+		}
+		if f.MAC.String() != vmMAC.String() || f.IP.String() != tt.ip || f.VLANs[0] != 10 {
+			t.Errorf("%s: decoded %+v", tt.ip, f)
+		}
+	}
+	if _, err := BuildReply(Reply{MAC: vmMAC, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: sviMAC, DstIP: netip.MustParseAddr("fe80::1")}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("mixed families: %v, want ErrInvalid", err)
+	}
+}
