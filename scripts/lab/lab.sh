@@ -44,7 +44,7 @@
 : "${LAB_UL1:=198.18.0.1}"
 : "${LAB_UL2:=198.18.0.2}"
 : "${LAB_TIMEOUT:=60}"                # seconds to wait for lab_up conditions
-: "${LAB_SETTLE:=10}"                 # seconds to poll after a migration
+: "${LAB_SETTLE:=8}"                  # seconds to poll after a migration
 : "${LAB_MIGRATE_GAP:=0.5}"           # seconds between RARP and port removal
 : "${LAB_DEBUG:=0}"                   # 1: FRR "debug zebra vxlan/kernel", bgp updates
 : "${LAB_KEEP:=0}"                    # 1: keep the run dir (logs) after lab_down
@@ -96,9 +96,12 @@ lab_init() {
   lab_log "run id $LAB_ID, run dir $LAB_DIR"
 }
 
-# Install the cleanup trap (EXIT, INT, TERM, HUP) in the calling shell.
+# Install the cleanup trap (EXIT, INT, TERM, HUP) in the calling shell
+# (in an interactive shell only EXIT, so Ctrl-C does not end the session).
 lab_trap() {
+  LAB_TRAP_SET=1
   trap 'lab_down' EXIT
+  [[ $- == *i* ]] && return 0
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
@@ -201,25 +204,44 @@ _lab_frr_start() {
   local common=(-d -P 0 -z "$d/run/zserv.api" --vty_socket "$d/run"
     --log "file:$d/startup.log")
   ip netns exec "$ns" "$LAB_FRR_BIN/zebra" "${common[@]}" -f "$d/zebra.conf" \
-    -i "$d/run/zebra.pid" || { lab_err "zebra failed to start on leaf$n"; return 1; }
+    -i "$d/run/zebra.pid" 2>>"$d/stderr.log" ||
+    { lab_err "zebra failed to start on leaf$n"; cat "$d/stderr.log" >&2; return 1; }
   _lab_wait_file "$d/run/zserv.api" 10 || { lab_err "no zserv socket on leaf$n"; return 1; }
   ip netns exec "$ns" "$LAB_FRR_BIN/bgpd" "${common[@]}" -f "$d/bgpd.conf" \
-    -i "$d/run/bgpd.pid" || { lab_err "bgpd failed to start on leaf$n"; return 1; }
+    -i "$d/run/bgpd.pid" 2>>"$d/stderr.log" ||
+    { lab_err "bgpd failed to start on leaf$n"; cat "$d/stderr.log" >&2; return 1; }
   _lab_wait_file "$d/run/bgpd.vty" 10 || { lab_err "no bgpd vty on leaf$n"; return 1; }
 }
 
-# Kill a process whose pid is in FILE, only if its command line mentions our
-# run dir or the expected binary (guards against a recycled PID).
-_lab_kill_pidfile() { # pidfile match-string
-  local f=$1 match=$2 pid i
+# Print the PID stored in FILE if that process is still alive and its
+# command line contains MATCH (guards against a recycled PID); remove FILE.
+_lab_pid_from() { # pidfile match-string
+  local f=$1 match=$2 pid
   [[ -r $f ]] || return 0
-  pid=$(<"$f"); [[ $pid =~ ^[0-9]+$ ]] || return 0
-  if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$match"; then
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  fi
+  pid=$(<"$f")
   rm -f "$f"
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 0
+  tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$match" && echo "$pid"
+}
+# Terminate the given PIDs: SIGTERM to all, then SIGKILL after 5 s.
+_lab_kill_pids() {
+  local pid i alive
+  (($#)) || return 0
+  kill -TERM "$@" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do
+    alive=0
+    for pid; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.05
+  done
+  for pid; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
+  for pid; do wait "$pid" 2>/dev/null; done # reap if it was our child
+  return 0
+}
+_lab_kill_pidfile() { # pidfile match-string
+  local pid
+  pid=$(_lab_pid_from "$1" "$2")
+  [[ -z $pid ]] || _lab_kill_pids "$pid"
 }
 
 # ---------------------------------------------------------------- topology
@@ -268,7 +290,6 @@ _lab_quiet_guest_sysctls() {
       "net.ipv4.conf.$s.igmpv2_unsolicited_report_interval=10" \
       "net.ipv4.conf.$s.igmpv3_unsolicited_report_interval=10" || return 1
   done
-  _lab_sysctl "$ns" net.ipv4.igmp_max_memberships=0 >/dev/null 2>&1 || true
 }
 
 # Guest namespace NS with eth0 = peer of access port PORT in leaf LEAF.
@@ -425,8 +446,9 @@ lab_vm_known() {
 }
 
 lab_remote_neigh() { # LEAF IP : kernel neighbor is an EVPN remote entry
-  ip -n "$(lab_ns "$1")" neigh show "$2" dev "br$LAB_VNI_VM" 2>/dev/null |
-    grep -q "lladdr ${LAB_VM_MAC,,} .*extern_learn.*NOARP\|lladdr ${LAB_VM_MAC,,} .*NOARP.*extern_learn\|extern_learn.*lladdr ${LAB_VM_MAC,,}"
+  local l      # e.g. "192.0.2.10 lladdr 02:.. extern_learn NOARP proto zebra"
+  l=$(ip -n "$(lab_ns "$1")" neigh show "$2" dev "br$LAB_VNI_VM" 2>/dev/null)
+  [[ ${l,,} == *"lladdr ${LAB_VM_MAC,,} "* && $l == *extern_learn* && $l == *NOARP* ]]
 }
 
 # Bug state on leaf1: a MAC-only route via leaf2's VTEP and no MAC+IP route.
@@ -470,10 +492,47 @@ lab_start_daemons() { # extra args are passed to "rarp-replay listen"
   done
 }
 
-lab_stop_daemons() {
-  local pf
-  for pf in "${LAB_DAEMON_PIDFILES[@]}"; do _lab_kill_pidfile "$pf" "$RARP_REPLAY"; done
+lab_stop_daemons() { # by the pid files, so it also works from a subshell
+  local n pids=()
+  [[ -n ${LAB_DIR:-} ]] || return 0
+  for n in 1 2; do pids+=($(_lab_pid_from "$LAB_DIR/leaf$n/rarp-replay.pid" " listen ")); done
+  _lab_kill_pids "${pids[@]}"
   LAB_DAEMON_PIDFILES=()
+}
+
+# ---------------------------------------------------------------- fdb monitors
+# "bridge -timestamp monitor fdb" in both leaves, to time the first RARP's
+# arrival (leaf2 learns the MAC on its access port) and leaf1's switch to the
+# remote MAC more precisely than polling vtysh can.
+lab_monitor_start() {
+  local n pf
+  for n in 1 2; do
+    pf=$LAB_DIR/leaf$n/fdbmon.pid
+    [[ -s $pf ]] && continue
+    ip netns exec "$(lab_ns "$n")" bridge -timestamp monitor fdb >"$LAB_DIR/leaf$n/fdb.mon" 2>&1 &
+    echo $! >"$pf"
+  done
+  sleep 0.2
+}
+lab_monitor_stop() {
+  local n pids=()
+  for n in 1 2; do pids+=($(_lab_pid_from "$LAB_DIR/leaf$n/fdbmon.pid" "monitor fdb")); done
+  _lab_kill_pids "${pids[@]}"
+}
+# lab_monitor_first LEAF ERE SINCE_MS: wall-clock ms of the first fdb event
+# (not a deletion) at or after SINCE_MS whose line matches ERE; -1 if none.
+lab_monitor_first() {
+  local f=$LAB_DIR/leaf$1/fdb.mon re=$2 since=$3 line ts=-1 d us ms
+  [[ -r $f ]] || { echo -1; return; }
+  while IFS= read -r line; do
+    if [[ $line =~ ^Timestamp:\ (.*)\ ([0-9]+)\ usec$ ]]; then
+      d=${BASH_REMATCH[1]} us=${BASH_REMATCH[2]}
+      ts=$(($(date -d "$d" +%s) * 1000 + 10#$us / 1000))
+    elif [[ $line != Deleted* && $line =~ $re ]] && ((ts >= since)); then
+      echo "$ts"; return
+    fi
+  done <"$f"
+  echo -1
 }
 
 # ---------------------------------------------------------------- migration
@@ -522,7 +581,18 @@ lab_migrate() {
   LAB_RARP_PID=$!
   LAB_PORTDEL_PID=
   if [[ $order == rarp-first ]]; then
-    (sleep "$LAB_MIGRATE_GAP"; lab_now_ms >"$LAB_DIR/t_portdel"; ip -n "$LAB_NS_L1" link del vm0) &
+    (
+      # Count the gap from the first RARP's arrival (leaf2 learns the MAC on
+      # its new port), not from the sender's start.
+      for ((i = 0; i < 300; i++)); do
+        bridge -n "$LAB_NS_L2" fdb show br "br$LAB_VNI_VM" 2>/dev/null |
+          grep -qi "^$LAB_VM_MAC dev vm0 " && break
+        sleep 0.01
+      done
+      sleep "$LAB_MIGRATE_GAP"
+      lab_now_ms >"$LAB_DIR/t_portdel"
+      ip -n "$LAB_NS_L1" link del vm0
+    ) &
     LAB_PORTDEL_PID=$!
   fi
 }
@@ -589,17 +659,24 @@ lab_observe() {
 lab_down() {
   local n ns
   [[ -n ${LAB_ID:-} ]] || return 0
-  trap - EXIT INT TERM HUP
+  if [[ ${LAB_TRAP_SET:-0} == 1 ]]; then trap - EXIT INT TERM HUP; LAB_TRAP_SET=0; fi
   local p
   for p in ${LAB_RARP_PID:-} ${LAB_PORTDEL_PID:-}; do # our own background jobs
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
   LAB_RARP_PID= LAB_PORTDEL_PID=
   lab_stop_daemons 2>/dev/null
+  lab_monitor_stop 2>/dev/null
+  local pids=()
   for n in 1 2; do
-    _lab_kill_pidfile "$LAB_DIR/leaf$n/run/bgpd.pid" "$LAB_DIR/leaf$n/"
-    _lab_kill_pidfile "$LAB_DIR/leaf$n/run/zebra.pid" "$LAB_DIR/leaf$n/"
+    pids+=($(_lab_pid_from "$LAB_DIR/leaf$n/run/bgpd.pid" "$LAB_DIR/leaf$n/")
+      $(_lab_pid_from "$LAB_DIR/leaf$n/run/zebra.pid" "$LAB_DIR/leaf$n/"))
   done
+  _lab_kill_pids "${pids[@]}" # FRR daemons each take 1-2 s to shut down
+  for p in "${pids[@]}"; do    # FRR's per-process temp dirs, left if killed
+    rm -rf -- "/var/tmp/frr/zebra.$p" "/var/tmp/frr/bgpd.$p"
+  done
+
   if [[ -r $LAB_DIR/namespaces ]]; then
     while read -r ns; do
       [[ $ns == "$LAB_ID"-* ]] && ip netns del "$ns" 2>/dev/null
