@@ -120,8 +120,11 @@ func (m *Manager) Ports() map[int]string {
 	return out
 }
 
+// wanted reports whether l should have a handle: a selected access port
+// that is up (libpcap cannot activate a handle on a down interface; the
+// link-up event opens it, and the any-device handle covers the gap).
 func (m *Manager) wanted(l link.Link) bool {
-	if !m.selected(l) {
+	if !l.Up || !m.selected(l) {
 		return false
 	}
 	_, err := m.links.Port(l.Index)
