@@ -124,7 +124,13 @@ func (m *Manager) Ports() map[int]string {
 // that is up (libpcap cannot activate a handle on a down interface; the
 // link-up event opens it, and the any-device handle covers the gap).
 func (m *Manager) wanted(l link.Link) bool {
-	if !l.Up || !m.selected(l) {
+	return l.Up && m.serves(l)
+}
+
+// serves reports whether l is a selected access port, up or not: the link
+// table may not have seen a port come up yet when its first frame arrives.
+func (m *Manager) serves(l link.Link) bool {
+	if !m.selected(l) {
 		return false
 	}
 	_, err := m.links.Port(l.Index)
@@ -185,7 +191,7 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 	p, ok := m.ports[ifindex]
 	if !ok {
 		l, known := m.links.Get(ifindex)
-		if !known || !m.wanted(l) {
+		if !known || !m.serves(l) {
 			m.mu.Unlock()
 			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
 		}
@@ -270,7 +276,7 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 		if p != nil && !ci.Timestamp.Before(p.since) {
 			continue
 		}
-		if l, known := m.links.Get(ifindex); known && !m.wanted(l) {
+		if l, known := m.links.Get(ifindex); known && !m.serves(l) {
 			continue // the bridge's copy of the port's RARP, a VXLAN port, ...
 		}
 		m.count("rarp-via-any")
