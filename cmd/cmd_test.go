@@ -1,0 +1,63 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestArgumentErrors checks that bad arguments are clear errors, raised
+// before anything touches the network.
+func TestArgumentErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send-rarp", "--mac", "zz:zz", "-i", "eth0"}, `--mac "zz:zz"`},
+		{[]string{"send-rarp", "--mac", "ff:ff:ff:ff:ff:ff", "-i", "eth0"}, "unicast"},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a"}, "-i: name the interface"},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "eth0", "--count", "0"}, "--count 0"},
+		{[]string{"listen", "--probe-timeout", "0s"}, "--probe-timeout"},
+		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`},
+		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"listen", "--log-format", "xml"}, `--log-format "xml"`},
+		{[]string{"replay"}, "accepts 1 arg"},
+		{[]string{"replay", "/nonexistent.pcap"}, "no such file"},
+		{[]string{"replay", "--svi-addr", "192.0.2.1", "x.pcap"}, "--svi-addr"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c := New()
+			var out bytes.Buffer
+			c.SetOut(&out)
+			c.SetErr(&out)
+			c.SetArgs(tt.args)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := c.ExecuteContext(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestQEMUSchedule(t *testing.T) {
+	var at time.Duration
+	var got []time.Duration
+	for i := 1; i < 5; i++ {
+		at += gap(i, 0)
+		got = append(got, at)
+	}
+	want := []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 450 * time.Millisecond, 800 * time.Millisecond}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("RARP times after the first = %v, want %v", got, want)
+		}
+	}
+	if gap(3, 10*time.Millisecond) != 10*time.Millisecond {
+		t.Errorf("--interval not honoured")
+	}
+}
