@@ -25,6 +25,7 @@ const (
 	sviMAC = "02:00:5e:10:00:01"
 	vm1MAC = "02:00:5e:10:00:0a"
 	vm2MAC = "02:00:5e:10:00:14"
+	vm3MAC = "02:00:5e:10:00:1e"
 )
 
 // TestListen is the issue's scenario, end to end, in namespaces it creates:
@@ -37,10 +38,11 @@ func TestListen(t *testing.T) {
 	sw := nstest.Namespace(t, "sw")
 	vm1 := nstest.Namespace(t, "vm1")
 	vm2 := nstest.Namespace(t, "vm2")
+	vm3 := nstest.Namespace(t, "vm3")
 	park := nstest.Namespace(t, "park") // where vm2's port waits before it appears on the switch
 
 	nstest.Sh(t, `
-sw=`+sw+` vm1=`+vm1+` vm2=`+vm2+` park=`+park+`
+sw=`+sw+` vm1=`+vm1+` vm2=`+vm2+` vm3=`+vm3+` park=`+park+`
 ip -n $sw link add br0 address `+sviMAC+` type bridge
 ip netns exec $sw sysctl -qw net.ipv6.conf.br0.accept_dad=0
 ip -n $sw link set br0 up
@@ -67,6 +69,13 @@ for a in 192.0.2.10 192.0.2.11 192.0.2.99 2001:db8:10::10; do
   ip -n $sw neigh replace $a lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
 done
 ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_learn
+# A stand-alone L3 port: its own SVI.
+ip -n $sw link add l3p address 02:00:5e:10:00:02 type veth peer name eth0 netns $vm3
+ip netns exec $sw sysctl -qw net.ipv6.conf.l3p.accept_dad=0
+ip -n $sw link set l3p up
+ip -n $sw addr add 198.51.100.1/24 dev l3p
+vm $vm3 `+vm3MAC+` 198.51.100.10/24
+ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern_learn
 `)
 
 	monitor := nstest.Start(t, "ip", "-n", sw, "monitor", "neigh")
@@ -107,13 +116,17 @@ ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_le
 	helper.go_(t)
 	waitLocal(t, sw, vm2MAC, "192.0.2.20")
 
+	// A VM behind a stand-alone L3 port: the port is its own SVI.
+	nstest.Run(t, "ip", "netns", "exec", vm3, bin, "send-rarp", "--mac", vm3MAC, "-i", "eth0", "--count", "1")
+	waitLocalOn(t, sw, "l3p", vm3MAC, "198.51.100.10")
+
 	// A port that vanishes is closed, and the daemon keeps listening.
 	nstest.Run(t, "ip", "-n", sw, "link", "del", "vm2")
 	listen.WaitFor(t, `"msg":"port removed","ifname":"vm2"`, 5*time.Second)
 
 	// Let 192.0.2.99's probes run out (100 + 200 + 400 ms), then stop.
 	listen.WaitFor(t, `"192.0.2.99"`, 5*time.Second)
-	migrations := waitMigrations(t, listen, 2)
+	migrations := waitMigrations(t, listen, 3)
 	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
 	dump.Stop(t, syscall.SIGINT, 5*time.Second)
 	monitor.Stop(t, syscall.SIGTERM, 5*time.Second)
@@ -134,6 +147,9 @@ ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_le
 		}
 		if migrations[vm2MAC] == nil {
 			t.Errorf("no migration line for the second VM")
+		}
+		if m := migrations[vm3MAC]; m == nil || m.Port != "l3p" || m.SVI != "l3p" {
+			t.Errorf("stand-alone port migration = %+v, want port and SVI l3p", m)
 		}
 	})
 
@@ -171,7 +187,7 @@ ip -n $sw neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_le
 				t.Errorf("drop/%s not counted; counters %v", reason, counters)
 			}
 		}
-		if got := counters["cycle"]; got != 2 {
+		if got := counters["cycle"]; got != 3 {
 			t.Errorf("%d probe cycles, want 2 (one per migration, not one per RARP)", got)
 		}
 	})
@@ -287,10 +303,16 @@ type neighJSON struct {
 // neighbor with lladdr mac on br0 in ns.
 func waitLocal(t *testing.T, ns, mac string, ips ...string) {
 	t.Helper()
+	waitLocalOn(t, ns, "br0", mac, ips...)
+}
+
+// waitLocalOn is waitLocal on the interface dev.
+func waitLocalOn(t *testing.T, ns, dev, mac string, ips ...string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
-		out := nstest.Run(t, "ip", "-n", ns, "-j", "neigh", "show", "dev", "br0")
+		out := nstest.Run(t, "ip", "-n", ns, "-j", "neigh", "show", "dev", dev)
 		var ns []neighJSON
 		if err := json.Unmarshal([]byte(out), &ns); err != nil {
 			t.Fatalf("ip -j neigh: %v: %s", err, out)
