@@ -94,6 +94,7 @@ var (
 	ErrBadMAC       = &DropError{Reason: "bad-mac"}
 	ErrNotNA        = &DropError{Reason: "not-na"}
 	ErrTooManyVLANs = &DropError{Reason: "vlan-depth"}
+	ErrOutbound     = &DropError{Reason: "outbound"}
 )
 
 // maxVLANDepth is the number of 802.1Q/802.1ad tags Decode accepts (QinQ).
@@ -114,7 +115,8 @@ func Reason(err error) string {
 }
 
 // Decode decodes one captured frame of link type lt (Ethernet, or Linux
-// cooked SLL/SLL2 as captured on the "any" device). It returns a Frame for a
+// cooked SLL/SLL2 as captured on the "any" device; a cooked frame the host
+// sent is dropped as "outbound", as the daemon captures inbound only). It returns a Frame for a
 // RARP request reverse, an ARP reply or a Neighbor Advertisement, and a
 // *DropError for everything else, truncated or malformed frames included.
 func Decode(data []byte, lt layers.LinkType) (Frame, error) {
@@ -134,6 +136,9 @@ func Decode(data []byte, lt layers.LinkType) (Frame, error) {
 		if err := sll.DecodeFromBytes(data, nopFeedback{}); err != nil {
 			return f, drop(ErrTruncated, "sll2: %v", err)
 		}
+		if sll.PacketType == layers.LinuxSLL2PacketTypeOutgoing {
+			return f, drop(ErrOutbound, "sll2 packet type outgoing")
+		}
 		if sll.AddrLength == 6 {
 			f.SrcMAC = sll.Addr
 		}
@@ -143,6 +148,9 @@ func Decode(data []byte, lt layers.LinkType) (Frame, error) {
 		var sll layers.LinuxSLL
 		if err := sll.DecodeFromBytes(data, nopFeedback{}); err != nil {
 			return f, drop(ErrTruncated, "sll: %v", err)
+		}
+		if sll.PacketType == layers.LinuxSLLPacketTypeOutgoing {
+			return f, drop(ErrOutbound, "sll packet type outgoing")
 		}
 		if sll.AddrLen == 6 {
 			f.SrcMAC = sll.Addr

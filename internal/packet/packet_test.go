@@ -99,6 +99,8 @@ func TestDecode(t *testing.T) {
 		{name: "unknown link type", data: rarp, lt: layers.LinkTypeRaw, reason: "link-type"},
 		{name: "sll2 rarp", lt: layers.LinkTypeLinuxSLL2, data: append(mustHex(t, "8035 0000 00000007 0001 00 06 02005e10000a 0000"), rarp[14:]...),
 			want: Frame{Kind: KindRARP, SrcMAC: vmMAC, MAC: vmMAC, IfIndex: 7}},
+		{name: "sll2 outgoing", lt: layers.LinkTypeLinuxSLL2, data: append(mustHex(t, "8035 0000 00000007 0001 04 06 02005e10000a 0000"), rarp[14:]...), reason: "outbound"},
+		{name: "sll outgoing", lt: layers.LinkTypeLinuxSLL, data: append(mustHex(t, "0004 0001 0006 02005e10000a 0000 8035"), rarp[14:]...), reason: "outbound"},
 		{name: "sll rarp", lt: layers.LinkTypeLinuxSLL, data: append(mustHex(t, "0000 0001 0006 02005e10000a 0000 8035"), rarp[14:]...),
 			want: Frame{Kind: KindRARP, SrcMAC: vmMAC, MAC: vmMAC}},
 	}
