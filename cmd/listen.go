@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/capture"
@@ -15,6 +18,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/neigh"
+	"github.com/rarp-replay/rarp-replay/replay"
 	"github.com/spf13/cobra"
 )
 
@@ -22,6 +26,7 @@ type listenOptions struct {
 	ifaces    string
 	retention time.Duration
 	queue     int
+	dumpNeigh string
 	cfg       engine.Config
 }
 
@@ -56,6 +61,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.DurationVar(&o.cfg.Window, "cycle-window", o.cfg.Window, "how long after a probe cycle ends further RARPs for the same MAC belong to it")
 	f.BoolVar(&o.cfg.DryRun, "dry-run", false, "decide and log, but send and program nothing")
 	f.IntVar(&o.queue, "queue", 4096, "frames buffered between capture and the decision loop")
+	f.StringVar(&o.dumpNeigh, "dump-neigh", "", "on SIGUSR1 and at exit, write the neighbor mirror (remembered bindings included) to this file, in the JSON 'replay --neigh' reads")
 	return c
 }
 
@@ -126,6 +132,22 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
 	})
 	eng.UseCounters(stats)
+	if o.dumpNeigh != "" {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		wg.Go(func() {
+			defer signal.Stop(usr1)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-usr1:
+					dumpNeighbors(o.dumpNeigh, mirror, links, log)
+				}
+			}
+		})
+		defer dumpNeighbors(o.dumpNeigh, mirror, links, log)
+	}
 	wg.Go(func() {
 		mgr.Run(ctx, func() {
 			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
@@ -136,4 +158,34 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("stopped", "counters", stats.Snapshot())
 	return nil
+}
+
+// dumpNeighbors writes the mirror to path atomically: a temporary file in
+// the same directory, renamed over path.
+func dumpNeighbors(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
+	name := func(index int) string {
+		if l, ok := links.Get(index); ok {
+			return l.Name
+		}
+		return fmt.Sprintf("ifindex%d", index)
+	}
+	recs := m.Records()
+	f, err := os.CreateTemp(filepath.Dir(path), ".neigh-*.json")
+	if err == nil {
+		err = replay.WriteNeighbors(f, recs, name)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		log.Error("dump neighbor mirror", "path", path, "err", err)
+		return
+	}
+	log.Info("dumped neighbor mirror", "path", path, "bindings", len(recs))
 }

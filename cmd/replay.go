@@ -2,11 +2,9 @@ package cmd
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/replay"
@@ -18,6 +16,8 @@ type replayOptions struct {
 	svi    string
 	sviMAC string
 	addrs  []string
+	json   bool
+	write  string
 }
 
 func newReplay(lo *logOptions) *cobra.Command {
@@ -69,52 +69,31 @@ and Neighbor Advertisements in the capture verify probes.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			print(c.OutOrStdout(), res)
-			return nil
+			if o.write != "" {
+				pf, err := os.Create(o.write)
+				if err != nil {
+					return err
+				}
+				if err := res.WriteProbes(pf); err != nil {
+					pf.Close()
+					return fmt.Errorf("%s: %w", o.write, err)
+				}
+				if err := pf.Close(); err != nil {
+					return err
+				}
+			}
+			if o.json {
+				return res.WriteJSON(c.OutOrStdout())
+			}
+			return res.WriteText(c.OutOrStdout())
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.neigh, "neigh", "", "neighbor snapshot: the output of 'ip -j neigh show'")
+	f.StringVar(&o.neigh, "neigh", "", "neighbor snapshot: 'ip -j neigh show' JSON, /proc/net/arp, or what 'listen --dump-neigh' writes")
 	f.StringVar(&o.svi, "svi", "", "the snapshot's device that serves the captured port (default: its only device)")
 	f.StringVar(&o.sviMAC, "svi-mac", "02:00:00:00:00:01", "the SVI's MAC, source of the probes")
 	f.StringSliceVar(&o.addrs, "svi-addr", nil, "an SVI address with prefix length, source of the probes (repeatable)")
+	f.BoolVar(&o.json, "json", false, "print one JSON object per frame and per migration")
+	f.StringVar(&o.write, "write", "", "write the probes the daemon would have sent to this pcap file")
 	return c
-}
-
-func print(w io.Writer, res replay.Result) {
-	var t0 = res.Lines
-	for _, l := range res.Lines {
-		d := l.Decision
-		rel := float64(l.Time.Sub(t0[0].Time).Microseconds()) / 1000
-		line := fmt.Sprintf("#%d +%.1fms %s", l.N, rel, d.Verdict)
-		if d.Kind != 0 {
-			line += " " + d.Kind.String()
-		}
-		if d.MAC != nil {
-			line += " mac=" + d.MAC.String()
-		}
-		if d.Port != "" {
-			line += " port=" + d.Port
-		}
-		switch {
-		case d.Reason != "":
-			line += " reason=" + d.Reason
-		case len(d.Probes) > 0:
-			line += " probes=" + join(d.Probes)
-		case d.IP.IsValid():
-			line += " ip=" + d.IP.String()
-		}
-		fmt.Fprintln(w, line)
-	}
-	for _, r := range res.Reports {
-		fmt.Fprintln(w, "migration:", r)
-	}
-}
-
-func join(as []netip.Addr) string {
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ",")
 }

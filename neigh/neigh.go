@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -240,4 +241,37 @@ func (m *Mirror) Len() int {
 		n += len(set)
 	}
 	return n
+}
+
+// Record is one binding of the mirror, as Records returns it.
+type Record struct {
+	IfIndex int
+	MAC     net.HardwareAddr
+	Binding
+}
+
+// Records returns every binding the mirror holds, present or remembered
+// within the retention window, ordered by interface, MAC and address.
+func (m *Mirror) Records() []Record {
+	now := m.now()
+	m.mu.RLock()
+	var out []Record
+	for k, set := range m.byMAC {
+		for _, b := range set {
+			if b.Present || now.Sub(b.deleted) <= m.retention {
+				out = append(out, Record{IfIndex: k.ifindex, MAC: net.HardwareAddr(append([]byte(nil), k.mac[:]...)), Binding: b.Binding})
+			}
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Record) int {
+		if a.IfIndex != b.IfIndex {
+			return a.IfIndex - b.IfIndex
+		}
+		if c := strings.Compare(string(a.MAC), string(b.MAC)); c != 0 {
+			return c
+		}
+		return a.IP.Compare(b.IP)
+	})
+	return out
 }

@@ -1,19 +1,21 @@
 // Package replay runs a capture file through the daemon's decision path
 // offline, against a snapshot of a switch's neighbor table: no sockets, no
 // root, nothing sent or programmed. Replies in the capture (ARP replies,
-// Neighbor Advertisements) verify probes as live ones would.
+// Neighbor Advertisements) verify probes as live ones would, so a capture of
+// a whole exchange replays to the verdicts the daemon reached.
 package replay
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -28,41 +30,10 @@ import (
 // ErrNotCapture is returned for input that is neither pcap nor pcapng.
 var ErrNotCapture = errors.New("not a pcap or pcapng capture")
 
-// Neighbor is one entry of `ip -j neigh show`.
-type Neighbor struct {
-	Dst         string
-	Dev         string
-	LLAddr      string
-	State       []string
-	ExternLearn bool
-}
-
-// LoadNeighbors reads the JSON that `ip -j neigh show` prints.
-func LoadNeighbors(r io.Reader) ([]Neighbor, error) {
-	var raw []map[string]json.RawMessage
-	if err := json.NewDecoder(r).Decode(&raw); err != nil {
-		return nil, fmt.Errorf("neighbor snapshot: %w", err)
-	}
-	out := make([]Neighbor, 0, len(raw))
-	for i, m := range raw {
-		var n Neighbor
-		for k, dst := range map[string]any{"dst": &n.Dst, "dev": &n.Dev, "lladdr": &n.LLAddr, "state": &n.State} {
-			if v, ok := m[k]; ok {
-				if err := json.Unmarshal(v, dst); err != nil {
-					return nil, fmt.Errorf("neighbor snapshot entry %d: %s: %w", i, k, err)
-				}
-			}
-		}
-		_, n.ExternLearn = m["extern_learn"]
-		out = append(out, n)
-	}
-	return out, nil
-}
-
 // Options describe the switch the capture was taken on.
 type Options struct {
-	// SVI is the device, as named in the snapshot, that serves the port the
-	// capture was taken on. Empty: the snapshot's only device.
+	// SVI is the device, as named in the snapshot, that serves the captured
+	// ports. Empty: the snapshot's only device.
 	SVI string
 	// SVIMAC is the SVI's MAC, the source of the probes.
 	SVIMAC net.HardwareAddr
@@ -78,26 +49,39 @@ type Line struct {
 	Decision engine.Decision
 }
 
+// Probe is a frame the daemon would have sent, and when.
+type Probe struct {
+	Time  time.Time
+	Port  string
+	Frame []byte
+}
+
 // Result is everything a replay decided.
 type Result struct {
 	Lines   []Line
 	Reports []engine.Report
-	Probes  [][]byte // the frames the daemon would have sent
+	Probes  []Probe
+	Stats   map[string]uint64
 }
 
-const (
-	portIndex = 1_000_000
-	portName  = "capture"
-)
+// portBase offsets the interface indexes replay gives capture ports, so they
+// never collide with the SVIs it numbers from 1.
+const portBase = 1_000_000
 
-type recorder struct{ r *Result }
+// recorder stands in for the capture manager and the kernel: it records
+// what would have been sent and programs nothing.
+type recorder struct {
+	res   *Result
+	now   time.Time
+	names map[int]string
+}
 
-func (s recorder) Send(_ int, frame []byte) error {
-	s.r.Probes = append(s.r.Probes, frame)
+func (s *recorder) Send(ifindex int, frame []byte) error {
+	s.res.Probes = append(s.res.Probes, Probe{Time: s.now, Port: s.names[ifindex], Frame: frame})
 	return nil
 }
 
-func (recorder) Program(int, netip.Addr, net.HardwareAddr) error { return nil }
+func (*recorder) Program(int, netip.Addr, net.HardwareAddr) error { return nil }
 
 // Run replays the capture in r against the neighbor snapshot.
 func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result, error) {
@@ -106,53 +90,31 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 	if err != nil {
 		return res, err
 	}
-	links := link.NewTable()
+	links, svi, err := switchModel(neighbors, o)
+	if err != nil {
+		return res, err
+	}
 	mirror := neigh.NewMirror(time.Duration(1<<63 - 1))
-	devs := map[string]int{}
 	for _, n := range neighbors {
-		if _, ok := devs[n.Dev]; !ok {
-			devs[n.Dev] = len(devs) + 1
+		if e, ok := n.entry(links); ok {
+			if n.Remembered {
+				mirror.Update(e)
+				mirror.Delete(e)
+			} else {
+				mirror.Update(e)
+			}
 		}
 	}
-	svi := o.SVI
-	if svi == "" {
-		if len(devs) > 1 {
-			return res, fmt.Errorf("the snapshot has %d devices: name the capture's SVI", len(devs))
-		}
-		for d := range devs {
-			svi = d
-		}
-	}
-	sviIndex, ok := devs[svi]
-	if !ok {
-		sviIndex = len(devs) + 1
-		devs[svi] = sviIndex
-	}
-	for name, idx := range devs {
-		l := link.Link{Index: idx, Name: name, Kind: "bridge", MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(idx)}}
-		if idx == sviIndex {
-			l.MAC, l.Addrs = o.SVIMAC, o.SVIAddrs
-		}
-		links.Set(l)
-	}
-	links.Set(link.Link{Index: portIndex, Name: portName, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: sviIndex})
-	for _, n := range neighbors {
-		ip, err := netip.ParseAddr(n.Dst)
-		if err != nil {
-			continue
-		}
-		mac, err := net.ParseMAC(n.LLAddr)
-		if err != nil {
-			continue
-		}
-		e := neigh.Entry{IfIndex: devs[n.Dev], IP: ip, MAC: mac, State: neigh.NUDReachable}
-		if n.ExternLearn {
-			e.Flags |= neigh.NTFExtLearned
-		}
-		mirror.Update(e)
-	}
-	rec := recorder{&res}
+	rec := &recorder{res: &res, names: map[int]string{}}
 	eng := engine.New(o.Config, links, mirror, rec, rec, log, func(rep engine.Report) { res.Reports = append(res.Reports, rep) })
+	// advance fires due timers one at a time, so each retry is recorded at
+	// the time the daemon would have sent it.
+	advance := func(to time.Time) {
+		for next, ok := eng.Next(); ok && !next.After(to); next, ok = eng.Next() {
+			rec.now = next
+			eng.Advance(next)
+		}
+	}
 	var last time.Time
 	for n := 1; ; n++ {
 		data, ci, err := src.ReadPacketData()
@@ -162,18 +124,86 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 		if err != nil {
 			return res, fmt.Errorf("frame %d: %w", n, err)
 		}
-		last = ci.Timestamp
-		d := eng.Handle(ci.Timestamp, capture.Packet{Data: data, LinkType: src.lt, IfIndex: portIndex, Time: ci.Timestamp})
+		lt, name, ifindex := src.port(ci, data)
+		if _, ok := links.Get(ifindex); !ok {
+			links.Set(link.Link{Index: ifindex, Name: name, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: svi, Up: true})
+			rec.names[ifindex] = name
+		}
+		advance(ci.Timestamp)
+		rec.now, last = ci.Timestamp, ci.Timestamp
+		d := eng.Handle(ci.Timestamp, capture.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
 		res.Lines = append(res.Lines, Line{N: n, Time: ci.Timestamp, Decision: d})
 	}
 	// Let every open cycle run to its end, as the daemon would have.
-	eng.Advance(last.Add(24 * time.Hour))
+	advance(last.Add(24 * time.Hour))
+	res.Stats = eng.Stats().Snapshot()
 	return res, nil
+}
+
+// switchModel builds the link table of the replayed switch: one bridge per
+// device the snapshot names, the SVI among them carrying o's MAC and
+// addresses. Capture ports are added as frames name them.
+func switchModel(neighbors []Neighbor, o Options) (*link.Table, int, error) {
+	devs := map[string]int{}
+	var names []string
+	for _, n := range neighbors {
+		if _, ok := devs[n.Dev]; !ok && n.Dev != "" {
+			devs[n.Dev] = 0
+			names = append(names, n.Dev)
+		}
+	}
+	sort.Strings(names)
+	svi := o.SVI
+	switch {
+	case svi == "" && len(names) == 1:
+		svi = names[0]
+	case svi == "" && len(names) > 1:
+		return nil, 0, fmt.Errorf("the snapshot names %d devices %v: say which is the capture's SVI", len(names), names)
+	case svi == "":
+		svi = "svi"
+	}
+	if _, ok := devs[svi]; !ok {
+		names = append(names, svi)
+	}
+	links := link.NewTable()
+	sviIndex := 0
+	for i, name := range names {
+		l := link.Link{Index: i + 1, Name: name, Kind: "bridge", MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)}, Up: true}
+		if name == svi {
+			l.MAC, l.Addrs, sviIndex = o.SVIMAC, o.SVIAddrs, i+1
+		}
+		links.Set(l)
+	}
+	return links, sviIndex, nil
 }
 
 type source struct {
 	gopacket.PacketDataSource
 	lt layers.LinkType
+	ng *pcapgo.NgReader
+}
+
+// port names the port a frame came in on: the pcapng interface it was
+// captured on, the interface index of a Linux cooked v2 header, or the one
+// port of a plain capture.
+func (s source) port(ci gopacket.CaptureInfo, data []byte) (layers.LinkType, string, int) {
+	lt, name, idx := s.lt, "capture", 0
+	if s.ng != nil {
+		idx = ci.InterfaceIndex
+		if ifc, err := s.ng.Interface(ci.InterfaceIndex); err == nil {
+			lt = ifc.LinkType
+			if ifc.Name != "" {
+				name = ifc.Name
+			} else {
+				name = fmt.Sprintf("if%d", ci.InterfaceIndex)
+			}
+		}
+	}
+	if lt == layers.LinkTypeLinuxSLL2 && len(data) >= 8 {
+		idx = int(binary.BigEndian.Uint32(data[4:8]))
+		name = fmt.Sprintf("%s-ifindex%d", name, idx)
+	}
+	return lt, name, portBase + idx
 }
 
 func open(r io.Reader) (source, error) {
@@ -187,11 +217,11 @@ func open(r io.Reader) (source, error) {
 		if err != nil {
 			return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
 		}
-		return source{ng, ng.LinkType()}, nil
+		return source{PacketDataSource: ng, lt: ng.LinkType(), ng: ng}, nil
 	}
 	pr, err := pcapgo.NewReader(br)
 	if err != nil {
 		return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
 	}
-	return source{pr, pr.LinkType()}, nil
+	return source{PacketDataSource: pr, lt: pr.LinkType()}, nil
 }

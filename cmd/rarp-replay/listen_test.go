@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture/pcapio"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/replay"
 )
 
 const (
@@ -83,7 +85,8 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 	dump := nstest.Start(t, "ip", "netns", "exec", vm1, "tcpdump", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
 	dump.WaitFor(t, "listening on", 10*time.Second)
 
-	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any",
+	dumpPath := t.TempDir() + "/neigh.json"
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--dump-neigh", dumpPath,
 		"--log-format", "json", "--log-level", "debug", "--probe-timeout", "100ms", "--probe-retries", "2")
 	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
 
@@ -180,6 +183,32 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 			return strings.HasPrefix(l, "192.0.2.10 ") && strings.Contains(l, "REACHABLE")
 		}) {
 			t.Errorf("ip monitor saw no event for 192.0.2.10; events:\n%s", strings.Join(monitor.Lines(), "\n"))
+		}
+	})
+
+	t.Run("mirror dumped in the snapshot format replay reads", func(t *testing.T) {
+		f, err := os.Open(dumpPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		ns, err := replay.LoadNeighbors(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, n := range ns {
+			got[n.Dst] = fmt.Sprintf("%s %s extern_learn=%v", n.Dev, n.LLAddr, n.ExternLearn)
+		}
+		want := map[string]string{
+			"192.0.2.10":    "br0 " + vm1MAC + " extern_learn=false",
+			"192.0.2.99":    "br0 " + vm1MAC + " extern_learn=true",
+			"198.51.100.10": "l3p " + vm3MAC + " extern_learn=false",
+		}
+		for ip, w := range want {
+			if got[ip] != w {
+				t.Errorf("%s: %q, want %q", ip, got[ip], w)
+			}
 		}
 	})
 

@@ -1,0 +1,152 @@
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/neigh"
+)
+
+// ErrSnapshot is returned for a neighbor snapshot in neither format.
+var ErrSnapshot = errors.New("not a neighbor snapshot (want `ip -j neigh show` JSON or /proc/net/arp)")
+
+// Neighbor is one entry of a neighbor snapshot.
+type Neighbor struct {
+	Dst         string
+	Dev         string
+	LLAddr      string
+	State       []string
+	ExternLearn bool
+	// Remembered marks a binding the kernel had deleted and rarp-replay
+	// still remembered (only in snapshots `listen` writes).
+	Remembered bool
+}
+
+// LoadNeighbors reads a neighbor snapshot: the JSON `ip -j neigh show`
+// prints (or `listen --dump-neigh` writes), or the text of /proc/net/arp.
+func LoadNeighbors(r io.Reader) ([]Neighbor, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("neighbor snapshot: %w", err)
+	}
+	t := bytes.TrimSpace(b)
+	switch {
+	case bytes.HasPrefix(t, []byte("[")):
+		return loadJSON(t)
+	case bytes.HasPrefix(t, []byte("IP address")):
+		return loadProcARP(t)
+	}
+	return nil, ErrSnapshot
+}
+
+func loadJSON(b []byte) ([]Neighbor, error) {
+	var raw []map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSnapshot, err)
+	}
+	out := make([]Neighbor, 0, len(raw))
+	for i, m := range raw {
+		var n Neighbor
+		for k, dst := range map[string]any{"dst": &n.Dst, "dev": &n.Dev, "lladdr": &n.LLAddr, "state": &n.State, "remembered": &n.Remembered} {
+			if v, ok := m[k]; ok {
+				if err := json.Unmarshal(v, dst); err != nil {
+					return nil, fmt.Errorf("neighbor snapshot entry %d: %s: %w", i+1, k, err)
+				}
+			}
+		}
+		_, n.ExternLearn = m["extern_learn"]
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// loadProcARP reads /proc/net/arp: "IP address, HW type, Flags, HW address,
+// Mask, Device". Incomplete entries (flags without ATF_COM, 0x2) bind
+// nothing and are skipped.
+func loadProcARP(b []byte) ([]Neighbor, error) {
+	var out []Neighbor
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Scan() // header
+	for line := 2; sc.Scan(); line++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 6 {
+			return nil, fmt.Errorf("%w: /proc/net/arp line %d has %d fields, want 6", ErrSnapshot, line, len(f))
+		}
+		flags, err := strconv.ParseUint(strings.TrimPrefix(f[2], "0x"), 16, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: /proc/net/arp line %d: flags %q", ErrSnapshot, line, f[2])
+		}
+		if flags&0x2 == 0 {
+			continue
+		}
+		state := []string{"REACHABLE"}
+		if flags&0x4 != 0 {
+			state = []string{"PERMANENT"}
+		}
+		out = append(out, Neighbor{Dst: f[0], Dev: f[5], LLAddr: f[3], State: state})
+	}
+	return out, sc.Err()
+}
+
+// entry converts n for the mirror of the replayed switch.
+func (n Neighbor) entry(links *link.Table) (neigh.Entry, bool) {
+	ip, err := netip.ParseAddr(n.Dst)
+	if err != nil {
+		return neigh.Entry{}, false
+	}
+	mac, err := net.ParseMAC(n.LLAddr)
+	if err != nil {
+		return neigh.Entry{}, false
+	}
+	l, ok := links.ByName(n.Dev)
+	if !ok {
+		return neigh.Entry{}, false
+	}
+	e := neigh.Entry{IfIndex: l.Index, IP: ip, MAC: mac, State: neigh.NUDReachable}
+	if slices.Contains(n.State, "NOARP") {
+		e.State = neigh.NUDNoARP
+	}
+	if slices.Contains(n.State, "FAILED") || slices.Contains(n.State, "INCOMPLETE") {
+		return neigh.Entry{}, false
+	}
+	if n.ExternLearn {
+		e.Flags |= neigh.NTFExtLearned
+	}
+	return e, true
+}
+
+// WriteNeighbors writes records in the JSON `ip -j neigh show` prints, plus
+// "remembered": true for bindings the kernel has deleted, so that a replay
+// sees what the daemon saw. name maps an interface index to its name.
+func WriteNeighbors(w io.Writer, records []neigh.Record, name func(int) string) error {
+	out := make([]map[string]any, 0, len(records))
+	for _, r := range records {
+		m := map[string]any{"dst": r.IP.String(), "dev": name(r.IfIndex), "lladdr": r.MAC.String()}
+		if r.Remote {
+			m["extern_learn"] = nil
+			m["state"] = []string{"NOARP"}
+		} else {
+			m["state"] = []string{"REACHABLE"}
+		}
+		if !r.Present {
+			m["remembered"] = true
+		}
+		out = append(out, m)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(out)
+}
