@@ -3,7 +3,11 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 DEBS = libpcap-dev tcpdump iproute2 frr
 
-.PHONY: all build deps test test-unit demo demo-local clean
+FUZZTIME ?= 10s
+FUZZ = FuzzDecode:./internal/packet FuzzReplyMatching:./internal/engine \
+	FuzzReplayCapture:./replay FuzzLoadNeighbors:./replay
+
+.PHONY: all build deps test test-unit fuzz pcaps demo demo-local clean
 
 all: build
 
@@ -22,6 +26,20 @@ deps:
 # makes a namespace test fail, not skip, when it cannot run.
 test: deps
 	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+# Runs every fuzz target for FUZZTIME. A finding is written under the
+# package's testdata/fuzz and fails the run; commit it as a corpus entry.
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done
+
+# Regenerates the replay corpus and its golden files.
+pcaps:
+	$(GO) run ./scripts/gen-pcaps -out pcaps/corpus
+	$(GO) test ./replay -run TestCorpus -update
 
 # The tests that need neither root nor libpcap at run time.
 test-unit:

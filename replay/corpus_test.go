@@ -1,0 +1,135 @@
+package replay
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the pcaps/corpus replay test")
+
+const corpusDir = "../pcaps/corpus"
+
+// corpusOptions describe the leaf the corpus was captured on (see
+// scripts/gen-pcaps).
+func corpusOptions() Options {
+	return Options{
+		SVIMAC:   sviMACCorpus,
+		SVIAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64"), netip.MustParsePrefix("fe80::1/64")},
+		Config:   engine.DefaultConfig,
+	}
+}
+
+var sviMACCorpus = []byte{2, 0, 0x5e, 0x10, 0, 1}
+
+// TestCorpus replays every capture in pcaps/corpus against the corpus
+// snapshot (neigh.arp, the /proc/net/arp form, for proc-*) and compares
+// decisions, migrations and the probes that would have been sent with the
+// golden file beside the capture.
+func TestCorpus(t *testing.T) {
+	caps, _ := filepath.Glob(filepath.Join(corpusDir, "*.pcap*"))
+	if len(caps) < 10 {
+		t.Fatalf("found %d captures in %s; regenerate with go run ./scripts/gen-pcaps", len(caps), corpusDir)
+	}
+	for _, path := range caps {
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".pcapng"), ".pcap")
+		t.Run(name, func(t *testing.T) {
+			snap := "neigh.json"
+			if strings.HasPrefix(name, "proc-") {
+				snap = "neigh.arp"
+			}
+			got := replayCorpus(t, path, filepath.Join(corpusDir, snap))
+			golden := filepath.Join(corpusDir, name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (create it with go test ./replay -update)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("replay of %s differs from %s (-want +got):\n%s", path, golden, diff)
+			}
+		})
+	}
+}
+
+func replayCorpus(t *testing.T, capPath, snapPath string) []byte {
+	t.Helper()
+	sf, err := os.Open(snapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	neighbors, err := LoadNeighbors(sf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := os.Open(capPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+	res, err := Run(cf, neighbors, corpusOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := res.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Probes {
+		fmt.Fprintf(&out, "probe +%.1fms port=%s %s\n", ms(p.Time.Sub(res.Lines[0].Time)), p.Port, describe(p.Frame))
+	}
+	return out.Bytes()
+}
+
+// describe summarises a probe frame independently of the engine's codec.
+func describe(frame []byte) string {
+	var eth layers.Ethernet
+	if err := eth.DecodeFromBytes(frame, nil); err != nil {
+		return "undecodable: " + err.Error()
+	}
+	s := fmt.Sprintf("%s>%s", eth.SrcMAC, eth.DstMAC)
+	payload, et := eth.Payload, eth.EthernetType
+	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
+		var tag layers.Dot1Q
+		if tag.DecodeFromBytes(payload, nil) != nil {
+			return s + " bad tag"
+		}
+		s += fmt.Sprintf(" vlan %d", tag.VLANIdentifier)
+		payload, et = tag.Payload, tag.Type
+	}
+	switch et {
+	case layers.EthernetTypeARP:
+		var a layers.ARP
+		if a.DecodeFromBytes(payload, nil) != nil {
+			return s + " bad arp"
+		}
+		src, _ := netip.AddrFromSlice(a.SourceProtAddress)
+		dst, _ := netip.AddrFromSlice(a.DstProtAddress)
+		return fmt.Sprintf("%s arp who-has %s tell %s", s, dst, src)
+	case layers.EthernetTypeIPv6:
+		var ip layers.IPv6
+		var ns layers.ICMPv6NeighborSolicitation
+		if ip.DecodeFromBytes(payload, nil) != nil || len(ip.Payload) < 4 || ns.DecodeFromBytes(ip.Payload[4:], nil) != nil {
+			return s + " bad ns"
+		}
+		return fmt.Sprintf("%s ns who-has %s from %s hlim %d options %d", s, ns.TargetAddress, ip.SrcIP, ip.HopLimit, len(ns.Options))
+	}
+	return fmt.Sprintf("%s ethertype %v", s, et)
+}
