@@ -11,6 +11,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"golang.org/x/time/rate"
 )
 
 // replyFilter matches what verification needs besides the RARP itself: ARP
@@ -52,6 +53,13 @@ type Manager struct {
 	log      *slog.Logger
 	count    func(name string)
 
+	// PortRate and PortBurst bound the frames one port may feed the
+	// decision loop, per second; beyond them frames are dropped as
+	// "drop/port-rate-limit", so a flood on one port cannot starve the
+	// others. Zero: no limit. Set before Run.
+	PortRate  float64
+	PortBurst int
+
 	mu    sync.Mutex
 	ports map[int]*port
 	ctx   context.Context
@@ -62,6 +70,32 @@ type port struct {
 	name  string
 	h     Handle
 	since time.Time // when the handle started capturing
+	limit *rate.Limiter
+}
+
+// StatsHandle is a Handle that reports the kernel's counters (libpcap's).
+type StatsHandle interface {
+	Stats() (received, dropped int, err error)
+}
+
+// PortStats is what the kernel counted for one port's handle.
+type PortStats struct {
+	Received, Dropped int
+}
+
+// Stats returns the kernel's counters for every open port handle, by name.
+func (m *Manager) Stats() map[string]PortStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]PortStats, len(m.ports))
+	for _, p := range m.ports {
+		if sh, ok := p.h.(StatsHandle); ok {
+			if r, d, err := sh.Stats(); err == nil {
+				out[p.name] = PortStats{Received: r, Dropped: d}
+			}
+		}
+	}
+	return out
 }
 
 // NewManager returns a manager that captures on the access ports in links
@@ -169,7 +203,10 @@ func (m *Manager) openLocked(l link.Link) (*port, error) {
 		m.log.Warn("open capture", "ifname", l.Name, "err", err)
 		return nil, err
 	}
-	p := &port{name: l.Name, h: h, since: time.Now()}
+	p := &port{name: l.Name, h: h, since: time.Now(), limit: rate.NewLimiter(rate.Inf, 0)}
+	if m.PortRate > 0 {
+		p.limit = rate.NewLimiter(rate.Limit(m.PortRate), max(m.PortBurst, 1))
+	}
 	m.ports[l.Index] = p
 	m.log.Info("port added", "ifname", l.Name, "ifindex", l.Index)
 	ctx := m.ctx
@@ -223,6 +260,10 @@ func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
 		data, ci, err := p.h.ReadPacketData()
 		switch {
 		case err == nil:
+			if !p.limit.Allow() {
+				m.count("drop/port-rate-limit")
+				continue
+			}
 			m.emit(ctx, Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
 		case errors.Is(err, ErrTimeout):
 			if ctx.Err() != nil {

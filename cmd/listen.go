@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture/pcapio"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/metrics"
 	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/rarp-replay/rarp-replay/replay"
 	"github.com/spf13/cobra"
@@ -27,6 +30,9 @@ type listenOptions struct {
 	retention time.Duration
 	queue     int
 	dumpNeigh string
+	metrics   string
+	portRate  float64
+	portBurst int
 	cfg       engine.Config
 }
 
@@ -61,6 +67,14 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.DurationVar(&o.cfg.Window, "cycle-window", o.cfg.Window, "how long after a probe cycle ends further RARPs for the same MAC belong to it")
 	f.BoolVar(&o.cfg.DryRun, "dry-run", false, "decide and log, but send and program nothing")
 	f.IntVar(&o.queue, "queue", 4096, "frames buffered between capture and the decision loop")
+	f.Float64Var(&o.cfg.ProbeRate, "probe-rate", o.cfg.ProbeRate, "probes per second over all ports (0: no limit)")
+	f.IntVar(&o.cfg.ProbeBurst, "probe-burst", o.cfg.ProbeBurst, "probes sent at once over all ports")
+	f.Float64Var(&o.cfg.PortProbeRate, "port-probe-rate", o.cfg.PortProbeRate, "probes per second per port (0: no limit)")
+	f.IntVar(&o.cfg.PortProbeBurst, "port-probe-burst", o.cfg.PortProbeBurst, "probes sent at once per port")
+	f.Float64Var(&o.portRate, "port-frame-rate", 20000, "captured frames per second one port may feed the daemon; beyond, dropped (0: no limit)")
+	f.IntVar(&o.portBurst, "port-frame-burst", 20000, "captured frames one port may feed the daemon at once")
+	f.IntVar(&o.cfg.MaxCycles, "max-migrations", o.cfg.MaxCycles, "migrations (probe cycles) held at once; beyond, RARPs are dropped (0: no limit)")
+	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. 127.0.0.1:9465); off when empty")
 	f.StringVar(&o.dumpNeigh, "dump-neigh", "", "on SIGUSR1 and at exit, write the neighbor mirror (remembered bindings included) to this file, in the JSON 'replay --neigh' reads")
 	return c
 }
@@ -105,6 +119,15 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		wg.Wait()
 	}()
 
+	var metricsLn net.Listener
+	if o.metrics != "" {
+		var err error
+		if metricsLn, err = net.Listen("tcp", o.metrics); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer metricsLn.Close()
+	}
+
 	links := link.NewTable()
 	mirror := neigh.NewMirror(o.retention)
 	linksReady, neighReady := make(chan struct{}), make(chan struct{})
@@ -126,7 +149,31 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	stats := engine.NewCounters()
 	mgr := capture.NewManager(pcapio.Opener{Options: pcapio.DefaultOptions}, links, selected, packets, log,
 		stats.Add)
+	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
+	var healthy atomic.Bool
+	coll := metrics.New(metrics.Sources{
+		Counters: stats.Snapshot,
+		Bindings: mirror.Len,
+		Ports:    func() int { return len(mgr.Ports()) },
+		Kernel: func() map[string][2]int {
+			out := map[string][2]int{}
+			for name, st := range mgr.Stats() {
+				out[name] = [2]int{st.Received, st.Dropped}
+			}
+			return out
+		},
+	})
+	if metricsLn != nil {
+		wg.Go(func() {
+			if err := metrics.Serve(ctx, metricsLn, coll, &healthy, log); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		})
+	}
 	eng := engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
+		if len(r.Programmed) > 0 {
+			coll.Latency.Observe(r.Latency.Seconds())
+		}
 		log.Info("migration handled", "mac", r.MAC.String(), "port", r.Port, "svi", r.SVI,
 			"verified", r.Verified, "failed", r.Failed, "programmed", r.Programmed,
 			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
@@ -150,6 +197,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	}
 	wg.Go(func() {
 		mgr.Run(ctx, func() {
+			healthy.Store(true)
 			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
 		})
 	})

@@ -40,6 +40,16 @@ func (h Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	return data, ci, err
 }
 
+// Stats returns the packets the kernel received for the handle and those
+// it dropped (ring full, or dropped by the interface).
+func (h Handle) Stats() (received, dropped int, err error) {
+	st, err := h.Handle.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.PacketsReceived, st.PacketsDropped + st.PacketsIfDropped, nil
+}
+
 // Open opens ifname for inbound capture with the BPF filter (none when
 // empty). Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
 func Open(ifname, filter string, o Options) (Handle, error) {

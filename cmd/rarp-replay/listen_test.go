@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -87,6 +89,7 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 
 	dumpPath := t.TempDir() + "/neigh.json"
 	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--dump-neigh", dumpPath,
+		"--metrics-addr", "127.0.0.1:9465",
 		"--log-format", "json", "--log-level", "debug", "--probe-timeout", "100ms", "--probe-retries", "2")
 	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
 
@@ -133,6 +136,8 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 	// Let 192.0.2.99's probes run out (100 + 200 + 400 ms), then stop.
 	listen.WaitFor(t, `"192.0.2.99"`, 5*time.Second)
 	migrations := waitMigrations(t, listen, 3)
+	health := httpGet(t, sw, "http://127.0.0.1:9465/healthz")
+	scrape := httpGet(t, sw, "http://127.0.0.1:9465/metrics")
 	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
 	dump.Stop(t, syscall.SIGINT, 5*time.Second)
 	monitor.Stop(t, syscall.SIGTERM, 5*time.Second)
@@ -209,6 +214,30 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 			if got[ip] != w {
 				t.Errorf("%s: %q, want %q", ip, got[ip], w)
 			}
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		if health != "ok\n" {
+			t.Errorf("/healthz = %q, want ok", health)
+		}
+		for _, want := range []string{
+			`rarp_replay_rarps_total{port="vm1"} 6`, // QEMU's five and the unknown MAC
+			`rarp_replay_rarps_total{port="vm2"} 1`,
+			`rarp_replay_drops_total{reason="unknown-mac"} 1`,
+			`rarp_replay_drops_total{reason="truncated"} 1`,
+			`rarp_replay_bindings_programmed_total 5`,
+			`rarp_replay_rarp_to_programmed_seconds_count 3`,
+			`rarp_replay_captured_ports 2`, // vm1 and l3p; vm2 is gone
+			`rarp_replay_pcap_kernel_drops_total{port="vm1"} 0`,
+			`rarp_replay_mirrored_bindings `,
+		} {
+			if !strings.Contains(scrape, want) {
+				t.Errorf("/metrics has no %q", want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("/metrics:\n%s", scrape)
 		}
 	})
 
@@ -292,6 +321,42 @@ func sendFrames(t *testing.T, ns string, wait bool, frames ...[]byte) *helperPro
 		t.Fatalf("frame sender did not get ready: %q", line)
 	}
 	return &helperProc{cmd: cmd, stdin: w}
+}
+
+// httpGet fetches url from inside namespace ns, by running this test
+// binary there as TestHelperHTTPGet.
+func httpGet(t *testing.T, ns, url string) string {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperHTTPGet$")
+	cmd.Env = append(os.Environ(), "RR_HELPER_URL="+url)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("GET %s in %s: %v", url, ns, err)
+	}
+	body, _, ok := strings.Cut(string(out), "\n--helper-end--")
+	if !ok {
+		t.Fatalf("GET %s: no body in %q", url, out)
+	}
+	return body
+}
+
+// TestHelperHTTPGet is not a test: httpGet runs it in a namespace.
+func TestHelperHTTPGet(t *testing.T) {
+	url := os.Getenv("RR_HELPER_URL")
+	if url == "" {
+		t.Skip("helper process for TestListen")
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	os.Stdout.Write(b)
+	os.Stdout.WriteString("\n--helper-end--\n")
 }
 
 // TestHelperSendFrames is not a test: sendFrames runs it in a namespace.

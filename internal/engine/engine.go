@@ -19,6 +19,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/neigh"
+	"golang.org/x/time/rate"
 )
 
 // Ports maps an interface index to an access port and its SVI.
@@ -54,10 +55,23 @@ type Config struct {
 	Window time.Duration
 	// DryRun decides and logs but sends and programs nothing.
 	DryRun bool
+	// ProbeRate and ProbeBurst bound the probes sent, per second, over all
+	// ports; PortProbeRate and PortProbeBurst per port. Zero rate: no limit.
+	// A probe over the limit is not sent now (counted as
+	// "probe-rate-limited"); its retry timer still runs.
+	ProbeRate, PortProbeRate   float64
+	ProbeBurst, PortProbeBurst int
+	// MaxCycles bounds the probe cycles held at once (active or inside their
+	// window); a RARP beyond it is dropped as "cycle-limit". Zero: no limit.
+	MaxCycles int
 }
 
 // DefaultConfig is what `rarp-replay listen` uses unless told otherwise.
-var DefaultConfig = Config{ProbeTimeout: 200 * time.Millisecond, Retries: 3, Window: 2 * time.Second}
+var DefaultConfig = Config{
+	ProbeTimeout: 200 * time.Millisecond, Retries: 3, Window: 2 * time.Second,
+	ProbeRate: 20000, ProbeBurst: 20000, PortProbeRate: 10000, PortProbeBurst: 10000,
+	MaxCycles: 100000,
+}
 
 // Verdict is what the engine did with a frame.
 type Verdict string
@@ -112,6 +126,8 @@ type Engine struct {
 	cycles  map[cycleKey]*cycle
 	pending map[pendingKey]*cycle
 	timers  timerHeap
+	limit   *rate.Limiter
+	perPort map[int]*rate.Limiter
 }
 
 type cycleKey struct {
@@ -159,7 +175,32 @@ func New(cfg Config, ports Ports, res Resolver, send Sender, prog Programmer, lo
 		stats:   NewCounters(),
 		cycles:  make(map[cycleKey]*cycle),
 		pending: make(map[pendingKey]*cycle),
+		limit:   limiter(cfg.ProbeRate, cfg.ProbeBurst),
+		perPort: make(map[int]*rate.Limiter),
 	}
+}
+
+func limiter(r float64, burst int) *rate.Limiter {
+	if r <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(r), max(burst, 1))
+}
+
+// allow takes a token from the global and the port's probe budget at now.
+func (e *Engine) allow(now time.Time, port int) bool {
+	pl, ok := e.perPort[port]
+	if !ok {
+		pl = limiter(e.cfg.PortProbeRate, e.cfg.PortProbeBurst)
+		e.perPort[port] = pl
+	}
+	if pl.Limit() != rate.Inf && pl.TokensAt(now) < 1 {
+		return false
+	}
+	if !e.limit.AllowN(now, 1) {
+		return false
+	}
+	return pl.AllowN(now, 1)
 }
 
 // UseCounters makes the engine count into c, shared with other parts of
@@ -202,6 +243,7 @@ func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
 	d.Port, d.SVI = port.Link.Name, port.SVI.Name
 	if f.Kind == packet.KindRARP {
 		e.stats.Add("rarp")
+		e.stats.Add("rarp[" + port.Link.Name + "]")
 		return e.rarp(now, p.Time, f, port, d)
 	}
 	return e.reply(now, f, port, d)
@@ -212,6 +254,10 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	copy(k.mac[:], f.MAC)
 	if c, ok := e.cycles[k]; ok && (!c.finished || now.Sub(c.ended) < e.cfg.Window) {
 		d.Verdict = VerdictDuplicate
+		return d
+	}
+	if e.cfg.MaxCycles > 0 && len(e.cycles) >= e.cfg.MaxCycles {
+		d.Verdict, d.Reason = VerdictDrop, "cycle-limit"
 		return d
 	}
 	bindings := e.res.Lookup(port.SVI.Index, f.MAC)
@@ -263,6 +309,10 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	pr.seq++
 	timeout := e.cfg.ProbeTimeout << (pr.attempts - 1)
 	heap.Push(&e.timers, timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
+	if !e.allow(now, c.port.Link.Index) {
+		e.stats.Add("probe-rate-limited")
+		return nil
+	}
 	if e.cfg.DryRun {
 		e.stats.Add("probe-dry-run")
 		return nil

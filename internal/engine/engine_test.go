@@ -356,3 +356,48 @@ func TestSourceAddressSelection(t *testing.T) {
 		}
 	}
 }
+
+func TestProbeRateLimits(t *testing.T) {
+	cfg := Config{ProbeTimeout: 100 * time.Millisecond, Retries: 1, Window: time.Second,
+		ProbeRate: 1000, ProbeBurst: 3, PortProbeRate: 1000, PortProbeBurst: 100}
+	f := newFixture(t, cfg)
+	// Four addresses, a global burst of three: the fourth probe waits for
+	// its retry, when the bucket has refilled.
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	if got := len(f.send.frames); got != 3 {
+		t.Fatalf("sent %d probes at once, want the burst of 3", got)
+	}
+	if got := f.e.Stats().Get("probe-rate-limited"); got != 1 {
+		t.Errorf("probe-rate-limited = %d, want 1", got)
+	}
+	// At +100 ms four retries are due and the bucket holds its burst again.
+	f.e.Advance(t0.Add(100 * time.Millisecond))
+	if got := len(f.send.frames); got != 6 {
+		t.Errorf("after the first timeout sent %d probes, want 6 (3 + a burst of 3 retries)", got)
+	}
+	if got := f.e.Stats().Get("probe-rate-limited"); got != 2 {
+		t.Errorf("probe-rate-limited = %d, want 2", got)
+	}
+
+	// A per-port budget of 2: a second port keeps its own.
+	cfg.ProbeBurst, cfg.PortProbeBurst = 100, 2
+	f = newFixture(t, cfg)
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	if got := len(f.send.frames); got != 2 {
+		t.Errorf("per-port burst 2: sent %d", got)
+	}
+}
+
+func TestCycleLimit(t *testing.T) {
+	cfg := DefaultConfig
+	cfg.MaxCycles = 1
+	f := newFixture(t, cfg)
+	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	if d := f.e.Handle(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictDrop || d.Reason != "cycle-limit" {
+		t.Errorf("second cycle: %s %s, want drop cycle-limit", d.Verdict, d.Reason)
+	}
+	f.e.Advance(t0.Add(time.Hour)) // the first cycle ends and leaves its window
+	if d := f.e.Handle(t0.Add(time.Hour), rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
+		t.Errorf("after the first cycle expired: %s %s, want probe", d.Verdict, d.Reason)
+	}
+}
