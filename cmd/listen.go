@@ -119,6 +119,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		wg.Wait()
 	}()
 
+	if err := requireCaps(!o.cfg.DryRun); err != nil {
+		return err
+	}
 	var metricsLn net.Listener
 	if o.metrics != "" {
 		var err error

@@ -38,6 +38,19 @@ const (
 // for an address the VM does not own; `listen -i any`; a RARP from the VM.
 func TestListen(t *testing.T) {
 	nstest.RequireRoot(t)
+	t.Run("as root", func(t *testing.T) { testListen(t, nil) })
+	// Least privilege: an unprivileged user holding only the two ambient
+	// capabilities the systemd unit grants.
+	t.Run("as nobody with CAP_NET_RAW and CAP_NET_ADMIN", func(t *testing.T) {
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			t.Fatal("setpriv (util-linux) is missing")
+		}
+		testListen(t, []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+			"--inh-caps=-all,+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin", "--bounding-set=-all,+net_raw,+net_admin"})
+	})
+}
+
+func testListen(t *testing.T, as []string) {
 	bin := nstest.Binary(t)
 	sw := nstest.Namespace(t, "sw")
 	vm1 := nstest.Namespace(t, "vm1")
@@ -87,10 +100,17 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 	dump := nstest.Start(t, "ip", "netns", "exec", vm1, "tcpdump", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
 	dump.WaitFor(t, "listening on", 10*time.Second)
 
-	dumpPath := t.TempDir() + "/neigh.json"
-	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--dump-neigh", dumpPath,
+	dumpDir, err := os.MkdirTemp("", "rarp-replay-dump-") // not under t.TempDir(), whose parent only root may enter
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dumpDir) })
+	os.Chmod(dumpDir, 0o777) // writable for the unprivileged run
+	dumpPath := dumpDir + "/neigh.json"
+	args := append(append([]string{"netns", "exec", sw}, as...), bin, "listen", "-i", "any", "--dump-neigh", dumpPath,
 		"--metrics-addr", "127.0.0.1:9465",
 		"--log-format", "json", "--log-level", "debug", "--probe-timeout", "100ms", "--probe-retries", "2")
+	listen := nstest.Start(t, "ip", args...)
 	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
 
 	// Malformed frames and a RARP for a MAC the switch does not know.

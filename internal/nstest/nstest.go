@@ -190,6 +190,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // tests also run it as an unprivileged user
 		buildPath = filepath.Join(dir, "rarp-replay")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
