@@ -56,7 +56,11 @@ LAB_REPO_ROOT=$(cd "$LAB_SELF_DIR/../.." && pwd)
 # ---------------------------------------------------------------- utilities
 lab_log() { [[ $LAB_QUIET == 1 ]] || printf '[lab %s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
 lab_err() { printf '[lab %s] ERROR: %s\n' "$(date +%T.%3N)" "$*" >&2; }
-lab_now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+lab_now_ms() { # wall clock in ms, without a fork when bash has EPOCHREALTIME
+  local t=${EPOCHREALTIME:-}
+  if [[ -n $t ]]; then t=${t//[!0-9]/}; echo $((10#$t / 1000)); return; fi
+  t=$(date +%s%N); echo $((t / 1000000))
+}
 
 # Namespace names (valid after lab_init).
 lab_ns() {
@@ -93,6 +97,7 @@ lab_init() {
   LAB_NS_CL=$LAB_ID-client
   LAB_NS_ALL=()
   LAB_DAEMON_PIDFILES=()
+  LAB_BG_PIDS=()
   lab_log "run id $LAB_ID, run dir $LAB_DIR"
 }
 
@@ -123,6 +128,13 @@ _lab_sysctl() { # NS key=value...
 }
 
 # ---------------------------------------------------------------- RARP binary
+# lab_go: the go command ($GO, else go on PATH, else /usr/local/go/bin/go;
+# sudo often drops /usr/local/go/bin from PATH).
+lab_go() {
+  if [[ -n ${GO:-} ]]; then echo "$GO"
+  elif command -v go >/dev/null 2>&1; then command -v go
+  else echo /usr/local/go/bin/go; fi
+}
 # RARP_REPLAY: path of the rarp-replay binary. If unset, build it from the repo
 # (./cmd/rarp-replay) into the run dir, if that package exists.
 lab_binary() {
@@ -136,7 +148,7 @@ lab_binary() {
   fi
   lab_init || return 1
   lab_log "building rarp-replay"
-  (cd "$LAB_REPO_ROOT" && go build -o "$LAB_DIR/rarp-replay" ./cmd/rarp-replay) || {
+  (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$LAB_DIR/rarp-replay" ./cmd/rarp-replay) || {
     lab_err "go build failed"; return 1; }
   RARP_REPLAY=$LAB_DIR/rarp-replay
 }
@@ -402,9 +414,9 @@ lab_vni_ready() { # both VNIs known to bgpd
 # One line per best path of a type-2 route for MAC (default: the VM's):
 #   <mac> <ip|-> <nexthop> <local|remote> <seq> <rd>
 # "-" in the IP column marks a MAC-only route.
-lab_macip_routes() {
-  local n=$1 mac=${2:-$LAB_VM_MAC}
-  lab_show "$n" "show bgp l2vpn evpn route type macip json" 2>/dev/null | jq -r --arg mac "${mac,,}" '
+# jq program shared by lab_macip_routes and lab_poll_table: the best paths of
+# the type-2 routes for $mac, as "mac ip|- nexthop local|remote seq rd" rows.
+_LAB_MACIP_JQ='
     to_entries[] | select(.value | type == "object") | .key as $rd
     | .value | to_entries[] | select(.value | type == "object" and has("paths"))
     | .key as $pfx | .value.paths[] | (if type == "array" then .[] else . end)
@@ -414,7 +426,11 @@ lab_macip_routes() {
     | [$p.m, ($p.ip // "-"), (.nexthops[0].ip // "?"),
        (if (.peerId // "") == "(unspec)" or (.peerId // "") == "" then "local" else "remote" end),
        (.extendedCommunity.string // "" | capture("MM:(?<s>[0-9]+)").s // "0"), $rd]
-    | @tsv' | sort -u
+    | @tsv'
+lab_macip_routes() {
+  local n=$1 mac=${2:-$LAB_VM_MAC}
+  lab_show "$n" "show bgp l2vpn evpn route type macip json" 2>/dev/null |
+    jq -r --arg mac "${mac,,}" "$_LAB_MACIP_JQ" | sort -u
 }
 
 # Route classification helpers (operate on lab_macip_routes output).
@@ -655,6 +671,209 @@ lab_observe() {
   lab_migrate_wait
 }
 
+# ---------------------------------------------------------------- e2e helpers
+# Used by e2e.sh and ../demo.sh; all state stays in $LAB_DIR.
+
+# _lab_ms VAR: set VAR to the wall clock in ms (no subshell).
+_lab_ms() {
+  local t=${EPOCHREALTIME:-}
+  if [[ -n $t ]]; then t=${t//[!0-9]/}; printf -v "$1" '%d' $((10#$t / 1000))
+  else printf -v "$1" '%d' $(($(date +%s%N) / 1000000)); fi
+}
+
+# lab_bind_foreign IP: leaf1 holds IP bound to the VM's MAC as a local,
+# reachable neighbor on br10, an address the VM does not own. Waits until
+# leaf1 advertises its MAC+IP route and leaf2 installs it as a remote
+# (noarp extern_learn) binding, as it does for the VM's own addresses.
+lab_bind_foreign() {
+  ip -n "$LAB_NS_L1" neigh replace "$1" lladdr "$LAB_VM_MAC" dev "br$LAB_VNI_VM" nud reachable ||
+    return 1
+  lab_wait "$LAB_TIMEOUT" lab_has_macip_via 2 "$1" "$LAB_VTEP1" &&
+    lab_wait "$LAB_TIMEOUT" lab_remote_neigh 2 "$1"
+}
+
+# lab_poll_start LEAF: poll LEAF's "show bgp l2vpn evpn route type macip json"
+# back to back (as fast as vtysh answers) in the background until
+# lab_poll_stop. Each answer is kept as
+# $LAB_DIR/poll.leafN/<seq>_<start-ms>_<end-ms>.json; failed polls are listed
+# in .../failed.
+lab_poll_start() {
+  local n=${1#leaf} d
+  d=$LAB_DIR/poll.leaf$n
+  mkdir -p "$d" && rm -f "$d"/*.json "$d/stop" "$d/failed" || return 1
+  (
+    trap - EXIT INT TERM HUP
+    i=0
+    while [[ ! -e $d/stop ]]; do
+      _lab_ms t0
+      out=$(lab_show "$n" "show bgp l2vpn evpn route type macip json" 2>/dev/null)
+      _lab_ms t1
+      if [[ $out == "{"* ]]; then
+        printf '%s\n' "$out" >"$d/$(printf %06d "$i")_${t0}_${t1}.json"
+      else
+        echo "$t0 $t1" >>"$d/failed"
+      fi
+      ((i++))
+    done
+  ) &
+  echo $! >"$d/pid"
+  LAB_BG_PIDS+=($!)
+}
+lab_poll_stop() { # LEAF : let the poller finish its current poll, then reap it
+  local n=${1#leaf} d pid i
+  d=$LAB_DIR/poll.leaf$n
+  [[ -r $d/pid ]] || return 0
+  pid=$(<"$d/pid"); rm -f "$d/pid"
+  : >"$d/stop"
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+# lab_poll_table LEAF [MAC]: the polls as rows "<start> <end> #poll" followed by
+# that poll's routes for MAC, "<start> <end> mac ip|- nexthop origin seq rd".
+lab_poll_table() {
+  local n=${1#leaf} mac=${2:-$LAB_VM_MAC} files
+  files=("$LAB_DIR/poll.leaf$n"/*.json)
+  [[ -e ${files[0]} ]] || return 0
+  jq -r --arg mac "${mac,,}" '
+    (input_filename | capture("(?<a>[0-9]+)_(?<b>[0-9]+)\\.json$")) as $f
+    | ($f.a + "\t" + $f.b + "\t#poll"),
+      ('"$_LAB_MACIP_JQ"' | $f.a + "\t" + $f.b + "\t" + .)' "${files[@]}"
+}
+# lab_poll_summary LEAF REF_MS [FOREIGN_IP] [UNTIL_MS]: shell assignments (for
+# eval) from leaf1's point of view over the polls that started before UNTIL_MS
+# (wall clock; default: all), times in ms after REF_MS of the end of the first
+# poll that showed the state (-1: never):
+#   P_POLLS P_SPAN_MS   number of polls and the time they cover
+#   P_MAC_ONLY          MAC-only route via leaf2's VTEP
+#   P_ALL_MACIP         MAC+IP routes via leaf2's VTEP for every VM address
+#   P_ALL_MACIP_STABLE  start of the final uninterrupted stretch of the above
+#   P_BUG_STABLE        start of the final stretch of "MAC-only via leaf2 and
+#                       no MAC+IP route at all" (the bug)
+#   P_FOREIGN / P_FOREIGN_POLLS  FOREIGN_IP seen via leaf2's VTEP: first time,
+#                       number of polls
+#   P_LAST_END          end of the last poll
+lab_poll_summary() {
+  local n=${1#leaf} ref=$2 foreign=${3:-none} until=${4:-0}
+  lab_poll_table "$n" | awk -F'\t' -v ref="$ref" -v nh="$LAB_VTEP2" -v fip="$foreign" -v until="$until" \
+    -v a="$LAB_VM_IP4" -v b="$LAB_VM_IP4B" -v c="$LAB_VM_IP6" '
+    function rel(t) { return t - ref }
+    function close_poll() {
+      if (!open) return
+      all = (s[a] && s[b] && s[c])
+      if (maconly && first_mo < 0) first_mo = rel(end)
+      if (all && first_all < 0) first_all = rel(end)
+      if (all) { if (stable_all < 0) stable_all = rel(end) } else stable_all = -1
+      if (maconly && !anyip) { if (stable_bug < 0) stable_bug = rel(end) } else stable_bug = -1
+      if (fseen) { fpolls++; if (first_f < 0) first_f = rel(end) }
+      open = 0
+    }
+    BEGIN { first_mo = first_all = stable_all = stable_bug = first_f = -1; first = -1 }
+    $3 == "#poll" {
+      close_poll()
+      if (until > 0 && $1 + 0 >= until + 0) { skip = 1; next }
+      skip = 0; open = 1; polls++; start = $1; end = $2
+      if (first < 0) first = start
+      maconly = anyip = fseen = 0; delete s; next
+    }
+    skip { next }
+    {
+      # $3 mac, $4 ip, $5 next hop
+      if ($4 == "-") { if ($5 == nh) maconly = 1 }
+      else {
+        anyip = 1
+        if ($5 == nh) s[$4] = 1
+        if ($4 == fip && $5 == nh) fseen = 1
+      }
+    }
+    END {
+      close_poll()
+      printf "P_POLLS=%d P_SPAN_MS=%d P_MAC_ONLY=%d P_ALL_MACIP=%d P_ALL_MACIP_STABLE=%d ", \
+        polls, (polls ? end - first : 0), first_mo, first_all, stable_all
+      printf "P_BUG_STABLE=%d P_FOREIGN=%d P_FOREIGN_POLLS=%d P_LAST_END=%d\n", \
+        stable_bug, first_f, fpolls, (polls ? rel(end) : -1)
+    }'
+}
+
+# lab_neighmon_start LEAF: "ip -ts monitor neigh" in LEAF, into
+# $LAB_DIR/leafN/neigh.mon, until lab_neighmon_stop.
+lab_neighmon_start() {
+  local n=${1#leaf} pf
+  pf=$LAB_DIR/leaf$n/neighmon.pid
+  [[ -s $pf ]] && return 0
+  ip -ts -n "$(lab_ns "$n")" monitor neigh >"$LAB_DIR/leaf$n/neigh.mon" 2>&1 &
+  echo $! >"$pf"
+  sleep 0.1
+}
+lab_neighmon_stop() {
+  local n pids=()
+  [[ -n ${LAB_DIR:-} ]] || return 0
+  for n in 1 2; do pids+=($(_lab_pid_from "$LAB_DIR/leaf$n/neighmon.pid" "monitor neigh")); done
+  _lab_kill_pids "${pids[@]}"
+}
+# lab_neighmon_lines LEAF IP: the monitor's lines about IP.
+lab_neighmon_lines() {
+  grep -E "^(\[[^]]*\] )?(Deleted )?${2//./\\.} " "$LAB_DIR/leaf${1#leaf}/neigh.mon" 2>/dev/null
+}
+# lab_neighmon_local LEAF IP: the monitor's lines that show IP bound to the
+# VM's MAC as anything but a remote EVPN binding (extern_learn NOARP).
+lab_neighmon_local() {
+  lab_neighmon_lines "$1" "$2" | grep -v '^\(\[[^]]*\] \)\?Deleted ' |
+    grep -i "lladdr ${LAB_VM_MAC} " | grep -v 'extern_learn.*NOARP'
+}
+
+# lab_daemons_wait_listening [TIMEOUT-s]: both listeners logged "listening".
+lab_daemons_wait_listening() {
+  local n
+  for n in 1 2; do
+    lab_wait "${1:-10}" grep -qE '"msg":"listening"|msg=listening' "$LAB_DIR/leaf$n/rarp-replay.log" ||
+      { lab_err "rarp-replay on leaf$n is not listening"; cat "$LAB_DIR/leaf$n/rarp-replay.log" >&2; return 1; }
+  done
+}
+lab_daemon_log() { cat "$LAB_DIR/leaf${1#leaf}/rarp-replay.log" 2>/dev/null; }
+# lab_daemon_handled LEAF: the daemon's "migration handled" lines (JSON log).
+lab_daemon_handled() { lab_daemon_log "$1" | grep '"msg":"migration handled"'; }
+# lab_daemons_alive: both listeners still running.
+lab_daemons_alive() {
+  local n
+  for n in 1 2; do
+    [[ -n $(_lab_pid_alive "$LAB_DIR/leaf$n/rarp-replay.pid" " listen ") ]] || return 1
+  done
+}
+_lab_pid_alive() { # pidfile match : like _lab_pid_from, but keeps the file
+  local pid
+  [[ -r $1 ]] || return 0
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 0
+  tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$2" && echo "$pid"
+}
+
+# lab_flush_vm_neighs LEAF: delete every neighbor on LEAF's br10 bound to the
+# VM's MAC, as ageing would remove the old leaf's leftover local entries
+# (zebra puts back the remote EVPN bindings it owns). Prints "addr(local)" or
+# "addr(remote)" per entry deleted.
+lab_flush_vm_neighs() {
+  local ns a rest kind
+  ns=$(lab_ns "$1")
+  while read -r a rest; do
+    [[ -n $a ]] || continue
+    kind=local; [[ $rest == *extern_learn* ]] && kind=remote
+    ip -n "$ns" neigh del "$a" dev "br$LAB_VNI_VM" 2>/dev/null && echo "$a($kind)"
+  done < <(ip -n "$ns" neigh show dev "br$LAB_VNI_VM" | grep -i "lladdr $LAB_VM_MAC ")
+}
+
+# lab_ping_vm ADDR [TRIES] [WAIT-s]: the client pings ADDR (v4 or v6);
+# success if one of TRIES single pings is answered.
+lab_ping_vm() {
+  local a=$1 tries=${2:-3} w=${3:-2} i fam=-4
+  [[ $a == *:* ]] && fam=-6
+  for ((i = 0; i < tries; i++)); do
+    ip netns exec "$LAB_NS_CL" ping "$fam" -c1 -W"$w" "$a" >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+
 # ---------------------------------------------------------------- teardown
 lab_down() {
   local n ns
@@ -665,7 +884,12 @@ lab_down() {
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
   LAB_RARP_PID= LAB_PORTDEL_PID=
+  for p in ${LAB_BG_PIDS[@]+"${LAB_BG_PIDS[@]}"}; do # pollers
+    kill "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  done
+  LAB_BG_PIDS=()
   lab_stop_daemons 2>/dev/null
+  lab_neighmon_stop 2>/dev/null
   lab_monitor_stop 2>/dev/null
   local pids=()
   for n in 1 2; do

@@ -48,7 +48,7 @@ lab_check_prereqs || exit 1
 if [[ -z ${RARP_REPLAY:-} ]]; then
   bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-lab-bin.XXXX") || exit 1
   if compgen -G "$LAB_REPO_ROOT/cmd/rarp-replay/*.go" >/dev/null; then
-    (cd "$LAB_REPO_ROOT" && go build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) || exit 1
+    (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) || exit 1
     export RARP_REPLAY=$bin_dir/rarp-replay
   else
     echo "RARP_REPLAY unset and ./cmd/rarp-replay has no Go files" >&2; exit 1

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# End-to-end test of rarp-replay in the two-leaf FRR EVPN lab (lab.sh).
+#
+#   sudo scripts/lab/e2e.sh [-n RUNS] [without|with]... [rarp-first|port-first]...
+#
+# Default: both modes x both orders, each on a fresh lab, once. Per scenario:
+#   1. lab up; leaf1 also holds 192.0.2.99 bound to the VM's MAC (local,
+#      reachable), which the VM does not own: leaf1 advertises MAC+IP for it
+#      and leaf2 installs it as a remote noarp extern_learn binding.
+#   2. "with": "rarp-replay listen -i any --log-format json" on both leaves,
+#      told nothing about the VM.
+#   3. leaf1's "show bgp l2vpn evpn route type macip" is polled back to back
+#      from before the RARP to the end; "ip monitor neigh" runs on leaf2.
+#   4. The VM migrates to leaf2 (ORDER) announced by ONE RARP
+#      (send-rarp --count 1).
+#   5. Leaf1's neighbor entries for the VM's MAC on br10 are deleted (as ageing
+#      would remove leftover local ones; zebra restores its remote ones) and
+#      the client pings the VM's three addresses.
+# Checks:
+#   without: the bug reproduces (leaf1 ends, stable for >= 1 s, with the MAC-only
+#            route via leaf2's VTEP and no MAC+IP route); otherwise FAIL, as the
+#            test would prove nothing.
+#   with:    leaf1 has MAC+IP routes via leaf2's VTEP for every VM address
+#            within 1000 ms of the RARP sender's start (end of the first poll
+#            showing them) and still at the end; the client reaches the VM over
+#            IPv4 and IPv6; leaf2's daemon verified and programmed the VM's
+#            addresses, failed 192.0.2.99 and did not program it; leaf1's daemon
+#            programmed nothing; both daemons still run.
+#   both:    192.0.2.99 never appears via leaf2's VTEP in any leaf1 poll, and
+#            leaf2 never binds it to the VM's MAC other than as extern_learn
+#            NOARP (ip monitor neigh + final ip neigh).
+# Exit 0 only if every scenario passed. Needs root, iproute2, frr, jq,
+# iputils-ping. RARP_REPLAY=/path/to/rarp-replay (default: go build).
+# Environment: E2E_DEADLINE_MS (1000), E2E_BUG_SETTLE_MS (3000),
+# E2E_VERBOSE=1 (lab progress on stderr), LAB_KEEP=1 (keep run dirs).
+set -u
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lab.sh
+. "$here/lab.sh"
+
+: "${E2E_DEADLINE_MS:=1000}"     # RARP -> all MAC+IP routes on leaf1
+: "${E2E_BUG_SETTLE_MS:=3000}"   # without daemon: poll this long after the RARP
+: "${E2E_BUG_STABLE_MS:=1000}"   # ... and the bug must hold at least this long
+: "${E2E_HANDLED_TIMEOUT_MS:=8000}" # with daemon: wait for leaf2's "migration handled"
+: "${E2E_MIN_OBSERVE_MS:=1500}"  # with daemon: poll at least this long after the RARP
+: "${E2E_TAIL_MS:=500}"          # keep polling this long after "migration handled"
+: "${E2E_FOREIGN_IP:=192.0.2.99}"
+: "${E2E_RARP_ARGS:=--count 1}"
+[[ ${E2E_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
+
+runs=1 modes=() orders=()
+while (($#)); do
+  case $1 in
+    -n) runs=$2; shift 2 ;;
+    without | with) modes+=("$1"); shift ;;
+    rarp-first | port-first) orders+=("$1"); shift ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+((${#modes[@]})) || modes=(without with)
+((${#orders[@]})) || orders=(rarp-first port-first)
+
+LAB_NO_TRAP=1
+bin_dir=
+cleanup() {
+  lab_down
+  [[ -z $bin_dir ]] || rm -rf -- "$bin_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+lab_check_prereqs || exit 1
+if [[ -z ${RARP_REPLAY:-} ]]; then
+  bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-e2e-bin.XXXX") || exit 1
+  echo "building rarp-replay"
+  (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) || exit 1
+  export RARP_REPLAY=$bin_dir/rarp-replay
+fi
+[[ -x $RARP_REPLAY ]] || { echo "RARP_REPLAY=$RARP_REPLAY is not executable" >&2; exit 1; }
+
+ms() { if (($1 < 0)); then echo never; else echo "$1"; fi; }
+diffms() { if (($1 < 0)); then echo never; else echo $(($1 - $2)); fi; } # t base
+
+# Scenario state
+sc_fail=0 sc_checks=()
+check() { # OK(0|1) TEXT
+  if (($1 == 0)); then sc_checks+=("  ok    $2"); else sc_checks+=("  FAIL  $2"); sc_fail=1; fi
+}
+note() { sc_checks+=("  info  $1"); }
+
+# run_scenario MODE ORDER: prints the scenario's report, appends a row to
+# rows[], returns non-zero if a check failed.
+run_scenario() {
+  local mode=$1 order=$2 t_rarp arrive off now deadline handled="" h2 l1h
+  local leftover reach4=1 reach6=1 a r daemon_ms=- flush_t c
+  sc_fail=0 sc_checks=()
+  if ! lab_up; then
+    check 1 "lab up"
+    lab_down; rows+=("$mode $order - - - - - - FAIL"); return 1
+  fi
+  lab_neighmon_start 2
+  if lab_bind_foreign "$E2E_FOREIGN_IP"; then
+    check 0 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1: advertised, remote (noarp extern_learn) on leaf2"
+  else
+    check 1 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1: advertised, remote on leaf2"
+  fi
+  if [[ $mode == with ]]; then
+    if lab_start_daemons --log-format json && lab_daemons_wait_listening; then
+      check 0 "rarp-replay listen -i any running on both leaves before the migration"
+    else
+      check 1 "rarp-replay listen -i any running on both leaves"
+    fi
+  fi
+  lab_monitor_start
+  lab_poll_start 1
+  lab_wait 5 compgen -G "$LAB_DIR/poll.leaf1/*.json" >/dev/null # one poll before the RARP
+
+  LAB_RARP_ARGS=$E2E_RARP_ARGS
+  if ! lab_migrate "$order" >"$LAB_DIR/send-rarp.out" 2>&1; then
+    check 1 "migration ($order)"
+  fi
+  t_rarp=${LAB_T_RARP_MS:-0}
+
+  # Observe.
+  if [[ $mode == with ]]; then
+    deadline=$((t_rarp + E2E_HANDLED_TIMEOUT_MS))
+    while :; do
+      now=$(lab_now_ms)
+      handled=$(lab_daemon_handled 2)
+      [[ -n $handled ]] && ((now - t_rarp >= E2E_MIN_OBSERVE_MS)) && break
+      ((now > deadline)) && break
+      sleep 0.05
+    done
+    sleep "$(awk -v m="$E2E_TAIL_MS" 'BEGIN{printf "%.3f", m/1000}')"
+  else
+    while (($(lab_now_ms) - t_rarp < E2E_BUG_SETTLE_MS)); do sleep 0.05; done
+  fi
+  lab_migrate_wait || check 1 "send-rarp / old port removal finished cleanly"
+  _lab_ms flush_t
+
+  # Leaf1's leftover entries age out; the client pings the VM.
+  leftover=$(lab_flush_vm_neighs 1 | sort | paste -sd' ')
+  local tries=3 w=2
+  [[ $mode == without ]] && tries=1 w=1
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" $tries $w || reach4=0; done
+  lab_ping_vm "$LAB_VM_IP6" $tries $w || reach6=0
+  lab_poll_stop 1
+  lab_monitor_stop
+  lab_neighmon_stop
+
+  # Times: reference = send-rarp start (stricter); arrival = leaf2's bridge
+  # learned the MAC from the RARP (bridge monitor fdb).
+  arrive=$(lab_monitor_first 2 "${LAB_VM_MAC,,} dev vm0 " "$t_rarp")
+  local early
+  early=$(lab_monitor_first 2 "${LAB_VM_MAC,,} dev vm0 " 0)
+  if ((early >= 0 && early < t_rarp)); then
+    check 1 "VM silent until the RARP (leaf2 learned its MAC $((t_rarp - early)) ms before send-rarp started)"
+  fi
+  off=-1; ((arrive >= 0)) && off=$((arrive - t_rarp))
+  local P_POLLS P_SPAN_MS P_MAC_ONLY P_ALL_MACIP P_ALL_MACIP_STABLE P_BUG_STABLE P_FOREIGN P_FOREIGN_POLLS P_LAST_END
+  eval "$(lab_poll_summary 1 "$t_rarp" "$E2E_FOREIGN_IP" "$flush_t")"
+  local mig=("$P_MAC_ONLY" "$P_ALL_MACIP" "$P_ALL_MACIP_STABLE" "$P_BUG_STABLE" "$P_LAST_END" "$P_POLLS" "$P_SPAN_MS")
+  eval "$(lab_poll_summary 1 "$t_rarp" "$E2E_FOREIGN_IP")" # whole window, for the foreign IP
+  local nfailed=0
+  [[ -r $LAB_DIR/poll.leaf1/failed ]] && nfailed=$(wc -l <"$LAB_DIR/poll.leaf1/failed")
+
+  echo "  RARP: send-rarp $E2E_RARP_ARGS; reached leaf2's bridge $(ms "$off") ms after the sender started"
+  echo "  leaf1 polled $P_POLLS times over $P_SPAN_MS ms (every ~$((P_POLLS > 1 ? P_SPAN_MS / (P_POLLS - 1) : 0)) ms, $nfailed failed polls); times below in ms after the sender started (after arrival at leaf2)"
+  echo "    MAC-only route via leaf2 on leaf1:        $(ms "${mig[0]}") ($(diffms "${mig[0]}" "$off"))"
+  echo "    MAC+IP routes via leaf2 for all VM IPs:   $(ms "${mig[1]}") ($(diffms "${mig[1]}" "$off"))"
+  echo "  leaf1 routes for ${LAB_VM_MAC} before the leftover removal (mac ip nexthop origin seq rd):"
+  lab_poll_table 1 | awk -F'\t' -v u="$flush_t" '$3 == "#poll" { if ($1 + 0 < u + 0) { delete rows; n = 0; keep = 1 } else keep = 0; next }
+    keep { rows[++n] = $3 "\t" $4 "\t" $5 "\t" $6 "\t" $7 "\t" $8 } END { for (i = 1; i <= n; i++) print "    " rows[i] }'
+
+  if [[ $mode == without ]]; then
+    if ((mig[3] >= 0 && mig[4] - mig[3] >= E2E_BUG_STABLE_MS)); then
+      check 0 "bug reproduced: leaf1 ends with the MAC-only route via $LAB_VTEP2 and no MAC+IP route (since $(ms "${mig[3]}") ms, held $((mig[4] - mig[3])) ms)"
+    else
+      check 1 "bug reproduced: leaf1 ends with the MAC-only route via $LAB_VTEP2 and no MAC+IP route for >= $E2E_BUG_STABLE_MS ms (bug state since: $(ms "${mig[3]}"), last poll at ${mig[4]})"
+    fi
+    note "leaf1's neighbors for the VM's MAC deleted: ${leftover:-none}; client -> VM afterwards: IPv4 $( ((reach4)) && echo reachable || echo unreachable), IPv6 $( ((reach6)) && echo reachable || echo unreachable)"
+    rows+=("$mode $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") -")
+  else
+    c=1; ((mig[1] >= 0 && mig[1] <= E2E_DEADLINE_MS)) && c=0
+    check $c "MAC+IP routes via $LAB_VTEP2 for $LAB_VM_IP4 $LAB_VM_IP4B $LAB_VM_IP6 on leaf1 within $E2E_DEADLINE_MS ms of the RARP: $(ms "${mig[1]}") ms"
+    c=1; ((mig[2] >= 0)) && c=0
+    check $c "... still there at the end (stable since $(ms "${mig[2]}") ms)"
+    c=1; ((reach4 && reach6)) && c=0
+    check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC (${leftover:-none}): IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+    h2=$(lab_daemon_handled 2 | tail -n1)
+    if [[ -z $h2 ]]; then
+      check 1 "leaf2's daemon logged \"migration handled\""
+    else
+      local ver fai pro
+      ver=$(jq -r '(.verified // []) | join(" ")' <<<"$h2")
+      fai=$(jq -r '(.failed // []) | join(" ")' <<<"$h2")
+      pro=$(jq -r '(.programmed // []) | join(" ")' <<<"$h2")
+      daemon_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2")
+      c=0
+      for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
+        [[ " $pro " == *" $a "* && " $ver " == *" $a "* ]] || c=1
+      done
+      check $c "leaf2's daemon verified and programmed the VM's addresses (verified: $ver; programmed: $pro; rarp_to_programmed_ms=$daemon_ms)"
+      c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
+      check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
+    fi
+    l1h=$(lab_daemon_handled 1 | jq -r '(.programmed // []) | .[]' 2>/dev/null | tr '\n' ' ')
+    c=1; [[ -z $l1h ]] && c=0
+    check $c "leaf1's daemon programmed nothing (the RARP reached it only over VXLAN)${l1h:+: programmed $l1h}"
+    c=1; lab_daemons_alive && c=0
+    check $c "both daemons still running"
+    rows+=("$mode $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") $daemon_ms")
+  fi
+
+  # The address the VM does not own, in both modes.
+  c=1; ((P_FOREIGN < 0)) && c=0
+  check $c "$E2E_FOREIGN_IP never advertised via $LAB_VTEP2 in leaf1's $P_POLLS polls ($P_FOREIGN_POLLS polls showed it, first at $(ms "$P_FOREIGN") ms)"
+  local bad2 fin2 saw2
+  bad2=$(lab_neighmon_local 2 "$E2E_FOREIGN_IP")
+  saw2=$(lab_neighmon_lines 2 "$E2E_FOREIGN_IP" | grep -c 'extern_learn')
+  fin2=$(ip -n "$LAB_NS_L2" neigh show "$E2E_FOREIGN_IP" dev "br$LAB_VNI_VM" 2>/dev/null |
+    grep -i "lladdr $LAB_VM_MAC " | grep -v 'extern_learn.*NOARP')
+  c=1; [[ -z $bad2$fin2 && $saw2 -ge 1 ]] && c=0
+  check $c "leaf2 never bound $E2E_FOREIGN_IP to the VM's MAC except as extern_learn NOARP (ip monitor neigh saw the remote install: $saw2 line(s))${bad2:+; monitor: $bad2}${fin2:+; final: $fin2}"
+
+  printf '%s\n' "${sc_checks[@]}"
+  if ((sc_fail)); then
+    echo "  --- state at failure"
+    lab_dump | sed 's/^/  /'
+    echo "  --- leaf2 ip monitor neigh ($E2E_FOREIGN_IP and VM addresses)"
+    sed 's/^/  /' "$LAB_DIR/leaf2/neigh.mon" 2>/dev/null | tail -n 40
+    for r in 1 2; do
+      [[ -r $LAB_DIR/leaf$r/rarp-replay.log ]] || continue
+      echo "  --- leaf$r rarp-replay log"
+      sed 's/^/  /' "$LAB_DIR/leaf$r/rarp-replay.log" | tail -n 40
+    done
+    echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out"
+    rows[-1]="${rows[-1]} FAIL"
+  else
+    rows[-1]="${rows[-1]} pass"
+  fi
+  lab_down
+  return $sc_fail
+}
+
+rows=() pass=0 fail=0 t_start=$(lab_now_ms) k=0
+total=$((runs * ${#modes[@]} * ${#orders[@]}))
+for ((i = 1; i <= runs; i++)); do
+  for mode in "${modes[@]}"; do
+    for order in "${orders[@]}"; do
+      ((k++))
+      echo "=== [$k/$total] $mode rarp-replay, $order"
+      if run_scenario "$mode" "$order"; then ((pass++)); else ((fail++)); fi
+    done
+  done
+done
+
+echo "=== summary: $pass passed, $fail failed, $(( ($(lab_now_ms) - t_start) / 1000 )) s"
+{
+  echo "mode order RARP@leaf2 MAC-only MAC-only@arrival MAC+IP MAC+IP@arrival daemon_ms result"
+  printf '%s\n' "${rows[@]}"
+} | awk '{ printf "  %-8s %-11s %10s %9s %17s %7s %15s %10s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+echo "  (ms after send-rarp started; @arrival: after the RARP reached leaf2's bridge; daemon_ms: leaf2's rarp_to_programmed_ms)"
+((fail == 0))
