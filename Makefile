@@ -1,7 +1,7 @@
 # rarp-replay. `sudo make demo` runs the demo, `sudo make test` the tests;
 # both install what a fresh Debian machine lacks first.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-DEBS = libpcap-dev tcpdump iproute2 frr
+DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux
 
 FUZZTIME ?= 10s
 FUZZ = FuzzDecode:./internal/packet FuzzReplyMatching:./internal/engine \
@@ -24,8 +24,11 @@ deps:
 
 # Every test, the namespace ones included: run as root. RARP_REPLAY_REQUIRE_ROOT
 # makes a namespace test fail, not skip, when it cannot run.
-test: deps
+# Every test, as root: unit, golden and namespace tests, the FRR EVPN
+# end-to-end test, then each fuzz target briefly.
+test: deps build
 	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 ./...
+	RARP_REPLAY=bin/rarp-replay scripts/lab/e2e.sh
 	$(MAKE) fuzz
 
 # Runs every fuzz target for FUZZTIME. A finding is written under the
@@ -45,7 +48,12 @@ pcaps:
 test-unit:
 	$(GO) test ./...
 
+# Two FRR EVPN leaves, a VM migrating without and with rarp-replay.
 demo: deps build
+	RARP_REPLAY=bin/rarp-replay scripts/demo.sh
+
+# One switch, no routing suite: the neighbor table before and after.
+demo-local: deps build
 	scripts/demo-local.sh bin/rarp-replay
 
 clean:

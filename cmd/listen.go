@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -26,14 +27,16 @@ import (
 )
 
 type listenOptions struct {
-	ifaces    string
-	retention time.Duration
-	queue     int
-	dumpNeigh string
-	metrics   string
-	portRate  float64
-	portBurst int
-	cfg       engine.Config
+	ifaces     string
+	retention  time.Duration
+	queue      int
+	dumpNeigh  string
+	metrics    string
+	stateFile  string
+	stateEvery time.Duration
+	portRate   float64
+	portBurst  int
+	cfg        engine.Config
 }
 
 func newListen(lo *logOptions) *cobra.Command {
@@ -74,6 +77,8 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.Float64Var(&o.portRate, "port-frame-rate", 20000, "captured frames per second one port may feed the daemon; beyond, dropped (0: no limit)")
 	f.IntVar(&o.portBurst, "port-frame-burst", 20000, "captured frames one port may feed the daemon at once")
 	f.IntVar(&o.cfg.MaxCycles, "max-migrations", o.cfg.MaxCycles, "migrations (probe cycles) held at once; beyond, RARPs are dropped (0: no limit)")
+	f.StringVar(&o.stateFile, "state-file", "", "keep the binding memory in this file across restarts (saved periodically and at exit, loaded at start); off when empty")
+	f.DurationVar(&o.stateEvery, "state-interval", 30*time.Second, "how often to save --state-file")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. 127.0.0.1:9465); off when empty")
 	f.StringVar(&o.dumpNeigh, "dump-neigh", "", "on SIGUSR1 and at exit, write the neighbor mirror (remembered bindings included) to this file, in the JSON 'replay --neigh' reads")
 	return c
@@ -109,8 +114,8 @@ func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
 }
 
 func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
-	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.queue <= 0 {
-		return errors.New("--probe-timeout and --queue must be positive, --probe-retries and --retention not negative")
+	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.queue <= 0 || o.stateEvery <= 0 {
+		return errors.New("--probe-timeout, --queue and --state-interval must be positive, --probe-retries and --retention not negative")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -135,13 +140,36 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	mirror := neigh.NewMirror(o.retention)
 	linksReady, neighReady := make(chan struct{}), make(chan struct{})
 	wg.Go(func() { link.Watch(ctx, links, log, func() { close(linksReady) }) })
+	select {
+	case <-linksReady:
+	case <-ctx.Done():
+		return nil
+	}
+	// The saved memory goes in before the kernel's dump, which marks the
+	// bindings still in the kernel present again.
+	if o.stateFile != "" {
+		loadState(o.stateFile, mirror, links, log)
+	}
 	wg.Go(func() { neigh.Watch(ctx, mirror, log, func() { close(neighReady) }) })
-	for _, ready := range []chan struct{}{linksReady, neighReady} {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return nil
-		}
+	select {
+	case <-neighReady:
+	case <-ctx.Done():
+		return nil
+	}
+	if o.stateFile != "" {
+		wg.Go(func() {
+			t := time.NewTicker(o.stateEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					saveState(o.stateFile, mirror, links, log)
+				}
+			}
+		})
+		defer saveState(o.stateFile, mirror, links, log)
 	}
 	selected, err := selection(o.ifaces, links)
 	if err != nil {
@@ -211,32 +239,77 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	return nil
 }
 
-// dumpNeighbors writes the mirror to path atomically: a temporary file in
-// the same directory, renamed over path.
+// dumpNeighbors writes the mirror to path in the snapshot JSON replay reads.
 func dumpNeighbors(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
-	name := func(index int) string {
+	recs := m.Records()
+	if err := writeAtomic(path, func(w io.Writer) error { return replay.WriteNeighbors(w, recs, ifname(links)) }); err != nil {
+		log.Error("dump neighbor mirror", "path", path, "err", err)
+		return
+	}
+	log.Info("dumped neighbor mirror", "path", path, "bindings", len(recs))
+}
+
+// saveState writes the binding memory to path.
+func saveState(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
+	if err := writeAtomic(path, func(w io.Writer) error { return m.Save(w, ifname(links)) }); err != nil {
+		log.Error("save state", "path", path, "err", err)
+		return
+	}
+	log.Debug("saved state", "path", path, "bindings", m.Len())
+}
+
+// loadState loads the binding memory from path. A missing file is a first
+// start; a corrupt or foreign one is reported and ignored.
+func loadState(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		log.Info("no state file yet", "path", path)
+		return
+	}
+	if err != nil {
+		log.Warn("state file ignored", "path", path, "err", err)
+		return
+	}
+	defer f.Close()
+	n, err := m.Load(f, func(name string) (int, bool) {
+		l, ok := links.ByName(name)
+		return l.Index, ok
+	})
+	if err != nil {
+		log.Warn("state file ignored", "path", path, "err", err)
+		return
+	}
+	log.Info("loaded state", "path", path, "bindings", n)
+}
+
+func ifname(links *link.Table) func(int) string {
+	return func(index int) string {
 		if l, ok := links.Get(index); ok {
 			return l.Name
 		}
 		return fmt.Sprintf("ifindex%d", index)
 	}
-	recs := m.Records()
-	f, err := os.CreateTemp(filepath.Dir(path), ".neigh-*.json")
+}
+
+// writeAtomic writes path through a temporary file in the same directory,
+// synced and renamed over it, so readers never see a partial file.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	err = write(f)
 	if err == nil {
-		err = replay.WriteNeighbors(f, recs, name)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(f.Name(), path)
-		}
-		if err != nil {
-			os.Remove(f.Name())
-		}
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		log.Error("dump neighbor mirror", "path", path, "err", err)
-		return
+		os.Remove(f.Name())
 	}
-	log.Info("dumped neighbor mirror", "path", path, "bindings", len(recs))
+	return err
 }

@@ -1,9 +1,12 @@
 package neigh
 
 import (
+	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +141,70 @@ func BenchmarkLookup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	m, c := newTestMirror(15 * time.Minute)
+	m.Update(remote(5, v4, vm))
+	m.Update(remote(5, v6, vm))
+	m.Delete(remote(5, v4, vm)) // EVPN withdrew it; only the mirror knows it
+	c.advance(time.Minute)
+	m.Update(remote(7, v4b, other))
+	names := map[int]string{5: "br10", 7: "br20"}
+	var buf bytes.Buffer
+	if err := m.Save(&buf, func(i int) string { return names[i] }); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart: interface indexes changed, br20 is gone.
+	r, rc := newTestMirror(15 * time.Minute)
+	rc.t = c.t.Add(2 * time.Minute)
+	n, err := r.Load(bytes.NewReader(buf.Bytes()), func(name string) (int, bool) {
+		if name == "br10" {
+			return 50, true
+		}
+		return 0, false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("Load() = %d, want 2", n)
+	}
+	want := []string{"192.0.2.10 (remembered) remote", "2001:db8:10::10 (remembered) remote"}
+	if diff := cmp.Diff(want, ips(r.Lookup(50, vm))); diff != "" {
+		t.Errorf("after restart (-want +got):\n%s", diff)
+	}
+	// The kernel still has v6: the dump marks it present again.
+	r.Sync([]Entry{remote(50, v6, vm)})
+	want = []string{"192.0.2.10 (remembered) remote", "2001:db8:10::10 remote"}
+	if diff := cmp.Diff(want, ips(r.Lookup(50, vm))); diff != "" {
+		t.Errorf("after the dump (-want +got):\n%s", diff)
+	}
+	// The retention window counts from the original deletion.
+	rc.advance(13 * time.Minute)
+	if diff := cmp.Diff([]string{"2001:db8:10::10 remote"}, ips(r.Lookup(50, vm))); diff != "" {
+		t.Errorf("15 min after the deletion (-want +got):\n%s", diff)
+	}
+}
+
+func TestStateRejectsForeignFiles(t *testing.T) {
+	for name, in := range map[string]string{
+		"empty":       "",
+		"garbage":     "\x00\x01not json",
+		"other json":  `{"hello":"world"}`,
+		"new version": `{"format":"rarp-replay-state","version":99,"bindings":[]}`,
+		"bad binding": `{"format":"rarp-replay-state","version":1,"bindings":[{"dev":"br10","mac":"zz","ip":"192.0.2.1"}]}`,
+	} {
+		m, _ := newTestMirror(time.Minute)
+		m.Update(remote(5, v4, vm))
+		_, err := m.Load(strings.NewReader(in), func(string) (int, bool) { return 5, true })
+		if !errors.Is(err, ErrForeignState) {
+			t.Errorf("%s: error %v, want ErrForeignState", name, err)
+		}
+		if m.Len() != 1 {
+			t.Errorf("%s: a rejected file changed the mirror", name)
+		}
 	}
 }

@@ -292,6 +292,54 @@ func TestListenNamedInterfaces(t *testing.T) {
 	}
 }
 
+// TestListenStateAcrossRestart: EVPN withdraws a binding while the daemon
+// is down for an upgrade; the restarted daemon still knows it from its
+// state file and restores it. A corrupt state file is reported and ignored.
+func TestListenStateAcrossRestart(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm := nstest.Namespace(t, "vm")
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0
+ip -n `+sw+` link add vm1 type veth peer name eth0 netns `+vm+`
+ip -n `+sw+` link set vm1 master br0 up
+ip -n `+vm+` link set eth0 address `+vm1MAC+`
+ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
+ip -n `+vm+` link set eth0 up
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+`)
+	state := t.TempDir() + "/state.json"
+	start := func() *nstest.Proc {
+		p := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--state-file", state, "--log-format", "json")
+		p.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+		return p
+	}
+	first := start()
+	first.WaitFor(t, `"msg":"no state file yet"`, time.Second)
+	first.Stop(t, syscall.SIGTERM, 5*time.Second)
+	nstest.Run(t, "ip", "-n", sw, "neigh", "del", "192.0.2.10", "dev", "br0")
+
+	second := start()
+	second.WaitFor(t, `"msg":"loaded state"`, time.Second)
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10")
+	second.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	if err := os.WriteFile(state, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := start()
+	third.WaitFor(t, `"msg":"state file ignored"`, time.Second)
+	third.Stop(t, syscall.SIGTERM, 5*time.Second)
+	b, err := os.ReadFile(state)
+	if err != nil || !strings.Contains(string(b), `"format":"rarp-replay-state"`) {
+		t.Errorf("the state file was not rewritten at exit: %q, %v", b, err)
+	}
+}
+
 // helperProc is a frame sender running inside a namespace.
 type helperProc struct {
 	cmd   *exec.Cmd

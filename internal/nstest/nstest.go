@@ -173,6 +173,16 @@ func (p *Proc) Stop(t testing.TB, sig syscall.Signal, timeout time.Duration) {
 	}
 }
 
+// Main runs the tests of a package that uses Binary, then removes the
+// binary. Call it from TestMain: os.Exit(nstest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath))
+	}
+	return code
+}
+
 var (
 	buildOnce sync.Once
 	buildPath string
