@@ -1,13 +1,16 @@
 # rarp-replay. `sudo make demo` runs the demo, `sudo make test` the tests;
 # both install what a fresh Debian machine lacks first.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux
+DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd
 
 FUZZTIME ?= 10s
 FUZZ = FuzzDecode:./internal/packet FuzzReplyMatching:./internal/engine \
 	FuzzReplayCapture:./replay FuzzLoadNeighbors:./replay
 
-.PHONY: all build deps test test-unit fuzz pcaps demo demo-local clean
+VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
+DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+
+.PHONY: all build deps test test-unit fuzz pcaps demo demo-local deb clean
 
 all: build
 
@@ -25,10 +28,13 @@ deps:
 # Every test, the namespace ones included: run as root. RARP_REPLAY_REQUIRE_ROOT
 # makes a namespace test fail, not skip, when it cannot run.
 # Every test, as root: unit, golden and namespace tests, the FRR EVPN
-# end-to-end test, then each fuzz target briefly.
+# end-to-end test, the .deb (install, systemd-analyze verify, remove, purge),
+# then each fuzz target briefly.
 test: deps build
 	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 ./...
 	RARP_REPLAY=bin/rarp-replay scripts/lab/e2e.sh
+	$(MAKE) deb
+	packaging/test-deb.sh
 	$(MAKE) fuzz
 
 # Runs every fuzz target for FUZZTIME. A finding is written under the
@@ -56,5 +62,18 @@ demo: deps build
 demo-local: deps build
 	scripts/demo-local.sh bin/rarp-replay
 
+# The .deb: binary, systemd unit, default environment file, --help
+# reference and shell completions. nfpm runs as a Go tool pinned in
+# packaging/tools/go.mod (no prebuilt download).
+deb: build
+	mkdir -p build
+	bin/rarp-replay --help > build/reference.txt
+	for c in listen send-rarp replay; do echo; echo "== rarp-replay $$c"; bin/rarp-replay $$c --help; done >> build/reference.txt
+	bin/rarp-replay completion bash > build/completion.bash
+	bin/rarp-replay completion zsh > build/completion.zsh
+	bin/rarp-replay completion fish > build/completion.fish
+	VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) $(GO) tool -modfile=packaging/tools/go.mod nfpm \
+		package --config packaging/nfpm.yaml --packager deb --target build/
+
 clean:
-	rm -rf bin
+	rm -rf bin build
