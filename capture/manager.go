@@ -129,12 +129,16 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 		}
 		select {
 		case <-ctx.Done():
+			// Closing a packet socket waits for an RCU grace period in the
+			// kernel (tens of ms): close them all at once, not one by one.
+			var closing sync.WaitGroup
 			m.mu.Lock()
 			for idx, p := range m.ports {
-				p.h.Close()
+				closing.Go(p.h.Close)
 				delete(m.ports, idx)
 			}
 			m.mu.Unlock()
+			closing.Wait()
 			m.wg.Wait()
 			return nil
 		case <-m.links.Changed():
