@@ -171,8 +171,7 @@ func (m *Manager) serves(l link.Link) bool {
 	if !m.selected(l) {
 		return false
 	}
-	_, err := m.links.Port(l.Index)
-	return err == nil
+	return m.links.AccessPort(l.Index) == nil
 }
 
 // reconcile opens handles for wanted ports that have none and closes those

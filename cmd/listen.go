@@ -103,7 +103,7 @@ func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
 			errs = append(errs, fmt.Errorf("interface %q does not exist", n))
 			continue
 		}
-		if _, err := links.Port(l.Index); err != nil {
+		if err := links.AccessPort(l.Index); err != nil {
 			errs = append(errs, fmt.Errorf("interface %q cannot be served: %w", n, err))
 		}
 	}

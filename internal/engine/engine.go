@@ -22,9 +22,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Ports maps an interface index to an access port and its SVI.
+// Ports maps an interface index, and the VLAN tags of a frame that entered
+// it, to an access port and its SVI.
 type Ports interface {
-	Port(ifindex int) (link.Port, error)
+	Port(ifindex int, vlans []uint16) (link.Port, error)
 }
 
 // Resolver returns the addresses bound to a MAC on an SVI.
@@ -150,6 +151,7 @@ const (
 
 type probe struct {
 	ip       netip.Addr
+	dev      int // the interface the binding was found on, where it is programmed
 	frame    []byte
 	attempts int
 	state    state
@@ -231,7 +233,7 @@ func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
 		return Decision{Verdict: VerdictDrop, Reason: packet.Reason(err), Err: err}
 	}
 	d := Decision{Kind: f.Kind, MAC: f.MAC, IP: f.IP}
-	port, err := e.ports.Port(p.IfIndex)
+	port, err := e.ports.Port(p.IfIndex, f.VLANs)
 	if err != nil {
 		d.Verdict, d.Reason, d.Err = VerdictDrop, "not-access-port", err
 		var ie *link.IneligibleError
@@ -260,21 +262,36 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		d.Verdict, d.Reason = VerdictDrop, "cycle-limit"
 		return d
 	}
-	bindings := e.res.Lookup(port.SVI.Index, f.MAC)
+	// The SVI holds the bindings; on Cumulus-style layouts the kernel may
+	// hold some on the SVI's anycast macvlan too.
+	type found struct {
+		neigh.Binding
+		dev int
+	}
+	var bindings []found
+	for _, dev := range append([]link.Link{port.SVI}, port.Anycast...) {
+		for _, b := range e.res.Lookup(dev.Index, f.MAC) {
+			bindings = append(bindings, found{b, dev.Index})
+		}
+	}
 	if len(bindings) == 0 {
 		d.Verdict, d.Reason = VerdictDrop, "unknown-mac"
-		return d
-	}
-	if !packet.UnicastMAC(port.SVI.MAC) {
-		d.Verdict, d.Reason = VerdictDrop, "svi-no-mac"
 		return d
 	}
 	c := &cycle{key: k, mac: f.MAC, port: port, start: seen}
 	c.report = Report{MAC: f.MAC, Port: port.Link.Name, SVI: port.SVI.Name, Start: seen}
 	for _, b := range bindings {
+		if slices.ContainsFunc(c.probes, func(p *probe) bool { return p.ip == b.IP }) {
+			continue // on both the SVI and its anycast device
+		}
+		srcIP, srcMAC := link.Source(port, b.IP)
+		if !packet.UnicastMAC(srcMAC) {
+			e.log.Error("no source MAC for probes", "svi", port.SVI.Name, "ip", b.IP)
+			continue
+		}
 		frame, err := packet.Build(packet.Probe{
-			SrcMAC: port.SVI.MAC, SrcIP: link.Source(port.SVI, b.IP),
-			DstMAC: f.MAC, Target: b.IP, VLANs: f.VLANs,
+			SrcMAC: srcMAC, SrcIP: srcIP,
+			DstMAC: f.MAC, Target: b.IP, VLANs: port.VLANs,
 		})
 		if err != nil {
 			e.log.Error("build probe", "mac", f.MAC.String(), "ip", b.IP, "err", err)
@@ -283,7 +300,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
 			continue // another MAC's cycle is probing this address
 		}
-		c.probes = append(c.probes, &probe{ip: b.IP, frame: frame})
+		c.probes = append(c.probes, &probe{ip: b.IP, dev: b.dev, frame: frame})
 		d.Probes = append(d.Probes, b.IP)
 	}
 	if len(c.probes) == 0 {
@@ -347,7 +364,7 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	c.report.Verified = append(c.report.Verified, f.IP)
 	d.Verdict = VerdictVerified
 	if !e.cfg.DryRun {
-		if err := e.prog.Program(port.SVI.Index, f.IP, c.mac); err != nil {
+		if err := e.prog.Program(pr.dev, f.IP, c.mac); err != nil {
 			e.stats.Add("program-error")
 			e.log.Error("program neighbor", "mac", c.mac.String(), "ip", f.IP, "svi", port.SVI.Name, "err", err)
 			d.Err = err

@@ -351,7 +351,7 @@ func TestSourceAddressSelection(t *testing.T) {
 		{link.Link{}, "2001:db8:10::10", "::"},
 	}
 	for _, tt := range tests {
-		if got := link.Source(tt.svi, netip.MustParseAddr(tt.target)); got.String() != tt.want {
+		if got, _ := link.Source(link.Port{SVI: tt.svi}, netip.MustParseAddr(tt.target)); got.String() != tt.want {
 			t.Errorf("Source(%v, %s) = %s, want %s", tt.svi.Addrs, tt.target, got, tt.want)
 		}
 	}

@@ -57,7 +57,7 @@ func TestPortEligibility(t *testing.T) {
 	}
 	tab := leaf()
 	for _, tt := range tests {
-		p, err := tab.Port(tt.index)
+		p, err := tab.Port(tt.index, nil)
 		if tt.svi != "" {
 			if err != nil || p.SVI.Name != tt.svi || p.Link.Index != tt.index {
 				t.Errorf("Port(%d) = %s/%s, %v; want SVI %s", tt.index, p.Link.Name, p.SVI.Name, err, tt.svi)
@@ -78,7 +78,7 @@ func TestPortRefreshesUnknownIndex(t *testing.T) {
 		calls++
 		return Link{Index: index, Name: "swp9", Kind: "veth", MAC: hw(50), MasterIndex: 2}, nil
 	}
-	p, err := tab.Port(50)
+	p, err := tab.Port(50, nil)
 	if err != nil || p.SVI.Name != "br10" || calls != 1 {
 		t.Fatalf("Port(50) = %+v, %v after %d refreshes; want br10 after 1", p, err, calls)
 	}

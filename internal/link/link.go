@@ -22,13 +22,45 @@ type Link struct {
 	Loopback    bool
 	Up          bool
 	Addrs       []netip.Prefix
+	// VLANID is the 802.1Q VLAN of a vlan device (an SVI such as vlan10,
+	// br0.10 or Vlan10 on a VLAN-aware bridge); 0 otherwise.
+	VLANID uint16
+	// VLANFiltering is set on a VLAN-aware bridge.
+	VLANFiltering bool
+	// VLANs are a VLAN-aware bridge port's memberships (`bridge vlan show`).
+	VLANs []PortVLAN
+}
+
+// PortVLAN is one VLAN a bridge port is a member of.
+type PortVLAN struct {
+	VID      uint16
+	PVID     bool // untagged frames entering the port belong to this VLAN
+	Untagged bool // frames of this VLAN leave the port untagged
 }
 
 // Port is an access port together with the SVI that serves it: its bridge
-// for a bridge member, the port itself for a stand-alone L3 interface.
+// for a member of a traditional bridge, the vlan device for the frame's
+// VLAN on a VLAN-aware bridge, the port itself (or its vlan subinterface
+// for a tagged frame) for a stand-alone L3 interface.
 type Port struct {
 	Link Link
 	SVI  Link
+	// Anycast are the macvlan devices on the SVI (Cumulus vlan10-v0): the
+	// anycast gateway, whose address and MAC probes prefer, and where the
+	// kernel may hold bindings too.
+	Anycast []Link
+	// VLANs are the 802.1Q tags probes leave the port with, outermost
+	// first; none: untagged.
+	VLANs []uint16
+	// Source, when valid, overrides the probe source address selection for
+	// this SVI (for the family of the address).
+	Source Override
+}
+
+// Override is an explicit probe source for an SVI (`listen --source`).
+type Override struct {
+	IPv4, IPv6 netip.Addr
+	MAC        net.HardwareAddr
 }
 
 // IneligibleError says why a RARP on an interface must not trigger probes.
@@ -86,9 +118,10 @@ func Eligible(l Link, master, parent *Link) (svi int, err error) {
 // Table is a concurrency-safe table of links, fed by netlink on a live
 // switch and by hand in tests and replays.
 type Table struct {
-	mu      sync.RWMutex
-	links   map[int]*Link
-	changed chan struct{}
+	mu        sync.RWMutex
+	links     map[int]*Link
+	overrides map[string]Override // by SVI name
+	changed   chan struct{}
 	// Refresh, when set, reads one link from the kernel; Port calls it for an
 	// index it does not know yet (a port whose creation event is still on
 	// its way).
@@ -203,60 +236,170 @@ func (t *Table) All() []Link {
 	return out
 }
 
-// Port returns the access port with the given index and its SVI, or an
-// *IneligibleError saying why a RARP there must not trigger probes.
-func (t *Table) Port(index int) (Port, error) {
-	p, err, known := t.port(index)
+// AccessPort reports whether the link with the given index is an access
+// port, whatever VLANs its frames carry: nil, or an *IneligibleError.
+func (t *Table) AccessPort(index int) error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	l, ok := t.links[index]
+	if !ok {
+		return &IneligibleError{Name: fmt.Sprintf("ifindex %d", index), Reason: "unknown-port", Detail: "not in the link table"}
+	}
+	_, err := Eligible(*l, t.links[l.MasterIndex], t.links[l.ParentIndex])
+	return err
+}
+
+// SetOverride sets the probe source of the SVI named svi.
+func (t *Table) SetOverride(svi string, o Override) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.overrides == nil {
+		t.overrides = make(map[string]Override)
+	}
+	t.overrides[svi] = o
+}
+
+// Port returns the access port with the given index, for a frame that
+// carried the 802.1Q tags vlans (outermost first; none for untagged), with
+// the SVI that serves it, or an *IneligibleError saying why a RARP there
+// must not trigger probes.
+func (t *Table) Port(index int, vlans []uint16) (Port, error) {
+	p, err, known := t.port(index, vlans)
 	if !known && t.Refresh != nil {
 		if l, rerr := t.Refresh(index); rerr == nil {
 			t.Set(l)
-			p, err, _ = t.port(index)
+			p, err, _ = t.port(index, vlans)
 		}
 	}
 	return p, err
 }
 
-func (t *Table) port(index int) (Port, error, bool) {
+func (t *Table) port(index int, vlans []uint16) (Port, error, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	l, ok := t.links[index]
 	if !ok {
 		return Port{}, &IneligibleError{Name: fmt.Sprintf("ifindex %d", index), Reason: "unknown-port", Detail: "not in the link table"}, false
 	}
-	svi, err := Eligible(*l, t.links[l.MasterIndex], t.links[l.ParentIndex])
+	master := t.links[l.MasterIndex]
+	if l.MasterIndex != 0 && master == nil {
+		return Port{}, &IneligibleError{Name: l.Name, Reason: "unknown-port", Detail: "its master is not in the link table"}, true
+	}
+	sviIndex, err := Eligible(*l, master, t.links[l.ParentIndex])
 	if err != nil {
 		return Port{}, err, true
 	}
-	s, ok := t.links[svi]
-	if !ok {
-		return Port{}, &IneligibleError{Name: l.Name, Reason: "unknown-port", Detail: "SVI not in the link table"}, true
+	p := Port{Link: *l}
+	switch {
+	case master != nil && master.Kind == "bridge" && master.VLANFiltering:
+		// A VLAN-aware bridge: the frame's VLAN (its tag on a trunk port,
+		// the port's PVID when untagged) selects the SVI.
+		var vid uint16
+		var member *PortVLAN
+		if len(vlans) > 0 {
+			vid = vlans[0]
+		}
+		for i, v := range l.VLANs {
+			if (vid != 0 && v.VID == vid) || (vid == 0 && v.PVID) {
+				member = &l.VLANs[i]
+			}
+		}
+		if member == nil {
+			detail := fmt.Sprintf("not a member of VLAN %d", vid)
+			if vid == 0 {
+				detail = "untagged frame and no PVID"
+			}
+			return Port{}, &IneligibleError{Name: l.Name, Reason: "no-vlan", Detail: detail}, true
+		}
+		svi := t.vlanDevice(master.Index, member.VID)
+		if svi == nil {
+			return Port{}, &IneligibleError{Name: l.Name, Reason: "no-svi", Detail: fmt.Sprintf("no SVI for VLAN %d on %s", member.VID, master.Name)}, true
+		}
+		p.SVI = *svi
+		if !member.Untagged {
+			p.VLANs = []uint16{member.VID}
+		}
+	case master == nil || master.Kind != "bridge":
+		// A stand-alone port: a tagged frame belongs to its vlan
+		// subinterface, when there is one.
+		if len(vlans) > 0 {
+			if sub := t.vlanDevice(l.Index, vlans[0]); sub != nil {
+				p.SVI, p.VLANs = *sub, vlans[:1]
+				break
+			}
+		}
+		p.SVI = *l
+	default:
+		s, ok := t.links[sviIndex]
+		if !ok {
+			return Port{}, &IneligibleError{Name: l.Name, Reason: "unknown-port", Detail: "SVI not in the link table"}, true
+		}
+		p.SVI = *s
+		p.VLANs = vlans // a tagged frame on a traditional bridge: answer in kind
 	}
-	return Port{Link: *l, SVI: *s}, nil, true
+	for _, m := range t.links {
+		if m.Kind == "macvlan" && m.ParentIndex == p.SVI.Index {
+			p.Anycast = append(p.Anycast, *m)
+		}
+	}
+	slices.SortFunc(p.Anycast, func(a, b Link) int { return a.Index - b.Index })
+	p.Source = t.overrides[p.SVI.Name]
+	return p, nil, true
 }
 
-// Source picks the address a probe for target is sent from on svi: the SVI
-// address whose prefix holds target; for IPv4 0.0.0.0 when there is none (an
-// ARP probe, RFC 5227), for IPv6 the SVI's link-local address, or :: when it
-// has none either.
-func Source(svi Link, target netip.Addr) netip.Addr {
+// vlanDevice returns the vlan device with VLAN vid on top of the link
+// parent. The caller holds t.mu.
+func (t *Table) vlanDevice(parent int, vid uint16) *Link {
+	for _, l := range t.links {
+		if l.Kind == "vlan" && l.ParentIndex == parent && l.VLANID == vid {
+			return l
+		}
+	}
+	return nil
+}
+
+// Source picks the address and MAC a probe for target is sent from on the
+// port's SVI: an explicit override first; then an address whose prefix
+// holds target, on the anycast gateway (macvlan) before the SVI itself, with
+// that device's MAC; for IPv4 0.0.0.0 when there is none (an ARP probe, RFC
+// 5227); for IPv6 a link-local address, or :: when there is none either.
+func Source(p Port, target netip.Addr) (netip.Addr, net.HardwareAddr) {
+	mac := p.SVI.MAC
+	if o := p.Source.IPv4; target.Is4() && o.IsValid() {
+		return o, cmpMAC(p.Source.MAC, mac)
+	}
+	if o := p.Source.IPv6; !target.Is4() && o.IsValid() {
+		return o, cmpMAC(p.Source.MAC, mac)
+	}
+	devs := append(slices.Clone(p.Anycast), p.SVI)
 	var linkLocal netip.Addr
-	for _, p := range svi.Addrs {
-		a := p.Addr()
-		if a.Is4() != target.Is4() {
-			continue
-		}
-		if p.Contains(target) && (target.IsLinkLocalUnicast() || !a.IsLinkLocalUnicast()) {
-			return a
-		}
-		if a.Is6() && a.IsLinkLocalUnicast() && !linkLocal.IsValid() {
-			linkLocal = a
+	var llMAC net.HardwareAddr
+	for _, d := range devs {
+		for _, pf := range d.Addrs {
+			a := pf.Addr()
+			if a.Is4() != target.Is4() {
+				continue
+			}
+			if pf.Contains(target) && (target.IsLinkLocalUnicast() || !a.IsLinkLocalUnicast()) {
+				return a, d.MAC
+			}
+			if a.Is6() && a.IsLinkLocalUnicast() && !linkLocal.IsValid() {
+				linkLocal, llMAC = a, d.MAC
+			}
 		}
 	}
 	switch {
 	case target.Is4():
-		return netip.IPv4Unspecified()
+		return netip.IPv4Unspecified(), mac
 	case linkLocal.IsValid():
-		return linkLocal
+		return linkLocal, llMAC
 	}
-	return netip.IPv6Unspecified()
+	return netip.IPv6Unspecified(), mac
+}
+
+func cmpMAC(override, def net.HardwareAddr) net.HardwareAddr {
+	if len(override) == 6 {
+		return override
+	}
+	return def
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,10 +33,10 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error 
 					return fmt.Errorf("list links: %w", err)
 				}
 				links := make([]Link, 0, len(nls))
-				for _, nl := range nls {
-					links = append(links, fromNetlink(nl))
+				for _, n := range nls {
+					links = append(links, fromNetlink(n))
 				}
-				t.Replace(links)
+				t.Replace(withVLANs(links))
 				return nil
 			},
 			Apply: func(u netlink.LinkUpdate) {
@@ -46,6 +47,10 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error 
 				l := fromNetlink(u.Link)
 				if _, known := t.Get(l.Index); !known {
 					l.Addrs, _ = addrs(l.Index)
+				}
+				if l.MasterIndex != 0 {
+					// VLAN membership changes come as link events of the port.
+					l = withVLANs([]Link{l})[0]
 				}
 				t.Set(l)
 			},
@@ -100,11 +105,11 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error 
 // Read reads one link and its addresses from the kernel.
 // Equivalent to `ip -d addr show dev IFINDEX`.
 func Read(index int) (Link, error) {
-	nl, err := netlink.LinkByIndex(index)
+	nlk, err := netlink.LinkByIndex(index)
 	if err != nil {
 		return Link{}, fmt.Errorf("link %d: %w", index, err)
 	}
-	l := fromNetlink(nl)
+	l := fromNetlink(nlk)
 	l.Addrs, err = addrs(index)
 	return l, err
 }
@@ -123,18 +128,57 @@ func addrs(index int) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func fromNetlink(nl netlink.Link) Link {
-	a := nl.Attrs()
-	return Link{
+func fromNetlink(nlk netlink.Link) Link {
+	a := nlk.Attrs()
+	l := Link{
 		Index:       a.Index,
 		Name:        a.Name,
-		Kind:        nl.Type(),
+		Kind:        nlk.Type(),
 		MAC:         append(net.HardwareAddr(nil), a.HardwareAddr...),
 		MasterIndex: a.MasterIndex,
 		ParentIndex: a.ParentIndex,
 		Loopback:    a.Flags&net.FlagLoopback != 0,
 		Up:          a.Flags&net.FlagUp != 0,
 	}
+	switch v := nlk.(type) {
+	case *netlink.Vlan:
+		l.VLANID = uint16(v.VlanId)
+	case *netlink.Bridge:
+		l.VLANFiltering = v.VlanFiltering != nil && *v.VlanFiltering
+	}
+	return l
+}
+
+// bridgeVLANs reads every bridge port's VLAN memberships.
+// Equivalent to `bridge vlan show`.
+func bridgeVLANs() (map[int][]PortVLAN, error) {
+	all, err := netlink.BridgeVlanList()
+	if err != nil {
+		return nil, fmt.Errorf("bridge vlan list: %w", err)
+	}
+	out := make(map[int][]PortVLAN, len(all))
+	for idx, vs := range all {
+		for _, v := range vs {
+			out[int(idx)] = append(out[int(idx)], PortVLAN{
+				VID:      v.Vid,
+				PVID:     v.Flags&nl.BRIDGE_VLAN_INFO_PVID != 0,
+				Untagged: v.Flags&nl.BRIDGE_VLAN_INFO_UNTAGGED != 0,
+			})
+		}
+	}
+	return out, nil
+}
+
+// withVLANs fills in the VLAN memberships of the bridge ports among links.
+func withVLANs(links []Link) []Link {
+	vlans, err := bridgeVLANs()
+	if err != nil {
+		return links
+	}
+	for i := range links {
+		links[i].VLANs = vlans[links[i].Index]
+	}
+	return links
 }
 
 func prefix(n *net.IPNet) (netip.Prefix, bool) {
