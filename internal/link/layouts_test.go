@@ -94,15 +94,15 @@ func equalTags(a, b []uint16) bool {
 func TestCumulusLayout(t *testing.T) {
 	tab := loadLayout(t, "cumulus")
 	checkPorts(t, tab, []portCase{
-		{port: "swp1", svi: "vlan10", anycast: 1, src4: "192.0.2.1 00:00:5e:00:01:01"},                // access port, PVID 10
-		{port: "swp1", tags: []uint16{10}, svi: "vlan10", anycast: 1},                                   // tagged with its PVID
-		{port: "swp2", tags: []uint16{10}, svi: "vlan10", egress: []uint16{10}, anycast: 1},             // trunk
+		{port: "swp1", svi: "vlan10", anycast: 1, src4: "192.0.2.1 00:00:5e:00:01:01"},                                  // access port, PVID 10
+		{port: "swp1", tags: []uint16{10}, svi: "vlan10", anycast: 1},                                                   // tagged with its PVID
+		{port: "swp2", tags: []uint16{10}, svi: "vlan10", egress: []uint16{10}, anycast: 1},                             // trunk
 		{port: "swp2", tags: []uint16{20}, svi: "vlan20", egress: []uint16{20}, src4: "198.51.100.1 02:00:00:00:01:01"}, // no anycast device
-		{port: "swp2", reason: "no-vlan"},                                                               // untagged on a trunk without PVID
-		{port: "swp2", tags: []uint16{30}, reason: "no-vlan"},                                           // not a member
-		{port: "bond1", tags: []uint16{15}, reason: "no-svi"},                                          // member, but VLAN 15 has no SVI
+		{port: "swp2", reason: "no-vlan"},                                                                               // untagged on a trunk without PVID
+		{port: "swp2", tags: []uint16{30}, reason: "no-vlan"},                                                           // not a member
+		{port: "bond1", tags: []uint16{15}, reason: "no-svi"},                                                           // member, but VLAN 15 has no SVI
 		{port: "bond1", tags: []uint16{20}, svi: "vlan20", egress: []uint16{20}},
-		{port: "swp3", reason: "not-access-port"},                                                       // the bond is the port
+		{port: "swp3", reason: "not-access-port"}, // the bond is the port
 		{port: "vni10", reason: "not-access-port"},
 		{port: "vlan10", reason: "not-access-port"},
 		{port: "vlan10-v0", reason: "not-access-port"},
