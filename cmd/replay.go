@@ -2,11 +2,13 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/replay"
 	"github.com/spf13/cobra"
 )
@@ -18,6 +20,9 @@ type replayOptions struct {
 	addrs  []string
 	json   bool
 	write  string
+	links  string
+	vlans  string
+	port   string
 }
 
 func newReplay(lo *logOptions) *cobra.Command {
@@ -37,7 +42,12 @@ and Neighbor Advertisements in the capture verify probes.`,
 			if err != nil {
 				return err
 			}
-			opts := replay.Options{SVI: o.svi, Config: engine.DefaultConfig}
+			opts := replay.Options{SVI: o.svi, Config: engine.DefaultConfig, Port: o.port}
+			if o.links != "" {
+				if opts.Links, err = loadLinks(o.links, o.vlans); err != nil {
+					return err
+				}
+			}
 			if opts.SVIMAC, err = net.ParseMAC(o.sviMAC); err != nil {
 				return fmt.Errorf("--svi-mac: %w", err)
 			}
@@ -93,7 +103,32 @@ and Neighbor Advertisements in the capture verify probes.`,
 	f.StringVar(&o.svi, "svi", "", "the snapshot's device that serves the captured port (default: its only device)")
 	f.StringVar(&o.sviMAC, "svi-mac", "02:00:00:00:00:01", "the SVI's MAC, source of the probes")
 	f.StringSliceVar(&o.addrs, "svi-addr", nil, "an SVI address with prefix length, source of the probes (repeatable)")
+	f.StringVar(&o.links, "links", "", "the switch's interfaces: 'ip -d -j addr show' (or link show) JSON; replaces --svi, --svi-mac, --svi-addr")
+	f.StringVar(&o.vlans, "bridge-vlans", "", "with --links: the bridge ports' VLANs, 'bridge -j vlan show' JSON")
+	f.StringVar(&o.port, "port", "", "with --links: the port a plain pcap was captured on (pcapng interface names are used as they are)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per frame and per migration")
 	f.StringVar(&o.write, "write", "", "write the probes the daemon would have sent to this pcap file")
 	return c
+}
+
+func loadLinks(linksPath, vlansPath string) (*link.Table, error) {
+	lf, err := os.Open(linksPath)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	var vr io.Reader
+	if vlansPath != "" {
+		vf, err := os.Open(vlansPath)
+		if err != nil {
+			return nil, err
+		}
+		defer vf.Close()
+		vr = vf
+	}
+	t, err := link.FromIPRoute2(lf, vr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", linksPath, err)
+	}
+	return t, nil
 }

@@ -101,6 +101,17 @@ func (res Result) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	return res.writeProgrammed(w)
+}
+
+// writeProgrammed prints what would have been programmed, in the words of
+// the equivalent command.
+func (res Result) writeProgrammed(w io.Writer) error {
+	for _, p := range res.Programmed {
+		if _, err := fmt.Fprintf(w, "program ip neigh replace %s lladdr %s dev %s nud reachable\n", p.IP, p.MAC, p.Dev); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -125,7 +136,20 @@ func (res Result) WriteJSON(w io.Writer) error {
 			return err
 		}
 	}
+	for _, p := range res.Programmed {
+		if err := enc.Encode(JSONProgram{Program: p.IP.String(), LLAddr: p.MAC.String(), Dev: p.Dev}); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// JSONProgram is the machine-readable form of a binding the daemon would
+// have programmed.
+type JSONProgram struct {
+	Program string `json:"program"` // the address
+	LLAddr  string `json:"lladdr"`
+	Dev     string `json:"dev"`
 }
 
 // WriteProbes writes the frames the daemon would have sent as a pcap file.

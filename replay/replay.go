@@ -40,6 +40,12 @@ type Options struct {
 	// SVIAddrs are the SVI's addresses, the sources of the probes.
 	SVIAddrs []netip.Prefix
 	Config   engine.Config
+	// Links, when set, is the switch's link model (from `ip -d -j addr
+	// show` and `bridge -j vlan show`); the options above are then unused.
+	// Capture ports are found by name: the pcapng interface name, or Port
+	// for a plain capture; a Linux cooked v2 capture names them by index.
+	Links *link.Table
+	Port  string
 }
 
 // Line is the decision for one frame of the capture.
@@ -56,12 +62,20 @@ type Probe struct {
 	Frame []byte
 }
 
+// Programmed is a binding the daemon would have programmed.
+type Programmed struct {
+	Dev string
+	IP  netip.Addr
+	MAC net.HardwareAddr
+}
+
 // Result is everything a replay decided.
 type Result struct {
-	Lines   []Line
-	Reports []engine.Report
-	Probes  []Probe
-	Stats   map[string]uint64
+	Lines      []Line
+	Reports    []engine.Report
+	Probes     []Probe
+	Programmed []Programmed
+	Stats      map[string]uint64
 }
 
 // portBase offsets the interface indexes replay gives capture ports, so they
@@ -73,15 +87,25 @@ const portBase = 1_000_000
 type recorder struct {
 	res   *Result
 	now   time.Time
-	names map[int]string
+	links *link.Table
+}
+
+func (s *recorder) name(ifindex int) string {
+	if l, ok := s.links.Get(ifindex); ok {
+		return l.Name
+	}
+	return fmt.Sprintf("ifindex%d", ifindex)
 }
 
 func (s *recorder) Send(ifindex int, frame []byte) error {
-	s.res.Probes = append(s.res.Probes, Probe{Time: s.now, Port: s.names[ifindex], Frame: frame})
+	s.res.Probes = append(s.res.Probes, Probe{Time: s.now, Port: s.name(ifindex), Frame: frame})
 	return nil
 }
 
-func (*recorder) Program(int, netip.Addr, net.HardwareAddr) error { return nil }
+func (s *recorder) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
+	s.res.Programmed = append(s.res.Programmed, Programmed{Dev: s.name(ifindex), IP: ip, MAC: mac})
+	return nil
+}
 
 // Run replays the capture in r against the neighbor snapshot.
 func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result, error) {
@@ -90,9 +114,11 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 	if err != nil {
 		return res, err
 	}
-	links, svi, err := switchModel(neighbors, o)
-	if err != nil {
-		return res, err
+	links, svi, err := o.Links, 0, error(nil)
+	if links == nil {
+		if links, svi, err = switchModel(neighbors, o); err != nil {
+			return res, err
+		}
 	}
 	mirror := neigh.NewMirror(time.Duration(1<<63 - 1))
 	for _, n := range neighbors {
@@ -105,7 +131,7 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 			}
 		}
 	}
-	rec := &recorder{res: &res, names: map[int]string{}}
+	rec := &recorder{res: &res, links: links}
 	eng := engine.New(o.Config, links, mirror, rec, rec, log, func(rep engine.Report) { res.Reports = append(res.Reports, rep) })
 	// advance fires due timers one at a time, so each retry is recorded at
 	// the time the daemon would have sent it.
@@ -125,9 +151,10 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 			return res, fmt.Errorf("frame %d: %w", n, err)
 		}
 		lt, name, ifindex := src.port(ci, data)
-		if _, ok := links.Get(ifindex); !ok {
+		if o.Links != nil {
+			ifindex = realPort(links, lt, name, ifindex-portBase, o.Port)
+		} else if _, ok := links.Get(ifindex); !ok {
 			links.Set(link.Link{Index: ifindex, Name: name, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: svi, Up: true})
-			rec.names[ifindex] = name
 		}
 		advance(ci.Timestamp)
 		rec.now, last = ci.Timestamp, ci.Timestamp
@@ -138,6 +165,23 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 	advance(last.Add(24 * time.Hour))
 	res.Stats = eng.Stats().Snapshot()
 	return res, nil
+}
+
+// realPort finds a frame's port in a real link model: by the interface
+// index a cooked v2 header recorded, else by the pcapng interface name, else
+// the port named for a plain capture. 0 when none matches (the engine then
+// drops the frame as unknown-port).
+func realPort(links *link.Table, lt layers.LinkType, name string, idx int, port string) int {
+	if lt == layers.LinkTypeLinuxSLL2 {
+		return idx
+	}
+	if name == "capture" {
+		name = port
+	}
+	if l, ok := links.ByName(name); ok {
+		return l.Index
+	}
+	return 0
 }
 
 // switchModel builds the link table of the replayed switch: one bridge per

@@ -233,6 +233,47 @@ func corpus() []capture {
 	return cs
 }
 
+// layoutCaptures are migrations on VLAN-aware leaves, replayed against the
+// link fixtures in pcaps/layouts/NAME (links.json, bridge-vlan.json,
+// neigh.json). Replies go to the gateway the probe came from.
+func layoutCaptures() map[string]capture {
+	anycast := mac("00:00:5e:00:01:01")
+	vmC := mac("02:00:5e:10:00:1e")
+	to := func(gw net.HardwareAddr, m net.HardwareAddr, ip, from string, vlans ...uint16) []byte {
+		return must(packet.BuildReply(packet.Reply{MAC: m, IP: netip.MustParseAddr(ip), DstMAC: gw, DstIP: netip.MustParseAddr(from), VLANs: vlans}))
+	}
+	f := func(at float64, iface int, data []byte) frame { return frame{at: ms(at), iface: iface, data: data} }
+	cumulus := capture{name: "migrations", lt: layers.LinkTypeEthernet, ifaces: []string{"swp1", "swp2", "bond1", "vni10"}, frames: sort([]frame{
+		// VM A arrives on trunk swp2 in VLAN 10: probed from the anycast
+		// gateway vlan10-v0, tagged 10; 192.0.2.12 is held on vlan10-v0.
+		f(0, 1, rarp(vmA, 10)),
+		f(0.4, 1, to(anycast, vmA, "192.0.2.10", "192.0.2.1", 10)),
+		f(0.5, 1, to(anycast, vmA, "192.0.2.12", "192.0.2.1", 10)),
+		f(0.6, 1, to(anycast, vmA, "2001:db8:10::10", "2001:db8:10::1", 10)),
+		// VM B on swp2 in VLAN 20: no anycast device there.
+		f(5, 1, rarp(vmB, 20)),
+		f(5.3, 1, to(mac("02:00:00:00:01:01"), vmB, "198.51.100.20", "198.51.100.1", 20)),
+		// VM C on access port swp1 (PVID 10): untagged both ways.
+		f(10, 0, rarp(vmC)),
+		f(10.3, 0, to(anycast, vmC, "192.0.2.30", "192.0.2.1")),
+		// Frames that must not trigger probes.
+		f(15, 1, rarp(vmA)),     // untagged on a trunk without PVID
+		f(16, 1, rarp(vmA, 30)), // a VLAN swp2 is not a member of
+		f(17, 2, rarp(vmB, 15)), // a VLAN without an SVI
+		f(18, 3, rarp(vmA)),     // the old leaf's view: over VXLAN
+	})}
+	sonic := capture{name: "migrations", lt: layers.LinkTypeEthernet, ifaces: []string{"Ethernet0", "Ethernet4", "PortChannel01"}, frames: sort([]frame{
+		f(0, 1, rarp(vmA, 1000)),
+		f(0.4, 1, to(anycast, vmA, "192.0.2.10", "192.0.2.1", 1000)),
+		f(0.5, 1, to(anycast, vmA, "2001:db8:10::10", "2001:db8:10::1", 1000)),
+		f(5, 1, rarp(vmB, 2000)),
+		f(5.3, 1, to(anycast, vmB, "198.51.100.20", "198.51.100.1", 2000)),
+		f(10, 0, rarp(mac("02:00:5e:10:00:77"))), // unknown MAC on access port Ethernet0
+		f(12, 2, rarp(vmB)),                      // B's RARP also on PortChannel01 (PVID 2000)
+	})}
+	return map[string]capture{"cumulus": cumulus, "sonic": sonic}
+}
+
 func write(dir string, c capture) error {
 	var buf bytes.Buffer
 	if c.ifaces == nil {
@@ -272,7 +313,14 @@ func write(dir string, c capture) error {
 
 func main() {
 	out := flag.String("out", "pcaps/corpus", "directory to write the corpus to")
+	layouts := flag.String("layouts", "pcaps/layouts", "directory of the switch layout fixtures to write captures into")
 	flag.Parse()
+	for name, c := range layoutCaptures() {
+		if err := write(filepath.Join(*layouts, name), c); err != nil {
+			fmt.Fprintf(os.Stderr, "gen-pcaps: %s: %v\n", name, err)
+			os.Exit(1)
+		}
+	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-pcaps:", err)
 		os.Exit(1)

@@ -1,0 +1,72 @@
+package replay
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/link"
+)
+
+// TestLayouts replays tagged migrations on the Cumulus-style and SONiC-style
+// VLAN-aware leaves in pcaps/layouts against their link fixtures, and
+// compares decisions, probes (port, tag, source address and MAC) and the
+// bindings programmed (and on which device) with the golden files.
+func TestLayouts(t *testing.T) {
+	dirs, _ := filepath.Glob("../pcaps/layouts/*")
+	if len(dirs) < 2 {
+		t.Fatalf("found %d layouts", len(dirs))
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			open := func(name string) *os.File {
+				f, err := os.Open(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { f.Close() })
+				return f
+			}
+			links, err := link.FromIPRoute2(open("links.json"), open("bridge-vlan.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			neighbors, err := LoadNeighbors(open("neigh.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(open("migrations.pcapng"), neighbors, Options{Links: links, Config: engine.DefaultConfig},
+				slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := res.WriteText(&out); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range res.Probes {
+				fmt.Fprintf(&out, "probe +%.1fms port=%s %s\n", ms(p.Time.Sub(res.Lines[0].Time)), p.Port, describe(p.Frame))
+			}
+			golden := filepath.Join(dir, "migrations.golden")
+			if *update {
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (create it with go test ./replay -update)", err)
+			}
+			if diff := cmp.Diff(string(want), out.String()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
