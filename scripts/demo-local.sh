@@ -64,7 +64,7 @@ echo
 echo "== With rarp-replay listen -i any on the leaf"
 if [ -n "${RR_DEMO_SAVE:-}" ]; then
   ip -n "$sw" -j neigh show >"$RR_DEMO_SAVE/migration.neigh.json"
-  ip netns exec "$sw" tcpdump -i swp1 -Q in -U -n -w "$tmp/migration.pcap" 'rarp or arp or icmp6' 2>"$tmp/dump.err" &
+  ip netns exec "$sw" tcpdump --immediate-mode -i swp1 -Q in -U -n -w "$tmp/migration.pcap" 'rarp or arp or icmp6' 2>"$tmp/dump.err" &
   dump=$!
   for _ in $(seq 100); do grep -q 'listening on' "$tmp/dump.err" && break; sleep 0.05; done
 fi

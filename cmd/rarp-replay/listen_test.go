@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/rarp-replay/rarp-replay/capture/pcapio"
@@ -97,7 +98,7 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 
 	monitor := nstest.Start(t, "ip", "-n", sw, "monitor", "neigh")
 	vmCapture := t.TempDir() + "/vm1.pcap"
-	dump := nstest.Start(t, "ip", "netns", "exec", vm1, "tcpdump", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
+	dump := nstest.Start(t, "ip", "netns", "exec", vm1, "tcpdump", "--immediate-mode", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
 	dump.WaitFor(t, "listening on", 10*time.Second)
 
 	dumpDir, err := os.MkdirTemp("", "rarp-replay-dump-") // not under t.TempDir(), whose parent only root may enter
@@ -340,6 +341,67 @@ ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern
 	}
 }
 
+// TestListenAnycastMacvlan: a Cumulus-style anycast gateway, a macvlan on
+// the SVI with the gateway address and MAC, live on a traditional bridge.
+// Probes come from the anycast address and MAC; a binding the kernel holds
+// on the macvlan is programmed there, one on the SVI on the SVI.
+func TestListenAnycastMacvlan(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm := nstest.Namespace(t, "vm")
+	const anycastMAC = "00:00:5e:00:01:01"
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip netns exec `+sw+` sysctl -qw net.ipv6.conf.br0.accept_dad=0
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.2/24 dev br0
+ip -n `+sw+` addr add 2001:db8:10::2/64 dev br0 nodad
+ip -n `+sw+` link add br0-v0 link br0 address `+anycastMAC+` type macvlan mode private
+ip netns exec `+sw+` sysctl -qw net.ipv6.conf.br0-v0.accept_dad=0
+ip -n `+sw+` link set br0-v0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0-v0
+ip -n `+sw+` addr add 2001:db8:10::1/64 dev br0-v0 nodad
+bridge -n `+sw+` fdb add `+anycastMAC+` dev br0 self local
+ip -n `+sw+` link add vm1 type veth peer name eth0 netns `+vm+`
+ip -n `+sw+` link set vm1 master br0 up
+ip netns exec `+vm+` sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+ip -n `+vm+` link set eth0 address `+vm1MAC+`
+ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
+ip -n `+vm+` addr add 192.0.2.12/24 dev eth0
+ip -n `+vm+` addr add 2001:db8:10::10/64 dev eth0 nodad
+ip -n `+vm+` link set eth0 up
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+ip -n `+sw+` neigh replace 2001:db8:10::10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+ip -n `+sw+` neigh replace 192.0.2.12 lladdr `+vm1MAC+` dev br0-v0 nud noarp
+`)
+	vmCapture := t.TempDir() + "/vm.pcap"
+	dump := nstest.Start(t, "ip", "netns", "exec", vm, "tcpdump", "--immediate-mode", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp or icmp6")
+	dump.WaitFor(t, "listening on", 10*time.Second)
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--log-format", "json")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocalOn(t, sw, "br0", vm1MAC, "192.0.2.10", "2001:db8:10::10")
+	waitLocalOn(t, sw, "br0-v0", vm1MAC, "192.0.2.12")
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+	dump.Stop(t, syscall.SIGINT, 5*time.Second)
+	got := probeSources(t, vmCapture)
+	if os.Getenv("RR_DEBUG") != "" {
+		out, _ := exec.Command("tcpdump", "-nner", vmCapture).CombinedOutput()
+		t.Logf("capture:\n%s\ntcpdump said:\n%s", out, strings.Join(dump.Lines(), "\n"))
+	}
+	want := map[string][]string{
+		"192.0.2.10":      {"192.0.2.1 " + anycastMAC},
+		"192.0.2.12":      {"192.0.2.1 " + anycastMAC},
+		"2001:db8:10::10": {"2001:db8:10::1 " + anycastMAC},
+	}
+	for ip, w := range want {
+		if diff := cmp.Diff(w, got[ip]); diff != "" {
+			t.Errorf("probes for %s (-want +got):\n%s", ip, diff)
+		}
+	}
+}
+
 // helperProc is a frame sender running inside a namespace.
 type helperProc struct {
 	cmd   *exec.Cmd
@@ -549,8 +611,24 @@ func stoppedCounters(t *testing.T, p *nstest.Proc) map[string]uint64 {
 }
 
 // probesIn returns the addresses probed by the ARP requests and Neighbor
-// Solicitations in a capture.
+// Solicitations from sviMAC in a capture.
 func probesIn(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	for target, from := range probeSources(t, path) {
+		for _, f := range from {
+			if strings.HasSuffix(f, " "+sviMAC) {
+				got[target] = true
+			}
+		}
+	}
+	return got
+}
+
+// probeSources returns, for every address probed by an ARP request or a
+// Neighbor Solicitation (hop limit 255) in a capture, the "source-IP
+// source-MAC" pairs it was probed from.
+func probeSources(t *testing.T, path string) map[string][]string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -561,14 +639,14 @@ func probesIn(t *testing.T, path string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
+	got := map[string][]string{}
 	for {
 		data, _, err := r.ReadPacketData()
 		if err != nil {
 			break
 		}
 		var eth layers.Ethernet
-		if eth.DecodeFromBytes(data, nil) != nil || eth.SrcMAC.String() != sviMAC {
+		if eth.DecodeFromBytes(data, nil) != nil {
 			continue
 		}
 		switch eth.EthernetType {
@@ -576,7 +654,8 @@ func probesIn(t *testing.T, path string) map[string]bool {
 			var a layers.ARP
 			if a.DecodeFromBytes(eth.Payload, nil) == nil && a.Operation == 1 {
 				ip, _ := netip.AddrFromSlice(a.DstProtAddress)
-				got[ip.String()] = true
+				src, _ := netip.AddrFromSlice(a.SourceProtAddress)
+				got[ip.String()] = append(got[ip.String()], src.String()+" "+eth.SrcMAC.String())
 			}
 		case layers.EthernetTypeIPv6:
 			var ip6 layers.IPv6
@@ -587,7 +666,7 @@ func probesIn(t *testing.T, path string) map[string]bool {
 				icmp.TypeCode.Type() == layers.ICMPv6TypeNeighborSolicitation &&
 				ns.DecodeFromBytes(icmp.Payload, nil) == nil {
 				ip, _ := netip.AddrFromSlice(ns.TargetAddress)
-				got[ip.String()] = true
+				got[ip.String()] = append(got[ip.String()], ip6.SrcIP.String()+" "+eth.SrcMAC.String())
 			}
 		}
 	}
