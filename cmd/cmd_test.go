@@ -3,9 +3,13 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
 // TestArgumentErrors checks that bad arguments are clear errors, raised
@@ -23,6 +27,9 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`},
 		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`},
 		{[]string{"listen", "--log-format", "xml"}, `--log-format "xml"`},
+		{[]string{"listen", "--source", "vlan10"}, `--source "vlan10"`},
+		{[]string{"listen", "--source", "vlan10=192.0.2.300"}, `--source "vlan10=192.0.2.300"`},
+		{[]string{"listen", "--source", "vlan10=192.0.2.1,01:00:5e:00:00:01"}, "bad MAC"},
 		{[]string{"replay"}, "accepts 1 arg"},
 		{[]string{"replay", "/nonexistent.pcap"}, "no such file"},
 		{[]string{"replay", "--svi-addr", "192.0.2.1", "x.pcap"}, "--svi-addr"},
@@ -59,5 +66,29 @@ func TestQEMUSchedule(t *testing.T) {
 	}
 	if gap(3, 10*time.Millisecond) != 10*time.Millisecond {
 		t.Errorf("--interval not honoured")
+	}
+}
+
+func TestParseSources(t *testing.T) {
+	links := link.NewTable()
+	links.Replace([]link.Link{
+		{Index: 1, Name: "vlan20", Kind: "vlan", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Up: true},
+		{Index: 2, Name: "swp1", Kind: "device", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Up: true},
+	})
+	if err := parseSources([]string{"swp1=198.51.100.9", "swp1=2001:db8:20::9,02:00:00:00:00:99"}, links); err != nil {
+		t.Fatal(err)
+	}
+	p, err := links.Port(2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for target, want := range map[string]string{
+		"198.51.100.20":   "198.51.100.9 02:00:00:00:00:99",
+		"2001:db8:20::20": "2001:db8:20::9 02:00:00:00:00:99",
+	} {
+		ip, mac := link.Source(p, netip.MustParseAddr(target))
+		if got := ip.String() + " " + mac.String(); got != want {
+			t.Errorf("source for %s = %s, want %s", target, got, want)
+		}
 	}
 }

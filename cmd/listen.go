@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,6 +35,7 @@ type listenOptions struct {
 	metrics    string
 	stateFile  string
 	stateEvery time.Duration
+	sources    []string
 	portRate   float64
 	portBurst  int
 	cfg        engine.Config
@@ -77,6 +79,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.Float64Var(&o.portRate, "port-frame-rate", 20000, "captured frames per second one port may feed the daemon; beyond, dropped (0: no limit)")
 	f.IntVar(&o.portBurst, "port-frame-burst", 20000, "captured frames one port may feed the daemon at once")
 	f.IntVar(&o.cfg.MaxCycles, "max-migrations", o.cfg.MaxCycles, "migrations (probe cycles) held at once; beyond, RARPs are dropped (0: no limit)")
+	f.StringArrayVar(&o.sources, "source", nil, "probe source for an SVI, for unusual layouts: SVI=IP[,MAC] (repeatable; one IPv4 and one IPv6 per SVI)")
 	f.StringVar(&o.stateFile, "state-file", "", "keep the binding memory in this file across restarts (saved periodically and at exit, loaded at start); off when empty")
 	f.DurationVar(&o.stateEvery, "state-interval", 30*time.Second, "how often to save --state-file")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. 127.0.0.1:9465); off when empty")
@@ -137,6 +140,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	}
 
 	links := link.NewTable()
+	if err := parseSources(o.sources, links); err != nil {
+		return err
+	}
 	mirror := neigh.NewMirror(o.retention)
 	linksReady, neighReady := make(chan struct{}), make(chan struct{})
 	wg.Go(func() { link.Watch(ctx, links, log, func() { close(linksReady) }) })
@@ -236,6 +242,37 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	cancel()
 	wg.Wait()
 	log.Info("stopped", "counters", stats.Snapshot())
+	return nil
+}
+
+// parseSources sets the --source overrides: SVI=IP[,MAC].
+func parseSources(specs []string, links *link.Table) error {
+	by := map[string]link.Override{}
+	for _, spec := range specs {
+		svi, rest, ok := strings.Cut(spec, "=")
+		ipStr, macStr, _ := strings.Cut(rest, ",")
+		ip, err := netip.ParseAddr(ipStr)
+		if !ok || svi == "" || err != nil {
+			return fmt.Errorf("--source %q: want SVI=IP or SVI=IP,MAC", spec)
+		}
+		o := by[svi]
+		if ip.Is4() {
+			o.IPv4 = ip
+		} else {
+			o.IPv6 = ip
+		}
+		if macStr != "" {
+			mac, err := net.ParseMAC(macStr)
+			if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+				return fmt.Errorf("--source %q: bad MAC %q", spec, macStr)
+			}
+			o.MAC = mac
+		}
+		by[svi] = o
+	}
+	for svi, o := range by {
+		links.SetOverride(svi, o)
+	}
 	return nil
 }
 
