@@ -245,7 +245,11 @@ func (t *Table) AccessPort(index int) error {
 	if !ok {
 		return &IneligibleError{Name: fmt.Sprintf("ifindex %d", index), Reason: "unknown-port", Detail: "not in the link table"}
 	}
-	_, err := Eligible(*l, t.links[l.MasterIndex], t.links[l.ParentIndex])
+	master := t.links[l.MasterIndex]
+	if l.MasterIndex != 0 && master == nil {
+		return &IneligibleError{Name: l.Name, Reason: "unknown-port", Detail: "its master is not in the link table"}
+	}
+	_, err := Eligible(*l, master, t.links[l.ParentIndex])
 	return err
 }
 
