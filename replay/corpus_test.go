@@ -49,21 +49,7 @@ func TestCorpus(t *testing.T) {
 			if strings.HasPrefix(name, "proc-") {
 				snap = "neigh.arp"
 			}
-			got := replayCorpus(t, path, filepath.Join(corpusDir, snap))
-			golden := filepath.Join(corpusDir, name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (create it with go test ./replay -update)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("replay of %s differs from %s (-want +got):\n%s", path, golden, diff)
-			}
+			compareGolden(t, filepath.Join(corpusDir, name+".golden"), replayCorpus(t, path, filepath.Join(corpusDir, snap)))
 		})
 	}
 }
@@ -88,6 +74,13 @@ func replayCorpus(t *testing.T, capPath, snapPath string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return goldenText(t, res)
+}
+
+// goldenText renders a replay for a golden file: the replay's own text,
+// then each probe as decoded independently of the engine's codec.
+func goldenText(t *testing.T, res Result) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	if err := res.WriteText(&out); err != nil {
 		t.Fatal(err)
@@ -96,6 +89,24 @@ func replayCorpus(t *testing.T, capPath, snapPath string) []byte {
 		fmt.Fprintf(&out, "probe +%.1fms port=%s %s\n", ms(p.Time.Sub(res.Lines[0].Time)), p.Port, describe(p.Frame))
 	}
 	return out.Bytes()
+}
+
+// compareGolden compares got with the golden file, or rewrites it with -update.
+func compareGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (create it with go test ./replay -update)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("replay differs from %s (-want +got):\n%s", golden, diff)
+	}
 }
 
 // describe summarises a probe frame independently of the engine's codec.

@@ -1,15 +1,12 @@
 package replay
 
 import (
-	"bytes"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 )
@@ -46,27 +43,7 @@ func TestLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			if err := res.WriteText(&out); err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range res.Probes {
-				fmt.Fprintf(&out, "probe +%.1fms port=%s %s\n", ms(p.Time.Sub(res.Lines[0].Time)), p.Port, describe(p.Frame))
-			}
-			golden := filepath.Join(dir, "migrations.golden")
-			if *update {
-				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (create it with go test ./replay -update)", err)
-			}
-			if diff := cmp.Diff(string(want), out.String()); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
+			compareGolden(t, filepath.Join(dir, "migrations.golden"), goldenText(t, res))
 		})
 	}
 }

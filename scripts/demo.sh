@@ -18,21 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [[ ${DEMO_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
 FOREIGN=192.0.2.99
 
-LAB_NO_TRAP=1
-bin_dir=
-cleanup() { lab_down; [[ -z $bin_dir ]] || rm -rf -- "$bin_dir"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-lab_check_prereqs || exit 1
-if [[ -z ${RARP_REPLAY:-} ]]; then
-  bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-demo-bin.XXXX") || exit 1
-  (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) ||
-    { echo "go build failed" >&2; exit 1; }
-  export RARP_REPLAY=$bin_dir/rarp-replay
-fi
+lab_script_init
 [[ -x $RARP_REPLAY ]] || { echo "RARP_REPLAY=$RARP_REPLAY is not executable" >&2; exit 1; }
 
 # Leaf1's routes for the VM (lab_macip_routes rows on stdin) as table rows.

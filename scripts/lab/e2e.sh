@@ -62,25 +62,7 @@ done
 ((${#modes[@]})) || modes=(without with)
 ((${#orders[@]})) || orders=(rarp-first port-first)
 
-LAB_NO_TRAP=1
-bin_dir=
-cleanup() {
-  lab_down
-  [[ -z $bin_dir ]] || rm -rf -- "$bin_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-lab_check_prereqs || exit 1
-if [[ -z ${RARP_REPLAY:-} ]]; then
-  bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-e2e-bin.XXXX") || exit 1
-  echo "building rarp-replay"
-  (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) || exit 1
-  export RARP_REPLAY=$bin_dir/rarp-replay
-fi
-[[ -x $RARP_REPLAY ]] || { echo "RARP_REPLAY=$RARP_REPLAY is not executable" >&2; exit 1; }
+lab_script_init
 
 ms() { if (($1 < 0)); then echo never; else echo "$1"; fi; }
 diffms() { if (($1 < 0)); then echo never; else echo $(($1 - $2)); fi; } # t base

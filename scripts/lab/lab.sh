@@ -153,6 +153,33 @@ lab_binary() {
   RARP_REPLAY=$LAB_DIR/rarp-replay
 }
 
+# lab_script_init: what every script on top of this library does first. One
+# trap for the whole script (lab_up must not replace it) that removes the lab
+# and the binary built here on any exit; the prerequisites; RARP_REPLAY set,
+# building ./cmd/rarp-replay once into a temporary directory when unset.
+lab_script_init() {
+  LAB_NO_TRAP=1
+  _lab_bin_dir=
+  trap '_lab_script_cleanup' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  lab_check_prereqs || exit 1
+  if [[ -z ${RARP_REPLAY:-} ]]; then
+    _lab_bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-lab-bin.XXXX") || exit 1
+    lab_log "building rarp-replay"
+    (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$_lab_bin_dir/rarp-replay" ./cmd/rarp-replay) ||
+      { lab_err "go build failed"; exit 1; }
+    export RARP_REPLAY=$_lab_bin_dir/rarp-replay
+  fi
+  [[ -x $RARP_REPLAY ]] || { lab_err "RARP_REPLAY=$RARP_REPLAY is not executable"; exit 1; }
+}
+
+_lab_script_cleanup() {
+  lab_down
+  [[ -z $_lab_bin_dir ]] || rm -rf -- "$_lab_bin_dir"
+}
+
 # ---------------------------------------------------------------- FRR
 lab_vtysh() { # LEAF(1|2) vtysh-args...
   local n=${1#leaf}; shift

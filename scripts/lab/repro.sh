@@ -36,24 +36,7 @@ done
 ((${#orders[@]})) || orders=(rarp-first port-first)
 case $expect in bug | fixed) ;; *) echo "--expect bug|fixed" >&2; exit 2 ;; esac
 
-# One trap for the whole script; lab_up must not replace it.
-LAB_NO_TRAP=1
-bin_dir=
-trap 'lab_down; [[ -z $bin_dir ]] || rm -rf -- "$bin_dir"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-lab_check_prereqs || exit 1
-# Build once (if needed), outside the per-run dirs.
-if [[ -z ${RARP_REPLAY:-} ]]; then
-  bin_dir=$(mktemp -d "${TMPDIR:-/tmp}/rarp-lab-bin.XXXX") || exit 1
-  if compgen -G "$LAB_REPO_ROOT/cmd/rarp-replay/*.go" >/dev/null; then
-    (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$bin_dir/rarp-replay" ./cmd/rarp-replay) || exit 1
-    export RARP_REPLAY=$bin_dir/rarp-replay
-  else
-    echo "RARP_REPLAY unset and ./cmd/rarp-replay has no Go files" >&2; exit 1
-  fi
-fi
+lab_script_init
 
 rel() { # event-ms base-ms
   if (($1 < 0 || $2 < 0)); then echo never; else echo $(($1 - $2)); fi
