@@ -38,11 +38,21 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error
 			}
 		}
 	}()
+	force := true
 	err := nlwatch.Follow(ctx, log, nlwatch.Source[netlink.NeighUpdate]{
 		Name: "neigh",
 		Subscribe: func(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
-			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
-				ErrorCallback: onErr, ReceiveBufferSize: 8 << 20, ReceiveBufferForceSize: true})
+			// A large buffer rides out bursts of neighbor changes. Forcing it
+			// past net.core.rmem_max needs CAP_NET_ADMIN, which --dry-run
+			// does without: then take what rmem_max allows.
+			opts := netlink.NeighSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: 8 << 20, ReceiveBufferForceSize: force}
+			err := netlink.NeighSubscribeWithOptions(ch, done, opts)
+			if errors.Is(err, unix.EPERM) && force {
+				force = false
+				opts.ReceiveBufferForceSize = false
+				err = netlink.NeighSubscribeWithOptions(ch, done, opts)
+			}
+			return err
 		},
 		Dump: func() error {
 			var all []Entry

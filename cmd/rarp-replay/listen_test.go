@@ -341,6 +341,49 @@ ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern
 	}
 }
 
+// TestListenDryRun: --dry-run decides and logs, but sends and programs
+// nothing, and needs only CAP_NET_RAW.
+func TestListenDryRun(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm := nstest.Namespace(t, "vm")
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0
+ip -n `+sw+` link add vm1 type veth peer name eth0 netns `+vm+`
+ip -n `+sw+` link set vm1 master br0 up
+ip -n `+vm+` link set eth0 address `+vm1MAC+`
+ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
+ip -n `+vm+` link set eth0 up
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+`)
+	vmCapture := t.TempDir() + "/vm.pcap"
+	dump := nstest.Start(t, "ip", "netns", "exec", vm, "tcpdump", "--immediate-mode", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp")
+	dump.WaitFor(t, "listening on", 10*time.Second)
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+		"--inh-caps=-all,+net_raw", "--ambient-caps=+net_raw", "--bounding-set=-all,+net_raw",
+		bin, "listen", "--dry-run", "--log-format", "json", "--probe-timeout", "50ms", "--probe-retries", "1")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	line := listen.WaitFor(t, `"msg":"migration handled"`, 5*time.Second)
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+	dump.Stop(t, syscall.SIGINT, 5*time.Second)
+	if !strings.Contains(line, `"failed":["192.0.2.10"]`) {
+		t.Errorf("migration line %s, want 192.0.2.10 failed (no probe was sent, so no reply)", line)
+	}
+	if got := probesIn(t, vmCapture); len(got) != 0 {
+		t.Errorf("the VM received probes for %v in a dry run", got)
+	}
+	if c := stoppedCounters(t, listen); c["probe-dry-run"] != 2 || c["probe-sent"] != 0 {
+		t.Errorf("counters %v, want probe-dry-run 2 (first try and one retry) and no probe-sent", c)
+	}
+	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "192.0.2.10"); !strings.Contains(out, "extern_learn") {
+		t.Errorf("a dry run changed the binding: %q", out)
+	}
+}
+
 // TestListenAnycastMacvlan: a Cumulus-style anycast gateway, a macvlan on
 // the SVI with the gateway address and MAC, live on a traditional bridge.
 // Probes come from the anycast address and MAC; a binding the kernel holds
