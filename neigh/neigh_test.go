@@ -208,3 +208,34 @@ func TestStateRejectsForeignFiles(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStateLoad feeds arbitrary state files to Load: an error leaves the
+// mirror unchanged, success adds only valid bindings.
+func FuzzStateLoad(f *testing.F) {
+	m, _ := newTestMirror(15 * time.Minute)
+	m.Update(remote(5, v4, vm))
+	m.Update(remote(5, v6, vm))
+	var buf bytes.Buffer
+	m.Save(&buf, func(int) string { return "br10" })
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"format":"rarp-replay-state","version":1,"bindings":[{"dev":"br10","mac":"02:00:00:00:00:01","ip":"::ffff:192.0.2.1"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, _ := newTestMirror(15 * time.Minute)
+		r.Update(remote(5, v4b, other))
+		n, err := r.Load(bytes.NewReader(data), func(string) (int, bool) { return 5, true })
+		if err != nil {
+			if r.Len() != 1 {
+				t.Fatalf("a rejected file changed the mirror to %d bindings", r.Len())
+			}
+			return
+		}
+		if r.Len() > 1+n {
+			t.Fatalf("Load added %d but the mirror holds %d", n, r.Len())
+		}
+		for _, rec := range r.Records() {
+			if !rec.IP.IsValid() || len(rec.MAC) != 6 {
+				t.Fatalf("invalid binding %+v", rec)
+			}
+		}
+	})
+}
