@@ -413,17 +413,6 @@ func (e *Engine) Next() (time.Time, bool) {
 	return e.timers[0].at, true
 }
 
-// Active returns the number of cycles still probing.
-func (e *Engine) Active() int {
-	n := 0
-	for _, c := range e.cycles {
-		if !c.finished {
-			n++
-		}
-	}
-	return n
-}
-
 func (e *Engine) maybeFinish(now time.Time, c *cycle) {
 	if c.open > 0 || c.finished {
 		return
