@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	case <-ctx.Done():
 		return nil
 	}
+	// The initial dumps were read into transient copies: hand that memory
+	// back rather than carry it for the daemon's life.
+	debug.FreeOSMemory()
 	if o.stateFile != "" {
 		wg.Go(func() {
 			t := time.NewTicker(o.stateEvery)

@@ -66,19 +66,34 @@ type Binding struct {
 	Seen time.Time
 }
 
+// The mirror keeps bindings compact (about 40 bytes each plus two map
+// entries), as a leaf may hold 100k of them: addresses as 16 bytes (IPv4
+// v4-mapped), times as Unix nanoseconds.
 type macKey struct {
-	ifindex int
+	ifindex int32
 	mac     [6]byte
 }
 
 type ipKey struct {
-	ifindex int
-	ip      netip.Addr
+	ifindex int32
+	ip      [16]byte
 }
 
 type binding struct {
-	Binding
-	deleted time.Time // zero while present
+	ip      [16]byte
+	remote  bool
+	present bool
+	seen    int64 // Unix ns
+	deleted int64 // Unix ns; meaningful when !present
+}
+
+func (b *binding) public() Binding {
+	return Binding{IP: netip.AddrFrom16(b.ip).Unmap(), Present: b.present, Remote: b.remote, Seen: time.Unix(0, b.seen)}
+}
+
+// live reports whether b is present or remembered at now.
+func (b *binding) live(now int64, retention time.Duration) bool {
+	return b.present || time.Duration(now-b.deleted) <= retention
 }
 
 // Mirror is an in-memory copy of the neighbor table, safe for concurrent use.
@@ -88,7 +103,7 @@ type Mirror struct {
 	now       func() time.Time
 
 	mu    sync.RWMutex
-	byMAC map[macKey]map[netip.Addr]*binding
+	byMAC map[macKey][]binding
 	owner map[ipKey][6]byte // which MAC an address on an interface is bound to now
 }
 
@@ -98,18 +113,27 @@ func NewMirror(retention time.Duration) *Mirror {
 	return &Mirror{
 		retention: retention,
 		now:       time.Now,
-		byMAC:     make(map[macKey]map[netip.Addr]*binding),
+		byMAC:     make(map[macKey][]binding),
 		owner:     make(map[ipKey][6]byte),
 	}
 }
 
 func key(ifindex int, mac net.HardwareAddr) (macKey, bool) {
-	k := macKey{ifindex: ifindex}
+	k := macKey{ifindex: int32(ifindex)}
 	if len(mac) != 6 {
 		return k, false
 	}
 	copy(k.mac[:], mac)
 	return k, true
+}
+
+func find(set []binding, ip [16]byte) int {
+	for i := range set {
+		if set[i].ip == ip {
+			return i
+		}
+	}
+	return -1
 }
 
 // Update records an entry the kernel added or changed (RTM_NEWNEIGH). An
@@ -122,49 +146,57 @@ func (m *Mirror) Update(e Entry) {
 		return
 	}
 	k, _ := key(e.IfIndex, e.MAC)
-	ip := e.IP.Unmap()
+	ip := e.IP.Unmap().As16()
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ik := ipKey{e.IfIndex, ip}
+	ik := ipKey{k.ifindex, ip}
 	if old, ok := m.owner[ik]; ok && old != k.mac {
-		m.forget(macKey{e.IfIndex, old}, ip)
+		m.forget(macKey{k.ifindex, old}, ip)
 	}
 	m.owner[ik] = k.mac
+	b := binding{ip: ip, remote: e.ExternLearned(), present: true, seen: now}
 	set := m.byMAC[k]
-	if set == nil {
-		set = make(map[netip.Addr]*binding)
-		m.byMAC[k] = set
+	if i := find(set, ip); i >= 0 {
+		set[i] = b
+		return
 	}
-	set[ip] = &binding{Binding: Binding{IP: ip, Present: true, Remote: e.ExternLearned(), Seen: m.now()}}
+	m.byMAC[k] = append(set, b)
 }
 
 // Delete records that the kernel deleted an entry (RTM_DELNEIGH). The
 // binding is remembered until the retention window has passed.
 func (m *Mirror) Delete(e Entry) {
 	k, ok := key(e.IfIndex, e.MAC)
-	ip := e.IP.Unmap()
+	ip := e.IP.Unmap().As16()
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !ok {
 		// A FAILED or INCOMPLETE entry may come without a MAC: find its owner.
-		mac, found := m.owner[ipKey{e.IfIndex, ip}]
+		mac, found := m.owner[ipKey{k.ifindex, ip}]
 		if !found {
 			return
 		}
-		k = macKey{e.IfIndex, mac}
+		k.mac = mac
 	}
-	if b := m.byMAC[k][ip]; b != nil && b.Present {
-		b.Present = false
-		b.deleted = m.now()
+	set := m.byMAC[k]
+	if i := find(set, ip); i >= 0 && set[i].present {
+		set[i].present = false
+		set[i].deleted = now
 	}
 }
 
 // forget drops ip from k's bindings. The caller holds m.mu.
-func (m *Mirror) forget(k macKey, ip netip.Addr) {
+func (m *Mirror) forget(k macKey, ip [16]byte) {
 	set := m.byMAC[k]
-	delete(set, ip)
+	if i := find(set, ip); i >= 0 {
+		set = append(set[:i], set[i+1:]...)
+	}
 	if len(set) == 0 {
 		delete(m.byMAC, k)
+	} else {
+		m.byMAC[k] = set
 	}
 	if m.owner[ipKey{k.ifindex, ip}] == k.mac {
 		delete(m.owner, ipKey{k.ifindex, ip})
@@ -178,16 +210,16 @@ func (m *Mirror) Sync(entries []Entry) {
 	seen := make(map[ipKey]bool, len(entries))
 	for _, e := range entries {
 		m.Update(e)
-		seen[ipKey{e.IfIndex, e.IP.Unmap()}] = true
+		seen[ipKey{int32(e.IfIndex), e.IP.Unmap().As16()}] = true
 	}
-	now := m.now()
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, set := range m.byMAC {
-		for ip, b := range set {
-			if b.Present && !seen[ipKey{k.ifindex, ip}] {
-				b.Present = false
-				b.deleted = now
+		for i := range set {
+			if set[i].present && !seen[ipKey{k.ifindex, set[i].ip}] {
+				set[i].present = false
+				set[i].deleted = now
 			}
 		}
 	}
@@ -200,13 +232,13 @@ func (m *Mirror) Lookup(ifindex int, mac net.HardwareAddr) []Binding {
 	if !ok {
 		return nil
 	}
-	now := m.now()
+	now := m.now().UnixNano()
 	m.mu.RLock()
 	set := m.byMAC[k]
 	out := make([]Binding, 0, len(set))
-	for _, b := range set {
-		if b.Present || now.Sub(b.deleted) <= m.retention {
-			out = append(out, b.Binding)
+	for i := range set {
+		if set[i].live(now, m.retention) {
+			out = append(out, set[i].public())
 		}
 	}
 	m.mu.RUnlock()
@@ -217,14 +249,14 @@ func (m *Mirror) Lookup(ifindex int, mac net.HardwareAddr) []Binding {
 // Prune forgets bindings deleted longer ago than the retention window and
 // returns how many it forgot.
 func (m *Mirror) Prune() int {
-	now := m.now()
+	now := m.now().UnixNano()
 	n := 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, set := range m.byMAC {
-		for ip, b := range set {
-			if !b.Present && now.Sub(b.deleted) > m.retention {
-				m.forget(k, ip)
+		for _, b := range slices.Clone(set) {
+			if !b.live(now, m.retention) {
+				m.forget(k, b.ip)
 				n++
 			}
 		}
@@ -253,13 +285,13 @@ type Record struct {
 // Records returns every binding the mirror holds, present or remembered
 // within the retention window, ordered by interface, MAC and address.
 func (m *Mirror) Records() []Record {
-	now := m.now()
+	now := m.now().UnixNano()
 	m.mu.RLock()
 	var out []Record
 	for k, set := range m.byMAC {
-		for _, b := range set {
-			if b.Present || now.Sub(b.deleted) <= m.retention {
-				out = append(out, Record{IfIndex: k.ifindex, MAC: net.HardwareAddr(append([]byte(nil), k.mac[:]...)), Binding: b.Binding})
+		for i := range set {
+			if set[i].live(now, m.retention) {
+				out = append(out, Record{IfIndex: int(k.ifindex), MAC: net.HardwareAddr(append([]byte(nil), k.mac[:]...)), Binding: set[i].public()})
 			}
 		}
 	}

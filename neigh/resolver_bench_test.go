@@ -15,7 +15,9 @@ func benchMAC(i int) net.HardwareAddr {
 	return net.HardwareAddr{2, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 }
 
-func benchIP(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}) }
+func benchIP(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
+}
 
 func TestProcARPResolver(t *testing.T) {
 	var b bytes.Buffer

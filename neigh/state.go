@@ -44,14 +44,19 @@ func (m *Mirror) Save(w io.Writer, name func(int) string) error {
 	st := stateFile{Format: stateFormat, Version: stateVersion, Saved: now}
 	m.mu.RLock()
 	for k, set := range m.byMAC {
-		for _, b := range set {
-			if !b.Present && now.Sub(b.deleted) > m.retention {
+		for i := range set {
+			b := &set[i]
+			if !b.live(now.UnixNano(), m.retention) {
 				continue
 			}
-			st.Bindings = append(st.Bindings, stateBinding{
-				Dev: name(k.ifindex), MAC: net.HardwareAddr(k.mac[:]).String(), IP: b.IP.String(),
-				Remote: b.Remote, Seen: b.Seen, Deleted: b.deleted,
-			})
+			sb := stateBinding{
+				Dev: name(int(k.ifindex)), MAC: net.HardwareAddr(k.mac[:]).String(), IP: netip.AddrFrom16(b.ip).Unmap().String(),
+				Remote: b.remote, Seen: time.Unix(0, b.seen),
+			}
+			if !b.present {
+				sb.Deleted = time.Unix(0, b.deleted)
+			}
+			st.Bindings = append(st.Bindings, sb)
 		}
 	}
 	m.mu.RUnlock()
@@ -104,19 +109,22 @@ func (m *Mirror) Load(r io.Reader, index func(name string) (int, bool)) (int, er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range ok {
-		ik := ipKey{p.k.ifindex, p.ip}
+		ip := p.ip.As16()
+		ik := ipKey{p.k.ifindex, ip}
 		if owner, bound := m.owner[ik]; bound && owner != p.k.mac {
 			continue
 		}
 		set := m.byMAC[p.k]
-		if set == nil {
-			set = make(map[netip.Addr]*binding)
-			m.byMAC[p.k] = set
-		}
-		if cur := set[p.ip]; cur != nil && cur.Present {
+		i := find(set, ip)
+		if i >= 0 && set[i].present {
 			continue
 		}
-		set[p.ip] = &binding{Binding: Binding{IP: p.ip, Remote: p.b.Remote, Seen: p.b.Seen}, deleted: p.b.Deleted}
+		b := binding{ip: ip, remote: p.b.Remote, seen: p.b.Seen.UnixNano(), deleted: p.b.Deleted.UnixNano()}
+		if i >= 0 {
+			set[i] = b
+		} else {
+			m.byMAC[p.k] = append(set, b)
+		}
 		m.owner[ik] = p.k.mac
 		n++
 	}
