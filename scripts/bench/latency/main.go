@@ -1,0 +1,172 @@
+// Command latency is the RARP-to-first-probe benchmark's tool
+// (scripts/bench/latency.sh):
+//
+//	latency send IFACE COUNT INTERVAL BASE   send COUNT RARPs for MACs BASE+i
+//	latency floor IFACE                       the floor: answer each RARP with a fixed ARP request, no lookup
+//	latency analyze FILE.pcap                 per-MAC latency from RARP out to first probe in, p50/p99
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/rarp-replay/rarp-replay/capture/pcapio"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "latency:", err)
+		os.Exit(1)
+	}
+}
+
+func macAt(base uint64, i int) net.HardwareAddr {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, base+uint64(i))
+	return net.HardwareAddr(b[2:])
+}
+
+func run(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("usage: send|floor|analyze ...")
+	}
+	switch args[0] {
+	case "send":
+		count, _ := strconv.Atoi(args[2])
+		interval, _ := time.ParseDuration(args[3])
+		base, err := strconv.ParseUint(args[4], 16, 64)
+		if err != nil {
+			return err
+		}
+		h, err := pcapio.OpenSender(args[1])
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for i := range count {
+			f, err := packet.BuildRARP(macAt(base, i), nil)
+			if err != nil {
+				return err
+			}
+			if err := h.WritePacketData(f); err != nil {
+				return err
+			}
+			time.Sleep(interval)
+		}
+		return nil
+	case "floor":
+		return floor(args[1])
+	case "analyze":
+		return analyze(args[1])
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// floor answers every RARP on ifname, as fast as a raw socket allows, with
+// a fixed ARP request to the announced MAC.
+func floor(ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	proto := uint16(packet.EtherTypeRARP)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(proto)))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
+		return err
+	}
+	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
+		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
+	if err != nil {
+		return err
+	}
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return err
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if n < 42 {
+			continue
+		}
+		copy(probe[0:6], buf[22:28]) // to the announced MAC
+		if err := unix.Sendto(fd, probe, 0, to); err != nil {
+			return err
+		}
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// analyze reads a capture taken on the VM side: RARPs going out, probes
+// (ARP requests, NS) coming in; per announced MAC, the time from its RARP to
+// its first probe.
+func analyze(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return err
+	}
+	sent := map[string]time.Time{}
+	var lat []time.Duration
+	answered := map[string]bool{}
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		var eth layers.Ethernet
+		if eth.DecodeFromBytes(data, nopFeedback{}) != nil {
+			continue
+		}
+		switch eth.EthernetType {
+		case packet.EtherTypeRARP:
+			sent[eth.SrcMAC.String()] = ci.Timestamp
+		case layers.EthernetTypeARP, layers.EthernetTypeIPv6:
+			m := eth.DstMAC.String()
+			if t0, ok := sent[m]; ok && !answered[m] {
+				answered[m] = true
+				lat = append(lat, ci.Timestamp.Sub(t0))
+			}
+		}
+	}
+	if len(sent) == 0 {
+		return fmt.Errorf("no RARP in %s", path)
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	fmt.Printf("rarps=%d answered=%d p50_us=%d p99_us=%d max_us=%d\n", len(sent), len(lat), q(0.5).Microseconds(), q(0.99).Microseconds(), q(1).Microseconds())
+	return nil
+}
+
+type nopFeedback struct{}
+
+func (nopFeedback) SetTruncated() {}
+
+func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
