@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,23 +125,6 @@ func TestMirrorSync(t *testing.T) {
 	}
 }
 
-func BenchmarkLookup(b *testing.B) {
-	for _, n := range []int{1_000, 10_000, 100_000} {
-		m := NewMirror(time.Minute)
-		for i := range n {
-			mac := net.HardwareAddr{2, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
-			m.Update(remote(5, netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}), mac))
-		}
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			mac := net.HardwareAddr{2, 0, 0, 0, 0, 7}
-			for b.Loop() {
-				if len(m.Lookup(5, mac)) != 1 {
-					b.Fatal("lookup missed")
-				}
-			}
-		})
-	}
-}
 
 func TestStateRoundTrip(t *testing.T) {
 	m, c := newTestMirror(15 * time.Minute)
