@@ -125,7 +125,6 @@ func TestMirrorSync(t *testing.T) {
 	}
 }
 
-
 func TestStateRoundTrip(t *testing.T) {
 	m, c := newTestMirror(15 * time.Minute)
 	m.Update(remote(5, v4, vm))
