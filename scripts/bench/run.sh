@@ -12,5 +12,7 @@ echo "== 3. mirror at scale: 100k bindings, then 10k changes/s"
 scripts/bench/mirror-scale.sh "$bin" 100000 10000 3
 echo "== 1. RARP -> first probe on the wire, 100k bindings, against the raw-socket floor"
 scripts/bench/latency.sh "$bin" 100000 200 3
+echo "== 2. mass migration: 2,000 VMs x 5 RARP rounds within 1 s on one port"
+scripts/bench/mass.sh "$bin" 2000 3
 echo "== shutdown: SIGTERM -> exit with 200 veth pairs (400 ports)"
 scripts/shutdown-time.sh "$bin" 200 3

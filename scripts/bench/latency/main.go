@@ -4,12 +4,17 @@
 //	latency send IFACE COUNT INTERVAL BASE   send COUNT RARPs for MACs BASE+i
 //	latency floor IFACE                       the floor: answer each RARP with a fixed ARP request, no lookup
 //	latency analyze FILE.pcap                 per-MAC latency from RARP out to first probe in, p50/p99
+//	latency mass IFACE COUNT BASE             QEMU's five rounds (0, 50, 200, 450, 800 ms) for COUNT MACs
+//	latency respond IFACE                     answer every ARP request as the VM it is addressed to
+//	latency get URL                           print a URL's body (/metrics inside a namespace)
 package main
 
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -66,6 +71,23 @@ func run(args []string) error {
 		return nil
 	case "floor":
 		return floor(args[1])
+	case "mass":
+		count, _ := strconv.Atoi(args[2])
+		base, err := strconv.ParseUint(args[3], 16, 64)
+		if err != nil {
+			return err
+		}
+		return mass(args[1], count, base)
+	case "respond":
+		return respond(args[1])
+	case "get": // a URL inside a namespace, for /metrics
+		resp, err := http.Get(args[1])
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(os.Stdout, resp.Body)
+		return err
 	case "analyze":
 		return analyze(args[1])
 	}
@@ -170,3 +192,68 @@ type nopFeedback struct{}
 func (nopFeedback) SetTruncated() {}
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// mass sends QEMU's announcement for count VMs at once: five rounds, each
+// round a RARP per VM back to back.
+func mass(ifname string, count int, base uint64) error {
+	h, err := pcapio.OpenSender(ifname)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	frames := make([][]byte, count)
+	for i := range frames {
+		if frames[i], err = packet.BuildRARP(macAt(base, i), nil); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	fmt.Printf("start_unix_ns=%d\n", start.UnixNano())
+	for _, at := range []time.Duration{0, 50, 200, 450, 800} {
+		time.Sleep(time.Until(start.Add(at * time.Millisecond)))
+		for _, f := range frames {
+			if err := h.WritePacketData(f); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Printf("sent=%d in %s\n", 5*count, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// respond answers every ARP request that arrives on ifname as the VM it is
+// addressed to (its destination MAC) would: many VMs behind one veth.
+func respond(ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	proto := uint16(layers.EthernetTypeARP)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(proto)))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
+		return err
+	}
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return err
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); (ok && ll.Pkttype == unix.PACKET_OUTGOING) || n < 42 || buf[21] != packet.OpARPRequest {
+			continue
+		}
+		vm := net.HardwareAddr(buf[0:6])
+		ip, _ := netip.AddrFromSlice(buf[38:42])
+		src, _ := netip.AddrFromSlice(buf[28:32])
+		reply, err := packet.BuildReply(packet.Reply{MAC: vm, IP: ip, DstMAC: net.HardwareAddr(buf[6:12]), DstIP: src})
+		if err != nil {
+			continue
+		}
+		unix.Sendto(fd, reply, 0, to)
+	}
+}
