@@ -53,6 +53,11 @@ type Manager struct {
 	log      *slog.Logger
 	count    func(name string)
 
+	// Handle, when set, is called with each frame on the goroutine that
+	// captured it, instead of queueing it on out: one goroutine hop less
+	// between a RARP and its probes. Set before Run.
+	Handle func(Packet)
+
 	// PortRate and PortBurst bound the frames one port may feed the
 	// decision loop, per second; beyond them frames are dropped as
 	// "drop/port-rate-limit", so a flood on one port cannot starve the
@@ -249,6 +254,10 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 }
 
 func (m *Manager) emit(ctx context.Context, p Packet) {
+	if m.Handle != nil {
+		m.Handle(p)
+		return
+	}
 	select {
 	case m.out <- p:
 	case <-ctx.Done():

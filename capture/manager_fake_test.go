@@ -328,3 +328,33 @@ func TestManagerReopensAfterReadError(t *testing.T) {
 	f.links.Set(l) // any table change reconciles
 	eventually(t, "p1 reopened", func() bool { h2 := f.opener.open("p1"); return h2 != nil && h2 != h })
 }
+
+func TestManagerDirectHandle(t *testing.T) {
+	links := link.NewTable()
+	links.Replace([]link.Link{
+		{Index: idxBridge, Name: "br0", Kind: "bridge", MAC: mac(1), Up: true},
+		{Index: idxP1, Name: "p1", Kind: "veth", MAC: mac(2), MasterIndex: idxBridge, Up: true},
+	})
+	opener := &fakeOpener{}
+	out := make(chan Packet, 1)
+	got := make(chan Packet, 1)
+	m := NewManager(opener, links, func(link.Link) bool { return true }, out, slog.New(slog.NewTextHandler(io.Discard, nil)), func(string) {})
+	m.Handle = func(p Packet) { got <- p }
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); m.Run(ctx, func() { close(ready) }) }()
+	defer func() { cancel(); <-done }()
+	<-ready
+	opener.open("p1").frames <- fakeFrame{data: []byte{7}, at: time.Now()}
+	select {
+	case p := <-got:
+		if p.IfIndex != idxP1 || p.Data[0] != 7 {
+			t.Errorf("handled %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Handle not called")
+	}
+	if len(out) != 0 {
+		t.Error("the frame was queued as well")
+	}
+}

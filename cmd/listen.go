@@ -31,7 +31,6 @@ import (
 type listenOptions struct {
 	ifaces     string
 	retention  time.Duration
-	queue      int
 	dumpNeigh  string
 	metrics    string
 	stateFile  string
@@ -72,7 +71,6 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.IntVar(&o.cfg.Retries, "probe-retries", o.cfg.Retries, "retries of an unanswered probe before the binding is given up")
 	f.DurationVar(&o.cfg.Window, "cycle-window", o.cfg.Window, "how long after a probe cycle ends further RARPs for the same MAC belong to it")
 	f.BoolVar(&o.cfg.DryRun, "dry-run", false, "decide and log, but send and program nothing")
-	f.IntVar(&o.queue, "queue", 4096, "frames buffered between capture and the decision loop")
 	f.Float64Var(&o.cfg.ProbeRate, "probe-rate", o.cfg.ProbeRate, "probes per second over all ports (0: no limit)")
 	f.IntVar(&o.cfg.ProbeBurst, "probe-burst", o.cfg.ProbeBurst, "probes sent at once over all ports")
 	f.Float64Var(&o.cfg.PortProbeRate, "port-probe-rate", o.cfg.PortProbeRate, "probes per second per port (0: no limit)")
@@ -118,8 +116,8 @@ func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
 }
 
 func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
-	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.queue <= 0 || o.stateEvery <= 0 {
-		return errors.New("--probe-timeout, --queue and --state-interval must be positive, --probe-retries and --retention not negative")
+	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.stateEvery <= 0 {
+		return errors.New("--probe-timeout and --state-interval must be positive, --probe-retries and --retention not negative")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -186,7 +184,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		return err
 	}
 
-	packets := make(chan capture.Packet, o.queue)
+	// The capture goroutines hand frames to the engine directly (mgr.Handle);
+	// a burst waits in the kernel's capture ring, whose drops are counted.
+	packets := make(chan capture.Packet)
 	stats := engine.NewCounters()
 	mgr := capture.NewManager(pcapio.Opener{Options: pcapio.DefaultOptions}, links, selected, packets, log,
 		stats.Add)
@@ -220,6 +220,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
 	})
 	eng.UseCounters(stats)
+	mgr.Handle = func(p capture.Packet) { eng.Handle(time.Now(), p) }
 	if o.dumpNeigh != "" {
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)
@@ -242,7 +243,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
 		})
 	})
-	eng.Run(ctx, packets)
+	eng.Run(ctx, nil)
 	cancel()
 	wg.Wait()
 	log.Info("stopped", "counters", stats.Snapshot())

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/capture"
@@ -112,9 +113,14 @@ type Report struct {
 	Latency time.Duration
 }
 
-// Engine is the decision state machine. It is not safe for concurrent use:
-// one goroutine (Run, or a replay loop) drives it.
+// Engine is the decision state machine. It is safe for concurrent use: the
+// live daemon calls Handle from each port's capture goroutine, so that a
+// RARP is answered without a hop to another goroutine, while Run fires the
+// timers; a replay drives it from one loop.
 type Engine struct {
+	mu   sync.Mutex
+	wake chan struct{} // a timer earlier than Run's was armed
+
 	cfg    Config
 	ports  Ports
 	res    Resolver
@@ -177,6 +183,7 @@ func New(cfg Config, ports Ports, res Resolver, send Sender, prog Programmer, lo
 		stats:   NewCounters(),
 		cycles:  make(map[cycleKey]*cycle),
 		pending: make(map[pendingKey]*cycle),
+		wake:    make(chan struct{}, 1),
 		limit:   limiter(cfg.ProbeRate, cfg.ProbeBurst),
 		perPort: make(map[int]*rate.Limiter),
 	}
@@ -215,7 +222,9 @@ func (e *Engine) Stats() *Counters { return e.stats }
 // Handle decides what to do with one frame at time now (wall clock live,
 // capture time in a replay), does it, and returns the decision.
 func (e *Engine) Handle(now time.Time, p capture.Packet) Decision {
-	e.Advance(now)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.advance(now)
 	d := e.handle(now, p)
 	switch d.Verdict {
 	case VerdictDrop:
@@ -325,7 +334,7 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	pr.attempts++
 	pr.seq++
 	timeout := e.cfg.ProbeTimeout << (pr.attempts - 1)
-	heap.Push(&e.timers, timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
+	e.arm(timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
 	if !e.allow(now, c.port.Link.Index) {
 		e.stats.Add("probe-rate-limited")
 		return nil
@@ -378,8 +387,25 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	return d
 }
 
+// arm adds a timer, waking Run when it is the earliest.
+func (e *Engine) arm(t timer) {
+	heap.Push(&e.timers, t)
+	if e.timers[0] == t {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Advance fires every retry and timeout due at or before now.
 func (e *Engine) Advance(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.advance(now)
+}
+
+func (e *Engine) advance(now time.Time) {
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
 		t := heap.Pop(&e.timers).(timer)
 		if t.p == nil { // end of a finished cycle's window
@@ -407,6 +433,8 @@ func (e *Engine) Advance(now time.Time) {
 
 // Next returns when Advance next has work to do.
 func (e *Engine) Next() (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if len(e.timers) == 0 {
 		return time.Time{}, false
 	}
@@ -418,7 +446,7 @@ func (e *Engine) maybeFinish(now time.Time, c *cycle) {
 		return
 	}
 	c.finished, c.ended = true, now
-	heap.Push(&e.timers, timer{at: now.Add(e.cfg.Window), c: c})
+	e.arm(timer{at: now.Add(e.cfg.Window), c: c})
 	r := c.report
 	slices.SortFunc(r.Verified, netip.Addr.Compare)
 	slices.SortFunc(r.Failed, netip.Addr.Compare)

@@ -11,8 +11,9 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
-// Run drives the engine on the wall clock with the packets from in, until
-// ctx ends or in is closed.
+// Run drives the engine on the wall clock, firing its timers and handling
+// the packets from in (nil when the capture goroutines call Handle
+// themselves), until ctx ends or in is closed.
 func (e *Engine) Run(ctx context.Context, in <-chan capture.Packet) error {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -32,6 +33,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan capture.Packet) error {
 			e.Handle(time.Now(), p)
 		case <-t.C:
 			e.Advance(time.Now())
+		case <-e.wake:
 		}
 	}
 }
