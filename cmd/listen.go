@@ -36,6 +36,7 @@ type listenOptions struct {
 	stateFile  string
 	stateEvery time.Duration
 	sources    []string
+	capBuffer  int
 	portRate   float64
 	portBurst  int
 	cfg        engine.Config
@@ -75,6 +76,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.IntVar(&o.cfg.ProbeBurst, "probe-burst", o.cfg.ProbeBurst, "probes sent at once over all ports")
 	f.Float64Var(&o.cfg.PortProbeRate, "port-probe-rate", o.cfg.PortProbeRate, "probes per second per port (0: no limit)")
 	f.IntVar(&o.cfg.PortProbeBurst, "port-probe-burst", o.cfg.PortProbeBurst, "probes sent at once per port")
+	f.IntVar(&o.capBuffer, "capture-buffer", pcapio.DefaultOptions.BufferSize, "kernel capture ring per port, in bytes: a burst waits there while the port's frames are handled")
 	f.Float64Var(&o.portRate, "port-frame-rate", 20000, "captured frames per second one port may feed the daemon; beyond, dropped (0: no limit)")
 	f.IntVar(&o.portBurst, "port-frame-burst", 20000, "captured frames one port may feed the daemon at once")
 	f.IntVar(&o.cfg.MaxCycles, "max-migrations", o.cfg.MaxCycles, "migrations (probe cycles) held at once; beyond, RARPs are dropped (0: no limit)")
@@ -116,8 +118,8 @@ func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
 }
 
 func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
-	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.stateEvery <= 0 {
-		return errors.New("--probe-timeout and --state-interval must be positive, --probe-retries and --retention not negative")
+	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.stateEvery <= 0 || o.capBuffer < 64<<10 {
+		return errors.New("--probe-timeout and --state-interval must be positive, --capture-buffer at least 65536, --probe-retries and --retention not negative")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -188,7 +190,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	// a burst waits in the kernel's capture ring, whose drops are counted.
 	packets := make(chan capture.Packet)
 	stats := engine.NewCounters()
-	mgr := capture.NewManager(pcapio.Opener{Options: pcapio.DefaultOptions}, links, selected, packets, log,
+	popts := pcapio.DefaultOptions
+	popts.BufferSize = o.capBuffer
+	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected, packets, log,
 		stats.Add)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
 	var healthy atomic.Bool

@@ -20,10 +20,11 @@ type Options struct {
 	BufferSize int           // kernel ring size in bytes
 }
 
-// DefaultOptions keep whole ARP and NDP frames and return from reads every
-// 100 ms. Immediate mode is always on: without it libpcap may hold a frame
+// DefaultOptions keep whole ARP and NDP frames, return from reads every
+// 100 ms, and give each port a 2 MiB ring (2,000 VMs x 5 RARPs in 0.8 s on
+// one port: no kernel drops; 1 MiB dropped some). Immediate mode is always on: without it libpcap may hold a frame
 // for the whole timeout.
-var DefaultOptions = Options{SnapLen: 256, Timeout: 100 * time.Millisecond, BufferSize: 1 << 20}
+var DefaultOptions = Options{SnapLen: 256, Timeout: 100 * time.Millisecond, BufferSize: 2 << 20}
 
 // Handle is a live libpcap handle.
 type Handle struct {
