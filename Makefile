@@ -6,7 +6,7 @@ DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd
 FUZZTIME ?= 10s
 FUZZ = FuzzDecode:./internal/packet FuzzReplyMatching:./internal/engine \
 	FuzzReplayCapture:./replay FuzzLoadNeighbors:./replay \
-	FuzzIPRoute2:./internal/link FuzzStateLoad:./neigh
+	FuzzStateLoad:./neigh
 
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)

@@ -295,14 +295,13 @@ func TestListenNamedInterfaces(t *testing.T) {
 	}
 }
 
-// TestListenStateAcrossRestart: EVPN withdraws a binding while the daemon
-// is down for an upgrade; the restarted daemon still knows it from its
-// state file and restores it. A corrupt state file is reported and ignored.
-func TestListenStateAcrossRestart(t *testing.T) {
-	nstest.RequireRoot(t)
-	bin := nstest.Binary(t)
-	sw := nstest.Namespace(t, "sw")
-	vm := nstest.Namespace(t, "vm")
+// oneVM builds the smallest leaf: a switch namespace with bridge SVI br0
+// (192.0.2.1/24) holding 192.0.2.10 as a remote binding, and a VM namespace
+// owning it behind port vm1. It returns both namespaces.
+func oneVM(t *testing.T) (sw, vm string) {
+	t.Helper()
+	sw = nstest.Namespace(t, "sw")
+	vm = nstest.Namespace(t, "vm")
 	nstest.Sh(t, `
 ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
 ip -n `+sw+` link set br0 up
@@ -314,6 +313,16 @@ ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
 ip -n `+vm+` link set eth0 up
 ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
 `)
+	return sw, vm
+}
+
+// TestListenStateAcrossRestart: EVPN withdraws a binding while the daemon
+// is down for an upgrade; the restarted daemon still knows it from its
+// state file and restores it. A corrupt state file is reported and ignored.
+func TestListenStateAcrossRestart(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw, vm := oneVM(t)
 	state := t.TempDir() + "/state.json"
 	start := func() *nstest.Proc {
 		p := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--state-file", state, "--log-format", "json")
@@ -348,19 +357,7 @@ ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern
 func TestListenDryRun(t *testing.T) {
 	nstest.RequireRoot(t)
 	bin := nstest.Binary(t)
-	sw := nstest.Namespace(t, "sw")
-	vm := nstest.Namespace(t, "vm")
-	nstest.Sh(t, `
-ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
-ip -n `+sw+` link set br0 up
-ip -n `+sw+` addr add 192.0.2.1/24 dev br0
-ip -n `+sw+` link add vm1 type veth peer name eth0 netns `+vm+`
-ip -n `+sw+` link set vm1 master br0 up
-ip -n `+vm+` link set eth0 address `+vm1MAC+`
-ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
-ip -n `+vm+` link set eth0 up
-ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
-`)
+	sw, vm := oneVM(t)
 	vmCapture := t.TempDir() + "/vm.pcap"
 	dump := nstest.Start(t, "ip", "netns", "exec", vm, "tcpdump", "--immediate-mode", "-i", "eth0", "-Q", "in", "-U", "-n", "-w", vmCapture, "arp")
 	dump.WaitFor(t, "listening on", 10*time.Second)

@@ -97,19 +97,11 @@ func run(args []string) error {
 // floor answers every RARP on ifname, as fast as a raw socket allows, with
 // a fixed ARP request to the announced MAC.
 func floor(ifname string) error {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return err
-	}
-	proto := uint16(packet.EtherTypeRARP)
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(proto)))
+	ifi, fd, err := rawSocket(ifname, uint16(packet.EtherTypeRARP))
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
-		return err
-	}
 	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
 		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
 	if err != nil {
@@ -136,6 +128,23 @@ func floor(ifname string) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// rawSocket opens an AF_PACKET socket for EtherType proto bound to ifname.
+func rawSocket(ifname string, proto uint16) (*net.Interface, int, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, -1, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(proto)))
+	if err != nil {
+		return nil, -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		return nil, -1, err
+	}
+	return ifi, fd, nil
+}
 
 // analyze reads a capture taken on the VM side: RARPs going out, probes
 // (ARP requests, NS) coming in; per announced MAC, the time from its RARP to
@@ -224,19 +233,11 @@ func mass(ifname string, count int, base uint64) error {
 // respond answers every ARP request that arrives on ifname as the VM it is
 // addressed to (its destination MAC) would: many VMs behind one veth.
 func respond(ifname string) error {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return err
-	}
-	proto := uint16(layers.EthernetTypeARP)
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(proto)))
+	ifi, fd, err := rawSocket(ifname, uint16(layers.EthernetTypeARP))
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
-		return err
-	}
 	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
 	buf := make([]byte, 2048)
 	for {
