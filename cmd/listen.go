@@ -145,8 +145,12 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		return err
 	}
 	mirror := neigh.NewMirror(o.retention)
+	stats := engine.NewCounters()
+	resynced := func(name string) { stats.Add(metrics.ResyncPrefix + name) }
 	linksReady, neighReady := make(chan struct{}), make(chan struct{})
-	wg.Go(func() { link.Watch(ctx, links, log, func() { close(linksReady) }) })
+	wg.Go(func() {
+		link.Watch(ctx, links, log, func() { close(linksReady) }, link.WatchOptions{Resynced: resynced})
+	})
 	select {
 	case <-linksReady:
 	case <-ctx.Done():
@@ -157,7 +161,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	if o.stateFile != "" {
 		loadState(o.stateFile, mirror, links, log)
 	}
-	wg.Go(func() { neigh.Watch(ctx, mirror, log, func() { close(neighReady) }) })
+	wg.Go(func() {
+		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { resynced("neigh") }})
+	})
 	select {
 	case <-neighReady:
 	case <-ctx.Done():
@@ -189,7 +195,6 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	// The capture goroutines hand frames to the engine directly (mgr.Handle);
 	// a burst waits in the kernel's capture ring, whose drops are counted.
 	packets := make(chan capture.Packet)
-	stats := engine.NewCounters()
 	popts := pcapio.DefaultOptions
 	popts.BufferSize = o.capBuffer
 	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected, packets, log,

@@ -11,15 +11,42 @@ import (
 
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
+// WatchOptions tune Watch. The zero value follows this process's network
+// namespace with an 8 MiB receive buffer.
+type WatchOptions struct {
+	// Namespace, when not nil, is the network namespace to follow.
+	Namespace *netns.NsHandle
+	// ReceiveBuffer is the subscription socket's receive buffer, in bytes.
+	// It is forced past net.core.rmem_max where CAP_NET_ADMIN allows.
+	ReceiveBuffer int
+	// Resynced, when not nil, is called each time the subscription failed
+	// (the kernel outran the reader: ENOBUFS) and the table was dumped
+	// again.
+	Resynced func()
+}
+
 // Watch mirrors the kernel's IPv4 and IPv6 neighbor tables into m until ctx
 // ends: a subscription to RTNLGRP_NEIGH, then a dump, then the events; after
-// a socket error it subscribes and dumps again. It calls ready once the first
-// dump is in, and prunes expired bindings every minute.
+// a socket error (ENOBUFS when a burst outran it) it subscribes and dumps
+// again. It calls ready once the first dump is in, and prunes expired
+// bindings every minute.
 // Equivalent to `ip neigh show` followed by `ip monitor neigh`.
-func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error {
+func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func(), o WatchOptions) error {
+	if o.ReceiveBuffer == 0 {
+		o.ReceiveBuffer = 8 << 20
+	}
+	h := &netlink.Handle{}
+	if o.Namespace != nil {
+		var err error
+		if h, err = netlink.NewHandleAt(*o.Namespace); err != nil {
+			return fmt.Errorf("netlink handle in namespace: %w", err)
+		}
+		defer h.Close()
+	}
 	pruneCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	pruned := make(chan struct{})
@@ -45,7 +72,7 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error
 			// A large buffer rides out bursts of neighbor changes. Forcing it
 			// past net.core.rmem_max needs CAP_NET_ADMIN, which --dry-run
 			// does without: then take what rmem_max allows.
-			opts := netlink.NeighSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: 8 << 20, ReceiveBufferForceSize: force}
+			opts := netlink.NeighSubscribeOptions{Namespace: o.Namespace, ErrorCallback: onErr, ReceiveBufferSize: o.ReceiveBuffer, ReceiveBufferForceSize: force}
 			err := netlink.NeighSubscribeWithOptions(ch, done, opts)
 			if errors.Is(err, unix.EPERM) && force {
 				force = false
@@ -57,7 +84,7 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error
 		Dump: func() error {
 			var all []Entry
 			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-				ns, err := netlink.NeighList(0, fam)
+				ns, err := h.NeighList(0, fam)
 				if err != nil {
 					return fmt.Errorf("list neighbors: %w", err)
 				}
@@ -79,6 +106,7 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func()) error
 				m.Update(e)
 			}
 		},
+		Resynced: o.Resynced,
 	}, ready)
 	stop()
 	<-pruned

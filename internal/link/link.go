@@ -29,6 +29,9 @@ type Link struct {
 	VLANFiltering bool
 	// VLANs are a VLAN-aware bridge port's memberships (`bridge vlan show`).
 	VLANs []PortVLAN
+	// PortInfo is the bridge's view of a bridge member: STP state and
+	// flags (`bridge -d link show`). Zero for a link that is no member.
+	PortInfo PortInfo
 }
 
 // PortVLAN is one VLAN a bridge port is a member of.
@@ -74,25 +77,59 @@ func (e *IneligibleError) Error() string {
 	return fmt.Sprintf("%s: %s (%s)", e.Name, e.Reason, e.Detail)
 }
 
-// Eligible decides whether l is an access port, given its master (nil when
-// it has none) and its parent (nil when it has none), and returns the index
-// of its SVI. Only a bridge member that is not an overlay (VXLAN) device, or
-// a stand-alone L3 interface, is an access port: the same RARP also shows up
-// on the bridge itself and, on the old leaf, arrives over the VXLAN port,
-// and neither may trigger probes.
+// Tunnels are the link kinds that carry frames between switches or
+// hosts. A RARP that arrives through one was sent by a VM somewhere else
+// (on the old leaf: the VM that left), so none of them is ever a port,
+// whatever their master, flags or the last event said about them.
+var Tunnels = map[string]bool{
+	"vxlan": true, "geneve": true, "gretap": true, "ip6gretap": true,
+	"erspan": true, "ip6erspan": true, "bareudp": true,
+	"gre": true, "ip6gre": true, "ipip": true, "ip6tnl": true, "sit": true,
+	"vti": true, "vti6": true, "wireguard": true, "ipsec": true, "xfrm": true,
+}
+
+// Eligible is the one rule for which interfaces are access ports (where a
+// RARP may trigger probes), given the link, its master (nil when it has
+// none) and its parent (nil when it has none). It returns the index of the
+// port's SVI, or an *IneligibleError with the first rule that excludes it.
+// In order:
+//
+//  1. a loopback, or a link without an Ethernet address: never;
+//  2. a tunnel (VXLAN, GENEVE, GRE, ...; see Tunnels): never, bridged or
+//     not: the old leaf's copy of the RARP arrives there;
+//  3. a bridge, VRF, dummy or ipvlan device: never (a bridge is the SVI of
+//     its members);
+//  4. a macvlan: never (on a leaf, the anycast gateway on an SVI);
+//  5. a vlan device on a bridge: never (an SVI);
+//  6. a member of a bond or team: never (the bond is the port);
+//  7. a bridge member in STP state blocking: never (a redundant path that
+//     the bridge does not forward; the same RARP arrives on the forwarding
+//     one);
+//  8. any other bridge member (veth, tap, physical port, bond): a port,
+//     served by its bridge (or, on a VLAN-aware bridge, by the vlan device
+//     of the frame's VLAN);
+//  9. any other interface, routed, in a VRF or not: a stand-alone port,
+//     its own SVI (its vlan subinterfaces for tagged frames).
+//
+// Rule 9 serves routed interfaces by default. On a leaf those are mostly
+// the underlay uplinks, but a RARP there only looks up bindings of the
+// announced MAC in that interface's own neighbor table, which holds the
+// spines' bindings and never a VM's, so nothing is probed; and routed
+// access ports (a hypervisor on a routed port) need it. `listen -i` names
+// the ports to serve where an operator wants fewer.
 func Eligible(l Link, master, parent *Link) (svi int, err error) {
 	no := func(detail string) (int, error) {
 		return 0, &IneligibleError{Name: l.Name, Reason: "not-access-port", Detail: detail}
 	}
-	if l.Loopback {
+	switch {
+	case l.Loopback:
 		return no("loopback")
-	}
-	if len(l.MAC) != 6 {
+	case len(l.MAC) != 6:
 		return no("no Ethernet address")
+	case Tunnels[l.Kind]:
+		return no("tunnel device (" + l.Kind + ")")
 	}
 	switch l.Kind {
-	case "vxlan", "geneve":
-		return no("overlay device")
 	case "bridge":
 		return no("bridge (it is the SVI of its members)")
 	case "vrf", "dummy", "ipvlan":
@@ -107,6 +144,9 @@ func Eligible(l Link, master, parent *Link) (svi int, err error) {
 	if master != nil {
 		switch master.Kind {
 		case "bridge":
+			if l.PortInfo.State == STPBlocking {
+				return no("bridge port in STP state blocking")
+			}
 			return master.Index, nil
 		case "bond", "team":
 			return no("member of " + master.Kind + " " + master.Name + " (the " + master.Kind + " is the port)")
@@ -154,6 +194,25 @@ func (t *Table) Set(l Link) {
 	t.links[l.Index] = &l
 	t.mu.Unlock()
 	t.notify()
+}
+
+// SetBridgePort updates what a bridge says about its member index: STP
+// state, flags and VLAN memberships, and nothing else. It is how an
+// AF_BRIDGE link message (which carries no kind, addresses or link info)
+// is applied. It reports whether the link was known.
+func (t *Table) SetBridgePort(index int, info PortInfo, vlans []PortVLAN) bool {
+	t.mu.Lock()
+	l, ok := t.links[index]
+	if ok {
+		c := *l
+		c.PortInfo, c.VLANs = info, vlans
+		t.links[index] = &c
+	}
+	t.mu.Unlock()
+	if ok {
+		t.notify()
+	}
+	return ok
 }
 
 // Delete removes a link.

@@ -11,49 +11,84 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// WatchOptions tune Watch. The zero value follows this process's network
+// namespace with a 1 MiB receive buffer per subscription.
+type WatchOptions struct {
+	// Namespace, when not nil, is the network namespace to follow.
+	Namespace *netns.NsHandle
+	// ReceiveBuffer is each subscription socket's receive buffer, in bytes.
+	ReceiveBuffer int
+	// Resynced, when not nil, is called with the subscription's name
+	// ("link", "addr") each time it failed (the kernel outran the reader:
+	// ENOBUFS) and the table was dumped again.
+	Resynced func(subscription string)
+}
+
+// Kernel reads links from the kernel's rtnetlink, in one namespace.
+type Kernel struct {
+	ns netns.NsHandle // netns.None(): this process's
+	h  *netlink.Handle
+}
+
+// NewKernel returns a reader for the namespace ns (nil: this process's).
+func NewKernel(ns *netns.NsHandle) (*Kernel, error) {
+	if ns == nil {
+		return &Kernel{ns: netns.None(), h: &netlink.Handle{}}, nil
+	}
+	h, err := netlink.NewHandleAt(*ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in namespace: %w", err)
+	}
+	return &Kernel{ns: *ns, h: h}, nil
+}
 
 // Watch mirrors the kernel's links and addresses into t until ctx ends, and
 // sets t.Refresh to read a link the table does not know yet. It calls ready
 // once both initial dumps are in. Equivalent to `ip monitor link address`.
-func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error {
-	t.Refresh = Read
+//
+// Link messages come in two families. AF_UNSPEC ones carry the whole link
+// and replace it in t. AF_BRIDGE ones (port flags, STP state, port VLANs,
+// a port leaving its bridge) carry only what the bridge says about a port,
+// and nothing of its kind: they only ever update the port's bridge view,
+// read afresh from the kernel, and never delete the link.
+func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o WatchOptions) error {
+	k, err := NewKernel(o.Namespace)
+	if err != nil {
+		return err
+	}
+	if o.ReceiveBuffer == 0 {
+		o.ReceiveBuffer = 1 << 20
+	}
+	resynced := func(name string) func() {
+		if o.Resynced == nil {
+			return nil
+		}
+		return func() { o.Resynced(name) }
+	}
+	ns := o.Namespace
+	t.Refresh = k.Read
 	var wg sync.WaitGroup
 	linksIn := make(chan struct{})
 	wg.Go(func() {
 		nlwatch.Follow(ctx, log, nlwatch.Source[netlink.LinkUpdate]{
 			Name: "link",
 			Subscribe: func(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
-				return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: 1 << 20})
+				return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: o.ReceiveBuffer})
 			},
 			Dump: func() error {
-				nls, err := netlink.LinkList()
+				links, err := k.Links()
 				if err != nil {
-					return fmt.Errorf("list links: %w", err)
+					return err
 				}
-				links := make([]Link, 0, len(nls))
-				for _, n := range nls {
-					links = append(links, fromNetlink(n))
-				}
-				t.Replace(withVLANs(links))
+				t.Replace(links)
 				return nil
 			},
-			Apply: func(u netlink.LinkUpdate) {
-				if u.Header.Type == unix.RTM_DELLINK {
-					t.Delete(u.Attrs().Index)
-					return
-				}
-				l := fromNetlink(u.Link)
-				if _, known := t.Get(l.Index); !known {
-					l.Addrs, _ = addrs(l.Index)
-				}
-				if l.MasterIndex != 0 {
-					// VLAN membership changes come as link events of the port.
-					l = withVLANs([]Link{l})[0]
-				}
-				t.Set(l)
-			},
+			Apply: func(u netlink.LinkUpdate) { k.apply(t, u, log) },
+			Resynced: resynced("link"),
 		}, func() { close(linksIn) })
 	})
 	wg.Go(func() {
@@ -65,10 +100,10 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error 
 		nlwatch.Follow(ctx, log, nlwatch.Source[netlink.AddrUpdate]{
 			Name: "addr",
 			Subscribe: func(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
-				return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: 1 << 20})
+				return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: o.ReceiveBuffer})
 			},
 			Dump: func() error {
-				all, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+				all, err := k.h.AddrList(nil, netlink.FAMILY_ALL)
 				if err != nil {
 					return fmt.Errorf("list addresses: %w", err)
 				}
@@ -96,26 +131,152 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func()) error 
 					}
 				}
 			},
+			Resynced: resynced("addr"),
 		}, ready)
 	})
 	wg.Wait()
 	return nil
 }
 
-// Read reads one link and its addresses from the kernel.
+// apply applies one link message to t.
+func (k *Kernel) apply(t *Table, u netlink.LinkUpdate, log *slog.Logger) {
+	index := int(u.IfInfomsg.Index)
+	if u.IfInfomsg.Family == unix.AF_BRIDGE {
+		// Whatever the message says (a port flag, an STP state, a VLAN, or
+		// RTM_DELLINK for a port leaving its bridge), read what the bridge
+		// says about the port now. A DELLINK of this family deletes no
+		// link: the port itself lives on (its AF_UNSPEC RTM_NEWLINK without
+		// a master follows).
+		if _, known := t.Get(index); !known {
+			return
+		}
+		ports, err := k.BridgePorts()
+		if err != nil {
+			log.Warn("bridge port event: cannot read the bridge ports", "ifindex", index, "err", err)
+			return
+		}
+		bp := ports[index]
+		t.SetBridgePort(index, bp.Info, bp.VLANs)
+		return
+	}
+	if u.Header.Type == unix.RTM_DELLINK {
+		t.Delete(index)
+		return
+	}
+	l := fromNetlink(u.Link)
+	if _, known := t.Get(l.Index); !known {
+		l.Addrs, _ = k.addrs(l.Index)
+	}
+	if l.MasterIndex != 0 {
+		if err := k.withBridgePorts([]*Link{&l}); err != nil {
+			log.Warn("link event: cannot read the bridge ports", "ifindex", index, "err", err)
+			if old, ok := t.Get(l.Index); ok && old.MasterIndex == l.MasterIndex {
+				l.PortInfo, l.VLANs = old.PortInfo, old.VLANs
+			}
+		}
+	}
+	t.Set(l)
+}
+
+// Links reads every link with its bridge port view (no addresses).
+// Equivalent to `ip -d link show` and `bridge -d link show`.
+func (k *Kernel) Links() ([]Link, error) {
+	nls, err := k.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	links := make([]Link, len(nls))
+	ptrs := make([]*Link, len(nls))
+	for i, n := range nls {
+		links[i] = fromNetlink(n)
+		ptrs[i] = &links[i]
+	}
+	if err := k.withBridgePorts(ptrs); err != nil {
+		return nil, err
+	}
+	return links, nil
+}
+
+// Read reads one link, its bridge port view and its addresses.
 // Equivalent to `ip -d addr show dev IFINDEX`.
-func Read(index int) (Link, error) {
-	nlk, err := netlink.LinkByIndex(index)
+func (k *Kernel) Read(index int) (Link, error) {
+	nlk, err := k.h.LinkByIndex(index)
 	if err != nil {
 		return Link{}, fmt.Errorf("link %d: %w", index, err)
 	}
 	l := fromNetlink(nlk)
-	l.Addrs, err = addrs(index)
+	if l.MasterIndex != 0 {
+		if err := k.withBridgePorts([]*Link{&l}); err != nil {
+			return Link{}, err
+		}
+	}
+	l.Addrs, err = k.addrs(index)
 	return l, err
 }
 
-func addrs(index int) ([]netip.Prefix, error) {
-	all, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_ALL)
+// withBridgePorts fills in the bridge port view of the bridge members among
+// links, from one AF_BRIDGE dump.
+func (k *Kernel) withBridgePorts(links []*Link) error {
+	ports, err := k.BridgePorts()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		bp, ok := ports[l.Index]
+		if !ok || bp.Master != l.MasterIndex {
+			l.PortInfo, l.VLANs = PortInfo{}, nil
+			continue
+		}
+		l.PortInfo, l.VLANs = bp.Info, bp.VLANs
+	}
+	return nil
+}
+
+// BridgePorts reads what every bridge says about its ports, by ifindex:
+// STP state, flags and VLANs. Equivalent to `bridge -d link show` and
+// `bridge vlan show`.
+func (k *Kernel) BridgePorts() (map[int]BridgePort, error) {
+	s, err := nl.GetNetlinkSocketAt(k.ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("bridge ports: %w", err)
+	}
+	defer s.Close()
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(uint32(nl.RTEXT_FILTER_BRVLAN))))
+	if err := s.Send(req); err != nil {
+		return nil, fmt.Errorf("bridge ports: %w", err)
+	}
+	out := make(map[int]BridgePort)
+	for {
+		msgs, _, err := s.Receive()
+		if err != nil {
+			return nil, fmt.Errorf("bridge ports: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+					return nil, fmt.Errorf("bridge ports: dump interrupted")
+				}
+				return out, nil
+			case unix.NLMSG_ERROR:
+				return nil, fmt.Errorf("bridge ports: netlink error")
+			case unix.RTM_NEWLINK:
+				bp, err := DecodeBridgePort(m.Data)
+				if err != nil {
+					return nil, err
+				}
+				if bp.Master != 0 {
+					out[bp.Index] = bp
+				}
+			}
+		}
+	}
+}
+
+func (k *Kernel) addrs(index int) ([]netip.Prefix, error) {
+	all, err := k.h.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("addresses of link %d: %w", index, err)
 	}
@@ -147,38 +308,6 @@ func fromNetlink(nlk netlink.Link) Link {
 		l.VLANFiltering = v.VlanFiltering != nil && *v.VlanFiltering
 	}
 	return l
-}
-
-// bridgeVLANs reads every bridge port's VLAN memberships.
-// Equivalent to `bridge vlan show`.
-func bridgeVLANs() (map[int][]PortVLAN, error) {
-	all, err := netlink.BridgeVlanList()
-	if err != nil {
-		return nil, fmt.Errorf("bridge vlan list: %w", err)
-	}
-	out := make(map[int][]PortVLAN, len(all))
-	for idx, vs := range all {
-		for _, v := range vs {
-			out[int(idx)] = append(out[int(idx)], PortVLAN{
-				VID:      v.Vid,
-				PVID:     v.Flags&nl.BRIDGE_VLAN_INFO_PVID != 0,
-				Untagged: v.Flags&nl.BRIDGE_VLAN_INFO_UNTAGGED != 0,
-			})
-		}
-	}
-	return out, nil
-}
-
-// withVLANs fills in the VLAN memberships of the bridge ports among links.
-func withVLANs(links []Link) []Link {
-	vlans, err := bridgeVLANs()
-	if err != nil {
-		return links
-	}
-	for i := range links {
-		links[i].VLANs = vlans[links[i].Index]
-	}
-	return links
 }
 
 func prefix(n *net.IPNet) (netip.Prefix, bool) {

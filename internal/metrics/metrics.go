@@ -24,6 +24,13 @@ type Sources struct {
 	Kernel   func() map[string][2]int // per port: packets received, dropped by the kernel
 }
 
+// ResyncPrefix prefixes the counter of a netlink subscription's resyncs:
+// "netlink-resync/neigh".
+const ResyncPrefix = "netlink-resync/"
+
+// Subscriptions are the netlink subscriptions whose resyncs are counted.
+var Subscriptions = []string{"link", "addr", "neigh"}
+
 // counterNames maps engine counter names to metric names and help.
 var counterNames = map[string][2]string{
 	"probe-sent":         {"probes_sent_total", "Probes (ARP requests, Neighbor Solicitations) sent."},
@@ -46,6 +53,7 @@ type Collector struct {
 	Latency prometheus.Histogram
 
 	rarps, drops, events *prometheus.Desc
+	resyncs              *prometheus.Desc
 	bindings, ports      *prometheus.Desc
 	pcapRecv, pcapDrops  *prometheus.Desc
 	counters             map[string]*prometheus.Desc
@@ -64,6 +72,7 @@ func New(src Sources) *Collector {
 		rarps:     prometheus.NewDesc(n("rarps_total"), "RARP announcements decoded, by access port.", []string{"port"}, nil),
 		drops:     prometheus.NewDesc(n("drops_total"), "Frames dropped, by reason.", []string{"reason"}, nil),
 		events:    prometheus.NewDesc(n("events_total"), "Other engine events, by name.", []string{"event"}, nil),
+		resyncs:   prometheus.NewDesc(n("netlink_resyncs_total"), "Times a netlink subscription failed (the kernel outran the reader: ENOBUFS) and its table was dumped again.", []string{"subscription"}, nil),
 		bindings:  prometheus.NewDesc(n("mirrored_bindings"), "Bindings in the neighbor mirror, remembered ones included.", nil, nil),
 		ports:     prometheus.NewDesc(n("captured_ports"), "Access ports with an open capture handle.", nil, nil),
 		pcapRecv:  prometheus.NewDesc(n("pcap_received_total"), "Frames the kernel passed to a port's capture handle.", []string{"port"}, nil),
@@ -78,7 +87,7 @@ func New(src Sources) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.events, c.bindings, c.ports, c.pcapRecv, c.pcapDrops} {
+	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.events, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops} {
 		ch <- d
 	}
 	for _, d := range c.counters {
@@ -93,8 +102,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	if c.src.Counters != nil {
-		for name, v := range c.src.Counters() {
+		all := c.src.Counters()
+		for _, sub := range Subscriptions {
+			counter(c.resyncs, float64(all[ResyncPrefix+sub]), sub)
+		}
+		for name, v := range all {
 			switch {
+			case strings.HasPrefix(name, ResyncPrefix):
 			case strings.HasPrefix(name, "rarp[") && strings.HasSuffix(name, "]"):
 				counter(c.rarps, float64(v), name[5:len(name)-1])
 			case strings.HasPrefix(name, "drop/"):

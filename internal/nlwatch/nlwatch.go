@@ -24,6 +24,9 @@ type Source[U any] struct {
 	Dump func() error
 	// Apply applies one event.
 	Apply func(U)
+	// Resynced, when not nil, is called each time the subscription failed
+	// after the first dump and the state was dumped again.
+	Resynced func()
 }
 
 // Follow runs s until ctx is done. It calls ready once, after the first
@@ -45,7 +48,7 @@ func Follow[U any](ctx context.Context, log *slog.Logger, s Source[U], ready fun
 		done := make(chan struct{})
 		err := s.Subscribe(ch, done, func(err error) {
 			if ctx.Err() == nil {
-				log.Warn("netlink subscription failed, resynchronising", "err", err)
+				log.Warn("netlink subscription error", "err", err)
 			}
 		})
 		if err != nil {
@@ -62,6 +65,8 @@ func Follow[U any](ctx context.Context, log *slog.Logger, s Source[U], ready fun
 		if ready != nil {
 			ready()
 			ready = nil
+		} else if s.Resynced != nil {
+			s.Resynced()
 		}
 		delay = 100 * time.Millisecond
 		for alive := true; alive; {
@@ -79,6 +84,7 @@ func Follow[U any](ctx context.Context, log *slog.Logger, s Source[U], ready fun
 			}
 		}
 		close(done)
+		log.Warn("netlink subscription ended, dumping again")
 	}
 }
 
