@@ -14,18 +14,27 @@ import (
 // build (VLAN-aware bridges, 802.1Q SVIs, VRFs).
 
 type ipLinkJSON struct {
-	Index    int      `json:"ifindex"`
-	Name     string   `json:"ifname"`
-	Flags    []string `json:"flags"`
-	Address  string   `json:"address"`
-	Link     string   `json:"link"`
-	Master   string   `json:"master"`
-	LinkInfo struct {
+	Index     int      `json:"ifindex"`
+	Name      string   `json:"ifname"`
+	Flags     []string `json:"flags"`
+	Address   string   `json:"address"`
+	Link      string   `json:"link"`
+	LinkIndex *int     `json:"link_index"` // the parent, when it is in another namespace
+	Master    string   `json:"master"`
+	LinkInfo  struct {
 		Kind string `json:"info_kind"`
 		Data struct {
 			ID            *int `json:"id"`
 			VLANFiltering *int `json:"vlan_filtering"`
 		} `json:"info_data"`
+		SlaveKind string `json:"info_slave_kind"`
+		SlaveData struct {
+			State         string `json:"state"`
+			Learning      bool   `json:"learning"`
+			Flood         bool   `json:"flood"`
+			NeighSuppress bool   `json:"neigh_suppress"`
+			Locked        bool   `json:"locked"`
+		} `json:"info_slave_data"`
 	} `json:"linkinfo"`
 	AddrInfo []struct {
 		Local     string `json:"local"`
@@ -63,6 +72,16 @@ func LoadIPLinks(r io.Reader) ([]Link, error) {
 		}
 		if f := j.LinkInfo.Data.VLANFiltering; f != nil {
 			l.VLANFiltering = *f != 0
+		}
+		if j.Link == "" && j.LinkIndex != nil {
+			l.ParentIndex = *j.LinkIndex
+		}
+		if sd := j.LinkInfo.SlaveData; j.LinkInfo.SlaveKind == "bridge" {
+			st, ok := ParseSTPState(sd.State)
+			if !ok && sd.State != "" {
+				return nil, fmt.Errorf("ip -d -j link show: %s: bridge port state %q", j.Name, sd.State)
+			}
+			l.PortInfo = PortInfo{State: st, Learning: sd.Learning, Flood: sd.Flood, NeighSuppress: sd.NeighSuppress, Locked: sd.Locked}
 		}
 		for _, a := range j.AddrInfo {
 			ip, err := netip.ParseAddr(a.Local)

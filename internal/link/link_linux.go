@@ -87,7 +87,7 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 				t.Replace(links)
 				return nil
 			},
-			Apply: func(u netlink.LinkUpdate) { k.apply(t, u, log) },
+			Apply:    func(u netlink.LinkUpdate) { k.apply(t, u, log) },
 			Resynced: resynced("link"),
 		}, func() { close(linksIn) })
 	})
