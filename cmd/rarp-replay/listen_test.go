@@ -139,12 +139,25 @@ ip -n $sw neigh replace 198.51.100.10 lladdr `+vm3MAC+` dev l3p nud noarp extern
 	// as when zebra processes the old leaf's withdrawal first: the daemon's
 	// mirror still remembers it.
 	nstest.Run(t, "ip", "-n", sw, "neigh", "del", "192.0.2.20", "dev", "br0")
+	// Bridge port events on the VXLAN device (AF_BRIDGE link messages, as
+	// FRR, STP and ifupdown2 reloads send all day) must not make it a port.
+	nstest.Sh(t, `bridge -n `+sw+` link set dev vx0 learning off
+bridge -n `+sw+` link set dev vx0 neigh_suppress on
+bridge -n `+sw+` link set dev vx0 state 3`)
 	helper := sendFrames(t, vm2, true, rarp(vm2MAC))
 	nstest.Run(t, "ip", "-n", park, "link", "set", "vm2", "netns", sw)
 	nstest.Run(t, "ip", "-n", sw, "link", "set", "vm2", "master", "br0", "up")
 	time.Sleep(10 * time.Millisecond)
 	helper.go_(t)
 	waitLocal(t, sw, vm2MAC, "192.0.2.20")
+	// Link events are applied in order: once vm2's port is added, the
+	// VXLAN device's events before it have been applied too.
+	listen.WaitFor(t, `"msg":"port added","ifname":"vm2"`, 5*time.Second)
+	for _, l := range listen.Lines() {
+		if strings.Contains(l, `"ifname":"vx0"`) {
+			t.Errorf("the VXLAN device was served after bridge port events: %s", l)
+		}
+	}
 
 	// A VM behind a stand-alone L3 port: the port is its own SVI.
 	nstest.Run(t, "ip", "netns", "exec", vm3, bin, "send-rarp", "--mac", vm3MAC, "-i", "eth0", "--count", "1")

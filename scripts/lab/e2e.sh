@@ -74,6 +74,109 @@ check() { # OK(0|1) TEXT
 }
 note() { sc_checks+=("  info  $1"); }
 
+# ---------------------------------------------------------------- bridge port events
+# The kernel sends an AF_BRIDGE RTM_NEWLINK for a bridge port on every
+# "bridge link set" (even one that changes nothing, checked on 6.18: a
+# re-set "learning off" or "state 3" is still notified) and on STP state
+# changes. Such a message carries the port's bridge attributes
+# (IFLA_PROTINFO) and nothing of its kind; a daemon that took it for the
+# whole link lost the VXLAN device's kind and served the tunnel as an
+# access port (rarp-replay before 82c37ce).
+
+# e2e_vxlan_devs LEAF / e2e_access_ports LEAF: the leaf's VXLAN devices; its
+# other bridge ports.
+e2e_vxlan_devs() { ip -n "$(lab_ns "$1")" -j link show type vxlan | jq -r '.[].ifname'; }
+e2e_access_ports() {
+  ip -n "$(lab_ns "$1")" -j -d link show | jq -r '.[] | select(.linkinfo.info_slave_kind == "bridge")
+    | select(.linkinfo.info_kind != "vxlan") | .ifname'
+}
+# e2e_brports LEAF: what the bridges say about their ports, one JSON line.
+e2e_brports() {
+  bridge -n "$(lab_ns "$1")" -d -j link show | jq -c 'map({ifname, master, state, learning, flood,
+    mcast_flood, bcast_flood, neigh_suppress, isolated, locked}) | sort_by(.ifname)'
+}
+# e2e_linkmon_count LEAF DEV: AF_BRIDGE link messages for DEV that
+# "bridge -d monitor link" printed: only those carry IFLA_PROTINFO, printed
+# as "state <stp-state>" on the header line (AF_UNSPEC ones have no state).
+e2e_linkmon_count() {
+  grep -cE "^[0-9]+: $2(@[^:]*)?: <[^>]*> .* state (disabled|listening|learning|forwarding|blocking) " \
+    "$LAB_DIR/leaf$1/link.mon" 2>/dev/null
+}
+
+# e2e_bridge_events: with both daemons listening, on both leaves, set
+# bridge port attributes of every VXLAN device (learning off, as lab.sh
+# made it: FRR needs nolearning; learning on; learning off again;
+# neigh_suppress on, as made; STP state learning, then forwarding) and of
+# every other bridge port (STP state learning, then forwarding; learning on,
+# as made). Every port ends as it was, which is checked. "bridge -d monitor
+# link" records the messages the kernel sent (kept running until lab_down).
+# Waits until each leaf's monitor printed them, then E2E_EVENTS_SETTLE_MS
+# for the daemons to apply them. Sets ev_text (per leaf and device: the
+# messages seen), ev_ok (0: every device got at least one), ev_restored (0:
+# every port as before) and ev_diff.
+e2e_bridge_events() {
+  local n ns d vx=() acc=() want end
+  ev_text="" ev_ok=0 ev_restored=0 ev_diff="" ev_vx=()
+  for n in 1 2; do
+    ip netns exec "$(lab_ns "$n")" bridge -d monitor link >"$LAB_DIR/leaf$n/link.mon" 2>&1 &
+    LAB_BG_PIDS+=($!)
+  done
+  sleep 0.2
+  for n in 1 2; do
+    ns=$(lab_ns "$n")
+    mapfile -t vx < <(e2e_vxlan_devs "$n")
+    mapfile -t acc < <(e2e_access_ports "$n")
+    ev_vx+=("${vx[@]}")
+    e2e_brports "$n" >"$LAB_DIR/leaf$n/brports.before"
+    for d in "${vx[@]}"; do
+      bridge -n "$ns" link set dev "$d" learning off &&
+        bridge -n "$ns" link set dev "$d" learning on &&
+        bridge -n "$ns" link set dev "$d" learning off &&
+        bridge -n "$ns" link set dev "$d" neigh_suppress on &&
+        bridge -n "$ns" link set dev "$d" state 2 &&
+        bridge -n "$ns" link set dev "$d" state 3 || ev_ok=1
+    done
+    for d in "${acc[@]}"; do
+      bridge -n "$ns" link set dev "$d" state 2 &&
+        bridge -n "$ns" link set dev "$d" state 3 &&
+        bridge -n "$ns" link set dev "$d" learning on || ev_ok=1
+    done
+    printf '%s\n' "${vx[@]}" "${acc[@]}" >"$LAB_DIR/leaf$n/brports.changed"
+    e2e_brports "$n" >"$LAB_DIR/leaf$n/brports.after"
+    if ! cmp -s "$LAB_DIR/leaf$n/brports.before" "$LAB_DIR/leaf$n/brports.after"; then
+      ev_restored=1
+      ev_diff+="leaf$n before $(<"$LAB_DIR/leaf$n/brports.before") after $(<"$LAB_DIR/leaf$n/brports.after"); "
+    fi
+  done
+  # One message per "bridge link set": 6 per VXLAN device, 3 per other port.
+  end=$(($(lab_now_ms) + 3000))
+  for n in 1 2; do
+    while read -r d; do
+      want=3; [[ " ${ev_vx[*]} " == *" $d "* ]] && want=6
+      while (($(e2e_linkmon_count "$n" "$d") < want && $(lab_now_ms) < end)); do sleep 0.05; done
+    done <"$LAB_DIR/leaf$n/brports.changed"
+  done
+  sleep "$(awk -v m="$E2E_EVENTS_SETTLE_MS" 'BEGIN{printf "%.3f", m/1000}')"
+  for n in 1 2; do
+    ev_text+="leaf$n:"
+    while read -r d; do
+      c=$(e2e_linkmon_count "$n" "$d")
+      ev_text+=" $d $c"
+      [[ " ${ev_vx[*]} " == *" $d "* ]] && ((c < 1)) && ev_ok=1
+    done <"$LAB_DIR/leaf$n/brports.changed"
+    ev_text+="; "
+  done
+  ev_text=${ev_text%; }
+  [[ -n ${ev_vx[*]} ]] || ev_ok=1
+}
+
+# e2e_log_json LEAF: the daemon's JSON log lines (other lines skipped).
+e2e_log_json() { lab_daemon_log "$1" | jq -c 'fromjson? // empty' -R 2>/dev/null; }
+# e2e_metrics LEAF: the daemon's /metrics.
+e2e_metrics() {
+  ip netns exec "$(lab_ns "$1")" curl -fsS --max-time 3 "http://$E2E_METRICS_ADDR/metrics" 2>/dev/null
+}
+
 # run_scenario MODE ORDER: prints the scenario's report, appends a row to
 # rows[], returns non-zero if a check failed.
 run_scenario() {
