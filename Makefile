@@ -4,14 +4,14 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd
 
 FUZZTIME ?= 10s
-FUZZ = FuzzDecode:./internal/packet FuzzReplyMatching:./internal/engine \
+FUZZ = FuzzDecode:./internal/packet FuzzDecodeBridgePort:./internal/link FuzzReplyMatching:./internal/engine \
 	FuzzReplayCapture:./replay FuzzLoadNeighbors:./replay \
 	FuzzStateLoad:./neigh
 
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
-.PHONY: all build deps test test-unit fuzz pcaps demo demo-local deb clean
+.PHONY: all build deps test test-unit fuzz soak pcaps demo demo-local deb clean
 
 all: build
 
@@ -45,6 +45,13 @@ fuzz:
 		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
 	done
+
+# The kernel model test for as long as asked (SOAK, a Go duration): random
+# leaf operations in a namespace, the daemon's tables compared with the
+# kernel's after each; a failure prints the seed to replay it with.
+SOAK ?= 10m
+soak: deps
+	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 0 -v -run '^TestKernelModel$$' ./cmd/rarp-replay -model.duration $(SOAK)
 
 # Regenerates the replay corpus and its golden files.
 pcaps:

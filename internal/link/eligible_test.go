@@ -29,6 +29,12 @@ func leaf() *Table {
 		{Index: 12, Name: "vrf1", Kind: "vrf", MAC: hw(12)},
 		{Index: 13, Name: "swp3", Kind: "device", MAC: hw(13), MasterIndex: 12},
 		{Index: 14, Name: "tap0", Kind: "tuntap", MAC: hw(14), MasterIndex: 2},
+		{Index: 15, Name: "gt0", Kind: "gretap", MAC: hw(15), MasterIndex: 2},
+		{Index: 16, Name: "gn0", Kind: "geneve", MAC: hw(16), MasterIndex: 2},
+		{Index: 17, Name: "vx20", Kind: "vxlan", MAC: hw(17)}, // bridged or not
+		{Index: 18, Name: "swp4", Kind: "device", MAC: hw(18), MasterIndex: 2, PortInfo: PortInfo{State: STPBlocking}},
+		{Index: 19, Name: "swp5", Kind: "device", MAC: hw(19), MasterIndex: 2, PortInfo: PortInfo{State: STPLearning}},
+		{Index: 20, Name: "vx30", Kind: "vxlan", MAC: hw(20), MasterIndex: 2, PortInfo: PortInfo{State: STPForwarding, Learning: true, Flood: true}},
 	})
 	return t
 }
@@ -53,6 +59,12 @@ func TestPortEligibility(t *testing.T) {
 		{12, "", "not-access-port"}, // the VRF device
 		{13, "swp3", ""},            // a routed port in a VRF
 		{14, "br10", ""},            // a VM's tap
+		{15, "", "not-access-port"}, // a bridged GRE tap: a tunnel
+		{16, "", "not-access-port"}, // a bridged GENEVE device: a tunnel
+		{17, "", "not-access-port"}, // a VXLAN device without a master
+		{18, "", "not-access-port"}, // STP blocking: a redundant path
+		{19, "br10", ""},            // STP learning: still the VM's way in
+		{20, "", "not-access-port"}, // a VXLAN port whatever its bridge flags
 		{99, "", "unknown-port"},    // not in the table
 	}
 	tab := leaf()

@@ -47,6 +47,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${E2E_TAIL_MS:=500}"          # keep polling this long after "migration handled"
 : "${E2E_FOREIGN_IP:=192.0.2.99}"
 : "${E2E_RARP_ARGS:=--count 1}"
+: "${E2E_EVENTS:=1}"              # with daemon: bridge port events before the RARP
+: "${E2E_EVENTS_SETTLE_MS:=500}"  # ... then wait this long before migrating
+: "${E2E_METRICS_ADDR:=127.0.0.1:9465}" # daemons' --metrics-addr (in each leaf)
 [[ ${E2E_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
 
 runs=1 modes=() orders=()
@@ -63,6 +66,7 @@ done
 ((${#orders[@]})) || orders=(rarp-first port-first)
 
 lab_script_init
+command -v curl >/dev/null 2>&1 || { echo "e2e: curl missing (Debian: apt-get install curl)" >&2; exit 1; }
 
 ms() { if (($1 < 0)); then echo never; else echo "$1"; fi; }
 diffms() { if (($1 < 0)); then echo never; else echo $(($1 - $2)); fi; } # t base
@@ -115,7 +119,7 @@ e2e_linkmon_count() {
 # messages seen), ev_ok (0: every device got at least one), ev_restored (0:
 # every port as before) and ev_diff.
 e2e_bridge_events() {
-  local n ns d vx=() acc=() want end
+  local n ns d c vx=() acc=() want end
   ev_text="" ev_ok=0 ev_restored=0 ev_diff="" ev_vx=()
   for n in 1 2; do
     ip netns exec "$(lab_ns "$n")" bridge -d monitor link >"$LAB_DIR/leaf$n/link.mon" 2>&1 &
@@ -170,8 +174,42 @@ e2e_bridge_events() {
   [[ -n ${ev_vx[*]} ]] || ev_ok=1
 }
 
+# e2e_tunnel_rarps_start: tcpdump on leaf1's VXLAN device of the VM's VNI,
+# inbound RARPs only (no promiscuous mode), into $LAB_DIR/leaf1/vx.rarp,
+# until lab_down: proof that the RARP reached the old leaf over the tunnel,
+# so that the daemon had a tunnel copy to ignore.
+e2e_tunnel_rarps_start() {
+  local f=$LAB_DIR/leaf1/vx.rarp
+  ip netns exec "$LAB_NS_L1" tcpdump -p -nn -e -l -Q in -i "vx$LAB_VNI_VM" rarp >"$f" 2>"$f.err" &
+  LAB_BG_PIDS+=($!)
+  lab_wait 5 grep -q 'listening on' "$f.err"
+}
+
+# e2e_leaf1_local_lines MARK: leaf1's "ip monitor neigh" lines after line
+# MARK that bind one of the VM's addresses to the VM's MAC as anything but a
+# remote EVPN binding (extern_learn), leaving out the kernel ageing a
+# leftover entry (STALE, DELAY, PROBE, FAILED, INCOMPLETE): what programming
+# the VM on the old leaf (REACHABLE, PERMANENT, NOARP) shows as.
+e2e_leaf1_local_lines() {
+  tail -n +"$(($1 + 1))" "$LAB_DIR/leaf1/neigh.mon" 2>/dev/null |
+    awk -v a="$LAB_VM_IP4" -v b="$LAB_VM_IP4B" -v c="$LAB_VM_IP6" -v mac="${LAB_VM_MAC,,}" '
+      { sub(/^\[[^]]*\] /, "") }
+      /^Deleted / || / extern_learn / { next }
+      ($1 == a || $1 == b || $1 == c) && tolower($0) ~ ("lladdr " mac " ") &&
+        !/ (STALE|DELAY|PROBE|FAILED|INCOMPLETE)( |$)/ { print }'
+}
+# e2e_leaf1_local_now: leaf1's current neighbors that bind one of the VM's
+# addresses to the VM's MAC without extern_learn (any state).
+e2e_leaf1_local_now() {
+  ip -n "$LAB_NS_L1" -j neigh show dev "br$LAB_VNI_VM" 2>/dev/null |
+    jq -r --arg mac "${LAB_VM_MAC,,}" --arg a "$LAB_VM_IP4" --arg b "$LAB_VM_IP4B" --arg c "$LAB_VM_IP6" '
+      .[] | select((.lladdr // "" | ascii_downcase) == $mac and (.dst == $a or .dst == $b or .dst == $c))
+      | select((.flags // []) | index("extern_learn") | not)
+      | "\(.dst) \((.state // []) | join(","))"'
+}
+
 # e2e_log_json LEAF: the daemon's JSON log lines (other lines skipped).
-e2e_log_json() { lab_daemon_log "$1" | jq -c 'fromjson? // empty' -R 2>/dev/null; }
+e2e_log_json() { lab_daemon_log "$1" | jq -R -c 'fromjson? // empty' 2>/dev/null; }
 # e2e_metrics LEAF: the daemon's /metrics.
 e2e_metrics() {
   ip netns exec "$(lab_ns "$1")" curl -fsS --max-time 3 "http://$E2E_METRICS_ADDR/metrics" 2>/dev/null
@@ -187,6 +225,7 @@ run_scenario() {
     check 1 "lab up"
     lab_down; rows+=("$mode $order - - - - - - FAIL"); return 1
   fi
+  lab_neighmon_start 1
   lab_neighmon_start 2
   if lab_bind_foreign "$E2E_FOREIGN_IP"; then
     check 0 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1: advertised, remote (noarp extern_learn) on leaf2"
@@ -194,16 +233,25 @@ run_scenario() {
     check 1 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1: advertised, remote on leaf2"
   fi
   if [[ $mode == with ]]; then
-    if lab_start_daemons --log-format json && lab_daemons_wait_listening; then
+    if lab_start_daemons --log-format json --log-level debug --metrics-addr "$E2E_METRICS_ADDR" &&
+      lab_daemons_wait_listening; then
       check 0 "rarp-replay listen -i any running on both leaves before the migration"
     else
       check 1 "rarp-replay listen -i any running on both leaves"
     fi
+    if [[ $E2E_EVENTS == 1 ]]; then
+      e2e_bridge_events
+      check $ev_ok "AF_BRIDGE link messages for every VXLAN device on both leaves while the daemons listened (\"bridge -d monitor link\" count per port: $ev_text)"
+      check $ev_restored "bridge ports on both leaves as lab.sh made them after the changes${ev_diff:+: $ev_diff}"
+    fi
+    e2e_tunnel_rarps_start || check 1 "tcpdump on leaf1's vx$LAB_VNI_VM started"
   fi
   lab_monitor_start
   lab_poll_start 1
   lab_wait 5 compgen -G "$LAB_DIR/poll.leaf1/*.json" >/dev/null # one poll before the RARP
 
+  local l1mark # leaf1's neighbor events from here on are after the migration began
+  l1mark=$(wc -l <"$LAB_DIR/leaf1/neigh.mon" 2>/dev/null || echo 0)
   LAB_RARP_ARGS=$E2E_RARP_ARGS
   if ! lab_migrate "$order" >"$LAB_DIR/send-rarp.out" 2>&1; then
     check 1 "migration ($order)"
@@ -296,10 +344,56 @@ run_scenario() {
     l1h=$(lab_daemon_handled 1 | jq -r '(.programmed // []) | .[]' 2>/dev/null | tr '\n' ' ')
     c=1; [[ -z $l1h ]] && c=0
     check $c "leaf1's daemon programmed nothing (the RARP reached it only over VXLAN)${l1h:+: programmed $l1h}"
+
+    # Tunnels are never ports, whatever AF_BRIDGE messages came (the bug
+    # fixed in 82c37ce: "port added" for vx10, then the tunnel copy of the
+    # RARP probed the VM through vx10 into the fabric from the old leaf).
+    local vxs vxj n m bad="" pos2 l1p trx met1 met2 mbad="" mpos l1m
+    vxs=$({ e2e_vxlan_devs 1; e2e_vxlan_devs 2; } | sort -u)
+    vxj=$(jq -R . <<<"$vxs" | jq -sc .)
+    for n in 1 2; do
+      m=$(e2e_log_json "$n" | jq -r --argjson vx "$vxj" \
+        'select(.msg == "port added" and (.ifname as $i | any($vx[]; . == $i))) | .ifname' | sort -u | paste -sd,)
+      [[ -n $m ]] && bad+=" leaf$n: $m;"
+    done
+    c=1; [[ -z $bad ]] && c=0
+    check $c "no \"port added\" for a VXLAN device ($(paste -sd' ' <<<"$vxs")) in either daemon's log${bad:+:${bad%;}}"
+    bad=""
+    for n in 1 2; do
+      m=$(e2e_log_json "$n" | jq -r --argjson vx "$vxj" \
+        'select((.msg == "probing" or .msg == "migration handled") and (.port as $p | any($vx[]; . == $p)))
+         | "\(.msg) on \(.port)"' | sort | uniq -c | awk '{$1 = $1 "x"; print}' | paste -sd,)
+      [[ -n $m ]] && bad+=" leaf$n: $m;"
+    done
+    pos2=$(e2e_log_json 2 | jq -r 'select(.msg == "probing" and .port == "vm0") | .port' | wc -l)
+    c=1; [[ -z $bad ]] && ((pos2 >= 1)) && c=0
+    check $c "no probe through a VXLAN device: no debug \"probing\" or \"migration handled\" line for one in either log (leaf2 logged $pos2 \"probing\" on vm0)${bad:+:${bad%;}}"
+    trx=$(grep -c 'Reverse Request' "$LAB_DIR/leaf1/vx.rarp" 2>/dev/null)
+    l1p=$(e2e_log_json 1 | jq -r 'select(.msg == "probing" or .msg == "migration handled") | "\(.msg) on \(.port)"' | paste -sd,)
+    c=1; ((${trx:-0} >= 1)) && [[ -z $l1p ]] && c=0
+    check $c "the RARP reached leaf1 over vx$LAB_VNI_VM (tcpdump: ${trx:-0} inbound) and leaf1's daemon probed nothing${l1p:+: $l1p}"
+    met1=$(e2e_metrics 1) met2=$(e2e_metrics 2)
+    for n in 1 2; do
+      [[ $n == 1 ]] && m=$met1 || m=$met2
+      m=$(grep -E "^rarp_replay_[a-z_]+\{port=\"($(paste -sd'|' <<<"$vxs"))\"\}" <<<"$m" | paste -sd,)
+      [[ -n $m ]] && mbad+=" leaf$n: $m;"
+    done
+    mpos=$(awk '/^rarp_replay_rarps_total\{port="vm0"\}/ {print $2}' <<<"$met2")
+    l1m=$(grep -E '^rarp_replay_(rarps_total|probes_sent_total|bindings_programmed_total)[{ ]' <<<"$met1" | awk '$NF != 0' | paste -sd,)
+    c=1; [[ -n $met1 && -n $met2 && -z $mbad$l1m ]] && awk -v v="${mpos:-0}" 'BEGIN {exit !(v >= 1)}' && c=0
+    check $c "metrics: no series for a VXLAN port on either leaf, leaf1 decoded no RARP and sent no probe, leaf2 rarps_total{port=\"vm0\"} ${mpos:-missing}${mbad:+;${mbad%;}}${l1m:+; leaf1: $l1m}$([[ -n $met1 && -n $met2 ]] || echo "; /metrics unreachable")"
+
     c=1; lab_daemons_alive && c=0
     check $c "both daemons still running"
     rows+=("$mode $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") $daemon_ms")
   fi
+
+  # The old leaf never binds the migrated VM's addresses locally.
+  local bad1 fin1
+  bad1=$(e2e_leaf1_local_lines "$l1mark" | paste -sd';')
+  fin1=$(e2e_leaf1_local_now | paste -sd';')
+  c=1; [[ -z $bad1$fin1 ]] && c=0
+  check $c "leaf1 never bound the VM's addresses to its MAC other than as extern_learn after the migration began (ip monitor neigh, final ip neigh)${bad1:+; monitor: $bad1}${fin1:+; final: $fin1}"
 
   # The address the VM does not own, in both modes.
   c=1; ((P_FOREIGN < 0)) && c=0
@@ -316,12 +410,14 @@ run_scenario() {
   if ((sc_fail)); then
     echo "  --- state at failure"
     lab_dump | sed 's/^/  /'
-    echo "  --- leaf2 ip monitor neigh ($E2E_FOREIGN_IP and VM addresses)"
-    sed 's/^/  /' "$LAB_DIR/leaf2/neigh.mon" 2>/dev/null | tail -n 40
+    for r in 1 2; do
+      echo "  --- leaf$r ip monitor neigh"
+      sed 's/^/  /' "$LAB_DIR/leaf$r/neigh.mon" 2>/dev/null | tail -n 40
+    done
     for r in 1 2; do
       [[ -r $LAB_DIR/leaf$r/rarp-replay.log ]] || continue
       echo "  --- leaf$r rarp-replay log"
-      sed 's/^/  /' "$LAB_DIR/leaf$r/rarp-replay.log" | tail -n 40
+      grep -v '"msg":"drop"' "$LAB_DIR/leaf$r/rarp-replay.log" | sed 's/^/  /' | tail -n 40
     done
     echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out"
     rows[-1]="${rows[-1]} FAIL"
