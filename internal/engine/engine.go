@@ -158,6 +158,8 @@ const (
 type probe struct {
 	ip       netip.Addr
 	dev      int // the interface the binding was found on, where it is programmed
+	srcIP    netip.Addr
+	srcMAC   net.HardwareAddr // whom the answer must be addressed to
 	frame    []byte
 	attempts int
 	state    state
@@ -309,7 +311,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
 			continue // another MAC's cycle is probing this address
 		}
-		c.probes = append(c.probes, &probe{ip: b.IP, dev: b.dev, frame: frame})
+		c.probes = append(c.probes, &probe{ip: b.IP, dev: b.dev, srcIP: srcIP, srcMAC: srcMAC, frame: frame})
 		d.Probes = append(d.Probes, b.IP)
 	}
 	if len(c.probes) == 0 {
@@ -352,11 +354,28 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	return nil
 }
 
+// Reasons a reply to a pending probe is not believed (counted as drops).
+const (
+	DropUnsolicited = "unsolicited-reply" // no probe pending for this address and MAC
+	DropWrongPort   = "reply-wrong-port"  // not on the port the probe left through
+	DropEthSource   = "reply-eth-source"  // Ethernet source is not the VM's MAC
+	DropNotAnswer   = "reply-not-answer"  // does not answer what the probe asked
+)
+
+// reply matches an ARP reply or NA against the probe pending for its
+// address. It is believed only if it arrived on the port the probe left
+// through, from the VM's MAC (Ethernet source and ARP sender / NA target
+// link-layer address alike), and answers exactly what was asked: an ARP
+// reply from the probed address to the probe's source address and MAC; a
+// solicited NA for the probed address to the probe's source address (the
+// codec has already applied RFC 4861 7.1.2). Anything else is a counted
+// drop and leaves the probe pending: a forged answer can neither verify a
+// binding nor cancel the VM's own.
 func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision) Decision {
 	pk := pendingKey{port.SVI.Index, f.IP}
 	c, ok := e.pending[pk]
 	if !ok || string(c.mac) != string(f.MAC) {
-		d.Verdict, d.Reason = VerdictDrop, "unsolicited-reply"
+		d.Verdict, d.Reason = VerdictDrop, DropUnsolicited
 		return d
 	}
 	var pr *probe
@@ -364,6 +383,20 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 		if p.ip == f.IP {
 			pr = p
 		}
+	}
+	switch {
+	case port.Link.Index != c.port.Link.Index:
+		d.Verdict, d.Reason = VerdictDrop, DropWrongPort
+		d.Err = fmt.Errorf("reply for %s on %s, probe sent on %s", f.IP, port.Link.Name, c.port.Link.Name)
+		return d
+	case string(f.SrcMAC) != string(c.mac):
+		d.Verdict, d.Reason = VerdictDrop, DropEthSource
+		d.Err = fmt.Errorf("reply for %s from Ethernet source %s, VM is %s", f.IP, f.SrcMAC, c.mac)
+		return d
+	case !answers(f, pr):
+		d.Verdict, d.Reason = VerdictDrop, DropNotAnswer
+		d.Err = fmt.Errorf("%s for %s to %s %s solicited=%v, probe from %s %s", f.Kind, f.IP, f.TargetIP, f.TargetMAC, f.Solicited, pr.srcIP, pr.srcMAC)
+		return d
 	}
 	delete(e.pending, pk)
 	pr.state = stateVerified
@@ -385,6 +418,21 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	}
 	e.maybeFinish(now, c)
 	return d
+}
+
+// answers reports whether reply f answers probe pr: addressed to the
+// probe's source, and for an NA, solicited.
+func answers(f packet.Frame, pr *probe) bool {
+	if f.DstMAC != nil && string(f.DstMAC) != string(pr.srcMAC) && string(f.DstMAC) != string(packet.Broadcast) {
+		return false
+	}
+	switch f.Kind {
+	case packet.KindARPReply:
+		return f.TargetIP == pr.srcIP && string(f.TargetMAC) == string(pr.srcMAC)
+	case packet.KindNA:
+		return f.Solicited && f.TargetIP == pr.srcIP
+	}
+	return false
 }
 
 // arm adds a timer, waking Run when it is the earliest.

@@ -60,6 +60,14 @@ type Frame struct {
 	MAC net.HardwareAddr
 	// IP is the address a reply binds to MAC; invalid for RARP.
 	IP netip.Addr
+	// TargetIP is whom a reply answers: an ARP reply's target protocol
+	// address, an NA's IPv6 destination. Invalid for RARP.
+	TargetIP netip.Addr
+	// TargetMAC is an ARP reply's target hardware address; nil otherwise.
+	TargetMAC net.HardwareAddr
+	// Solicited is an NA's Solicited flag (RFC 4861 4.4): it answers a
+	// Neighbor Solicitation.
+	Solicited bool
 }
 
 // DropError is the error Decode returns for a frame the daemon does not act
@@ -95,6 +103,8 @@ var (
 	ErrNotNA        = &DropError{Reason: "not-na"}
 	ErrTooManyVLANs = &DropError{Reason: "vlan-depth"}
 	ErrOutbound     = &DropError{Reason: "outbound"}
+	ErrChecksum     = &DropError{Reason: "bad-checksum"}
+	ErrBadOption    = &DropError{Reason: "bad-option"}
 )
 
 // maxVLANDepth is the number of 802.1Q/802.1ad tags Decode accepts (QinQ).
@@ -232,12 +242,21 @@ func decodeARPReply(f Frame, payload []byte) (Frame, error) {
 		return f, drop(ErrBadMAC, "%s", sha)
 	}
 	ip, _ := netip.AddrFromSlice(a.SourceProtAddress)
+	tip, _ := netip.AddrFromSlice(a.DstProtAddress)
 	f.Kind = KindARPReply
 	f.MAC = cloneMAC(sha)
 	f.IP = ip
+	f.TargetIP = tip
+	f.TargetMAC = cloneMAC(a.DstHwAddress)
 	return f, nil
 }
 
+// decodeNA decodes a Neighbor Advertisement and applies the validity checks
+// of RFC 4861 7.1.2: hop limit 255, a valid ICMPv6 checksum, code 0, at
+// least 24 octets, a target that is not multicast, the Solicited flag clear
+// when sent to a multicast address, and options of non-zero length within
+// the message. The target link-layer address option, when present, gives
+// the MAC; otherwise the Ethernet source does.
 func decodeNA(f Frame, payload []byte) (Frame, error) {
 	var ip6 layers.IPv6
 	if err := ip6.DecodeFromBytes(payload, nopFeedback{}); err != nil {
@@ -246,30 +265,49 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 	if ip6.NextHeader != layers.IPProtocolICMPv6 {
 		return f, drop(ErrNotNA, "next header %d", uint8(ip6.NextHeader))
 	}
-	var icmp layers.ICMPv6
-	if err := icmp.DecodeFromBytes(ip6.Payload, nopFeedback{}); err != nil {
-		return f, drop(ErrTruncated, "icmpv6: %v", err)
+	msg := ip6.Payload
+	if len(msg) < 4 {
+		return f, drop(ErrTruncated, "icmpv6: %d bytes", len(msg))
 	}
-	if icmp.TypeCode.Type() != layers.ICMPv6TypeNeighborAdvertisement {
-		return f, drop(ErrNotNA, "icmpv6 type %d", icmp.TypeCode.Type())
+	if msg[0] != uint8(layers.ICMPv6TypeNeighborAdvertisement) {
+		return f, drop(ErrNotNA, "icmpv6 type %d", msg[0])
 	}
 	if ip6.HopLimit != 255 {
 		// RFC 4861 7.1.2: a node must discard an NA whose hop limit is not 255.
 		return f, drop(ErrBadHeader, "na hop limit %d", ip6.HopLimit)
 	}
-	var na layers.ICMPv6NeighborAdvertisement
-	if err := na.DecodeFromBytes(icmp.Payload, nopFeedback{}); err != nil {
-		return f, drop(ErrTruncated, "na: %v", err)
+	if msg[1] != 0 {
+		return f, drop(ErrBadHeader, "na code %d", msg[1])
 	}
-	target, ok := netip.AddrFromSlice(na.TargetAddress)
-	if !ok || target.IsMulticast() {
-		return f, drop(ErrBadHeader, "na target %v", na.TargetAddress)
+	if len(msg) < 24 {
+		return f, drop(ErrTruncated, "na: %d bytes, want at least 24", len(msg))
+	}
+	src, _ := netip.AddrFromSlice(ip6.SrcIP)
+	dst, _ := netip.AddrFromSlice(ip6.DstIP)
+	if ICMPv6Checksum(src, dst, msg) != 0 {
+		return f, drop(ErrChecksum, "na from %s", src)
+	}
+	target := netip.AddrFrom16([16]byte(msg[8:24]))
+	if target.IsMulticast() || target.IsUnspecified() {
+		return f, drop(ErrBadHeader, "na target %s", target)
+	}
+	solicited := msg[4]&0x40 != 0
+	if dst.IsMulticast() && solicited {
+		return f, drop(ErrBadHeader, "solicited na to multicast %s", dst)
 	}
 	mac := f.SrcMAC
-	for _, o := range na.Options {
-		if o.Type == layers.ICMPv6OptTargetAddress && len(o.Data) == 6 {
-			mac = net.HardwareAddr(o.Data)
+	for opts := msg[24:]; len(opts) > 0; {
+		if len(opts) < 2 || opts[1] == 0 || int(opts[1])*8 > len(opts) {
+			return f, drop(ErrBadOption, "na option at offset %d", len(msg)-len(opts))
 		}
+		n := int(opts[1]) * 8
+		if opts[0] == uint8(layers.ICMPv6OptTargetAddress) {
+			if n != 8 {
+				return f, drop(ErrBadOption, "target link-layer address option of %d bytes", n)
+			}
+			mac = net.HardwareAddr(opts[2:8])
+		}
+		opts = opts[n:]
 	}
 	if !UnicastMAC(mac) {
 		return f, drop(ErrBadMAC, "%s", mac)
@@ -277,7 +315,35 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 	f.Kind = KindNA
 	f.MAC = cloneMAC(mac)
 	f.IP = target
+	f.TargetIP = dst
+	f.Solicited = solicited
 	return f, nil
+}
+
+// ICMPv6Checksum returns the ones' complement sum of the IPv6 pseudo-header
+// (RFC 8200 8.1) and msg, folded: 0 when msg carries a valid checksum, and
+// the value to store when msg's checksum field is zero.
+func ICMPv6Checksum(src, dst netip.Addr, msg []byte) uint16 {
+	var sum uint32
+	add := func(b []byte) {
+		for len(b) >= 2 {
+			sum += uint32(b[0])<<8 | uint32(b[1])
+			b = b[2:]
+		}
+		if len(b) == 1 {
+			sum += uint32(b[0]) << 8
+		}
+	}
+	s, d := src.As16(), dst.As16()
+	add(s[:])
+	add(d[:])
+	n := uint32(len(msg))
+	sum += n>>16 + n&0xffff + uint32(layers.IPProtocolICMPv6)
+	add(msg)
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
 }
 
 // UnicastMAC reports whether mac is a 6-byte unicast, non-zero MAC address.

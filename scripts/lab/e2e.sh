@@ -204,7 +204,7 @@ e2e_leaf1_local_now() {
   ip -n "$LAB_NS_L1" -j neigh show dev "br$LAB_VNI_VM" 2>/dev/null |
     jq -r --arg mac "${LAB_VM_MAC,,}" --arg a "$LAB_VM_IP4" --arg b "$LAB_VM_IP4B" --arg c "$LAB_VM_IP6" '
       .[] | select((.lladdr // "" | ascii_downcase) == $mac and (.dst == $a or .dst == $b or .dst == $c))
-      | select((.flags // []) | index("extern_learn") | not)
+      | select(has("extern_learn") or ((.flags // []) | index("extern_learn")) | not)
       | "\(.dst) \((.state // []) | join(","))"'
 }
 
