@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ const (
 	idxPort   = 3
 	idxVXLAN  = 4
 	idxL3     = 5
+	idxOther  = 6 // another VM's port on the same bridge
 )
 
 var (
@@ -76,6 +78,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 			netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64"), netip.MustParsePrefix("fe80::1/64")}},
 		{Index: idxPort, Name: "vm1", Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, MasterIndex: idxBridge, Up: true},
 		{Index: idxVXLAN, Name: "vx10", Kind: "vxlan", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 4}, MasterIndex: idxBridge, Up: true},
+		{Index: idxOther, Name: "vm2", Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 6}, MasterIndex: idxBridge, Up: true},
 	})
 	m := neigh.NewMirror(15 * time.Minute)
 	for _, ip := range []netip.Addr{ip10, ip11, ip99, ip6} {
@@ -399,5 +402,79 @@ func TestCycleLimit(t *testing.T) {
 	f.e.Advance(t0.Add(time.Hour)) // the first cycle ends and leaves its window
 	if d := f.e.Handle(t0.Add(time.Hour), rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
 		t.Errorf("after the first cycle expired: %s %s, want probe", d.Verdict, d.Reason)
+	}
+}
+
+// TestForgedReplies: while the VM's addresses are probed, answers that
+// break one verification rule each are counted drops that program nothing
+// and leave the probe pending, so the VM's own answer still verifies it.
+func TestForgedReplies(t *testing.T) {
+	attacker := net.HardwareAddr{2, 0, 0x5e, 0x66, 0x66, 0x66}
+	// Offsets in an untagged frame.
+	const arpSHA, arpTHA, arpTPA = 14 + 8, 14 + 18, 14 + 24
+	const ip6Dst, icmp = 14 + 24, 14 + 40
+	fixNA := func(b []byte) []byte {
+		src, _ := netip.AddrFromSlice(b[14+8 : 14+24])
+		dst, _ := netip.AddrFromSlice(b[ip6Dst : ip6Dst+16])
+		b[icmp+2], b[icmp+3] = 0, 0
+		sum := packet.ICMPv6Checksum(src, dst, b[icmp:])
+		b[icmp+2], b[icmp+3] = byte(sum>>8), byte(sum)
+		return b
+	}
+	tests := []struct {
+		name   string
+		ip     netip.Addr
+		port   int
+		forge  func(b []byte) []byte
+		reason string
+	}{
+		{"ARP reply on another port", ip10, idxOther, nil, DropWrongPort},
+		{"NA on another port", ip6, idxOther, nil, DropWrongPort},
+		{"ARP reply from the attacker's Ethernet source", ip10, idxPort, func(b []byte) []byte { copy(b[6:12], attacker); return b }, DropEthSource},
+		{"NA from the attacker's Ethernet source", ip6, idxPort, func(b []byte) []byte { copy(b[6:12], attacker); return b }, DropEthSource},
+		{"ARP reply claiming another sender MAC", ip10, idxPort, func(b []byte) []byte { copy(b[arpSHA:], attacker); return b }, DropUnsolicited},
+		{"NA with the attacker's target link-layer address", ip6, idxPort, func(b []byte) []byte { copy(b[len(b)-6:], attacker); return fixNA(b) }, DropUnsolicited},
+		{"ARP reply to another address", ip10, idxPort, func(b []byte) []byte { b[arpTPA+3] = 77; return b }, DropNotAnswer},
+		{"ARP reply to another MAC", ip10, idxPort, func(b []byte) []byte { copy(b[arpTHA:], attacker); return b }, DropNotAnswer},
+		{"ARP reply to another Ethernet destination", ip10, idxPort, func(b []byte) []byte { copy(b[0:6], attacker); return b }, DropNotAnswer},
+		{"unsolicited NA", ip6, idxPort, func(b []byte) []byte { b[icmp+4] &^= 0x40; return fixNA(b) }, DropNotAnswer},
+		{"NA to another address", ip6, idxPort, func(b []byte) []byte { b[ip6Dst+15] = 0x77; return fixNA(b) }, DropNotAnswer},
+		{"NA with a bad checksum", ip6, idxPort, func(b []byte) []byte { b[icmp+2] ^= 0xff; return b }, "bad-checksum"},
+		{"NA with an option running past the packet", ip6, idxPort, func(b []byte) []byte { b[len(b)-7] = 3; return fixNA(b) }, "bad-option"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, DefaultConfig)
+			f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+			var probe []byte
+			for _, s := range f.send.frames {
+				if target, _ := probeTarget(t, s.frame); target == tt.ip {
+					probe = s.frame
+				}
+			}
+			genuine := replyTo(t, probe, vmMAC, t0)
+			forged := genuine
+			forged.Data = slices.Clone(genuine.Data)
+			if tt.forge != nil {
+				forged.Data = tt.forge(forged.Data)
+			}
+			forged.IfIndex = tt.port
+			at := t0.Add(time.Millisecond)
+			if d := f.e.Handle(at, forged); d.Verdict != VerdictDrop || d.Reason != tt.reason {
+				t.Fatalf("forged reply: verdict %s (%s, %v), want drop %s", d.Verdict, d.Reason, d.Err, tt.reason)
+			}
+			if len(f.prog.got) != 0 {
+				t.Fatalf("programmed %v from a forged reply", f.prog.got)
+			}
+			if got := f.e.Stats().Get("drop/" + tt.reason); got != 1 {
+				t.Errorf("drop/%s = %d, want 1", tt.reason, got)
+			}
+			if d := f.e.Handle(at, genuine); d.Verdict != VerdictVerified {
+				t.Fatalf("the VM's own reply after the forged one: verdict %s (%s)", d.Verdict, d.Reason)
+			}
+			if len(f.prog.got) != 1 || f.prog.got[0].ip != tt.ip {
+				t.Errorf("programmed %v, want %s", f.prog.got, tt.ip)
+			}
+		})
 	}
 }

@@ -262,10 +262,16 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 	if err := ip6.DecodeFromBytes(payload, nopFeedback{}); err != nil {
 		return f, drop(ErrTruncated, "ipv6: %v", err)
 	}
+	if ip6.Version != 6 {
+		return f, drop(ErrBadHeader, "ip version %d in an IPv6 frame", ip6.Version)
+	}
+	if int(ip6.Length) > len(payload)-40 || ip6.Length == 0 {
+		return f, drop(ErrTruncated, "ipv6 payload length %d, %d bytes follow the header", ip6.Length, len(payload)-40)
+	}
 	if ip6.NextHeader != layers.IPProtocolICMPv6 {
 		return f, drop(ErrNotNA, "next header %d", uint8(ip6.NextHeader))
 	}
-	msg := ip6.Payload
+	msg := payload[40 : 40+int(ip6.Length)]
 	if len(msg) < 4 {
 		return f, drop(ErrTruncated, "icmpv6: %d bytes", len(msg))
 	}
