@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -457,18 +459,128 @@ ip -n `+sw+` neigh replace 192.0.2.12 lladdr `+vm1MAC+` dev br0-v0 nud noarp
 	}
 }
 
+// TestListenForgedAnswers: while a VM migrates, a host on another port of
+// the same bridge answers every probe the way a forger would: ARP replies
+// and NAs claiming the VM's MAC owns addresses the leaf binds to that MAC
+// but the VM does not own (.99, ::99), perfectly formed answers to the
+// daemon's probes, once with the forger's own Ethernet source and once with
+// the VM's. Nothing forged may be programmed, the VM's own addresses still
+// are, and the forgeries are counted as drops by reason.
+func TestListenForgedAnswers(t *testing.T) {
+	nstest.RequireRoot(t)
+	for _, variant := range []struct{ name, ethSrc string }{
+		{"forger's own Ethernet source", "02:00:5e:66:66:66"},
+		{"VM's MAC as Ethernet source", vm1MAC},
+	} {
+		t.Run(variant.name, func(t *testing.T) { testForgedAnswers(t, variant.ethSrc) })
+	}
+}
+
+func testForgedAnswers(t *testing.T, ethSrc string) {
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm := nstest.Namespace(t, "vm")
+	atk := nstest.Namespace(t, "forger")
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip netns exec `+sw+` sysctl -qw net.ipv6.conf.br0.accept_dad=0
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0
+ip -n `+sw+` addr add 2001:db8:10::1/64 dev br0 nodad
+for p in vm1:`+vm+` atk:`+atk+`; do
+  ip -n `+sw+` link add ${p%%:*} type veth peer name eth0 netns ${p#*:}
+  ip -n `+sw+` link set ${p%%:*} master br0 up
+  ip netns exec ${p#*:} sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+done
+ip -n `+vm+` link set eth0 address `+vm1MAC+`
+ip -n `+vm+` addr add 192.0.2.10/24 dev eth0
+ip -n `+vm+` addr add 2001:db8:10::10/64 dev eth0 nodad
+ip -n `+vm+` link set eth0 up
+ip -n `+atk+` link set eth0 address 02:00:5e:66:66:66 up
+for a in 192.0.2.10 192.0.2.99 2001:db8:10::10 2001:db8:10::99; do
+  ip -n `+sw+` neigh replace $a lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+done
+`)
+	monitor := nstest.Start(t, "ip", "-n", sw, "monitor", "neigh")
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--log-format", "json",
+		"--metrics-addr", "127.0.0.1:9465", "--probe-timeout", "100ms", "--probe-retries", "2")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+
+	// Perfect answers to the daemon's probes (to its source address and
+	// MAC; the NA solicited, with the VM's MAC as target link-layer
+	// address), from the wrong port.
+	vmHW, _ := net.ParseMAC(vm1MAC)
+	src, _ := net.ParseMAC(ethSrc)
+	svi, _ := net.ParseMAC(sviMAC)
+	var frames [][]byte
+	for _, r := range []packet.Reply{
+		{MAC: vmHW, IP: netip.MustParseAddr("192.0.2.99"), DstMAC: svi, DstIP: netip.MustParseAddr("192.0.2.1")},
+		{MAC: vmHW, IP: netip.MustParseAddr("2001:db8:10::99"), DstMAC: svi, DstIP: netip.MustParseAddr("2001:db8:10::1")},
+	} {
+		b, err := packet.BuildReply(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(b[6:12], src)
+		frames = append(frames, b)
+	}
+	// Every 2 ms for 1.5 s: across the whole probe cycle (100 + 200 + 400 ms).
+	forger := sendFramesRepeated(t, atk, 750, 2*time.Millisecond, frames...)
+	forger.go_(t, false)
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10", "2001:db8:10::10")
+	m := waitMigrations(t, listen, 1)[vm1MAC]
+	forger.wait(t)
+	scrape := httpGet(t, sw, "http://127.0.0.1:9465/metrics")
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+	monitor.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	if m == nil {
+		t.Fatal("no migration line")
+	}
+	if got := strings.Join(m.Programmed, ","); got != "192.0.2.10,2001:db8:10::10" {
+		t.Errorf("programmed %s, want the VM's own 192.0.2.10,2001:db8:10::10", got)
+	}
+	if got := strings.Join(m.Failed, ","); got != "192.0.2.99,2001:db8:10::99" {
+		t.Errorf("failed %s, want the forged 192.0.2.99,2001:db8:10::99", got)
+	}
+	for _, l := range monitor.Lines() {
+		if (strings.HasPrefix(l, "192.0.2.99 ") || strings.HasPrefix(l, "2001:db8:10::99 ")) && !strings.Contains(l, "extern_learn") {
+			t.Errorf("a forged binding changed: %q", l)
+		}
+	}
+	for _, a := range []string{"192.0.2.99", "2001:db8:10::99"} {
+		if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", a); !strings.Contains(out, "extern_learn") {
+			t.Errorf("%s is now %q, want it left extern_learn", a, out)
+		}
+	}
+	// The forgeries reached the daemon while it probed, and were counted.
+	if !regexpMatch(`rarp_replay_drops_total\{reason="reply-wrong-port"\} [1-9]`, scrape) {
+		t.Errorf("no reply-wrong-port drops counted: the forged answers never reached the daemon; metrics:\n%s", grepLines(scrape, "drops_total"))
+	}
+}
+
 // helperProc is a frame sender running inside a namespace.
 type helperProc struct {
 	cmd   *exec.Cmd
 	stdin *os.File
 }
 
-func (h *helperProc) go_(t *testing.T) {
+// go_ tells the sender to send; with wait (or a later wait call), waits
+// until it is done.
+func (h *helperProc) go_(t *testing.T, wait ...bool) {
 	t.Helper()
 	if _, err := h.stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
 	h.stdin.Close()
+	if len(wait) == 0 || wait[0] {
+		h.wait(t)
+	}
+}
+
+func (h *helperProc) wait(t *testing.T) {
+	t.Helper()
 	if err := h.cmd.Wait(); err != nil {
 		t.Fatalf("frame sender: %v", err)
 	}
@@ -479,12 +591,24 @@ func (h *helperProc) go_(t *testing.T) {
 // sender is ready, and the frames go when go_ is called.
 func sendFrames(t *testing.T, ns string, wait bool, frames ...[]byte) *helperProc {
 	t.Helper()
+	return startSender(t, ns, wait, nil, frames...)
+}
+
+// sendFramesRepeated is sendFrames with wait: once told to go, the sender
+// sends all frames times times, gap apart.
+func sendFramesRepeated(t *testing.T, ns string, times int, gap time.Duration, frames ...[]byte) *helperProc {
+	t.Helper()
+	return startSender(t, ns, true, []string{fmt.Sprintf("RR_HELPER_REPEAT=%d", times), fmt.Sprintf("RR_HELPER_GAP=%s", gap)}, frames...)
+}
+
+func startSender(t *testing.T, ns string, wait bool, env []string, frames ...[]byte) *helperProc {
+	t.Helper()
 	hexes := make([]string, len(frames))
 	for i, f := range frames {
 		hexes[i] = hex.EncodeToString(f)
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperSendFrames$")
-	cmd.Env = append(os.Environ(), "RR_HELPER_IFACE=eth0", "RR_HELPER_FRAMES="+strings.Join(hexes, ","))
+	cmd.Env = append(append(os.Environ(), env...), "RR_HELPER_IFACE=eth0", "RR_HELPER_FRAMES="+strings.Join(hexes, ","))
 	cmd.Stderr = os.Stderr
 	if !wait {
 		if out, err := cmd.Output(); err != nil {
@@ -567,9 +691,19 @@ func TestHelperSendFrames(t *testing.T) {
 		os.Stdout.WriteString("ready\n")
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
-	for _, f := range frames {
-		if err := h.WritePacketData(f); err != nil {
-			t.Fatal(err)
+	repeat, gap := 1, time.Duration(0)
+	if v := os.Getenv("RR_HELPER_REPEAT"); v != "" {
+		repeat, _ = strconv.Atoi(v)
+		gap, _ = time.ParseDuration(os.Getenv("RR_HELPER_GAP"))
+	}
+	for i := range repeat {
+		if i > 0 {
+			time.Sleep(gap) // pacing a traffic source, not waiting for a result
+		}
+		for _, f := range frames {
+			if err := h.WritePacketData(f); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
@@ -619,12 +753,26 @@ func waitLocalOn(t *testing.T, ns, dev, mac string, ips ...string) {
 }
 
 type migration struct {
-	MAC       string   `json:"mac"`
-	Port      string   `json:"port"`
-	SVI       string   `json:"svi"`
-	Verified  []string `json:"verified"`
-	Failed    []string `json:"failed"`
-	LatencyMS float64  `json:"rarp_to_programmed_ms"`
+	MAC        string   `json:"mac"`
+	Port       string   `json:"port"`
+	SVI        string   `json:"svi"`
+	Verified   []string `json:"verified"`
+	Failed     []string `json:"failed"`
+	Programmed []string `json:"programmed"`
+	LatencyMS  float64  `json:"rarp_to_programmed_ms"`
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func waitMigrations(t *testing.T, p *nstest.Proc, n int) map[string]*migration {
