@@ -439,7 +439,7 @@ run_scenario() {
   bad1=$(e2e_leaf1_local_lines "$gone" | paste -sd';')
   fin1=$(e2e_leaf1_local_now | paste -sd';')
   c=1; [[ -z $bad1$fin1 ]] && c=0
-  check $c "leaf1 never bound the VM's addresses to its MAC other than as extern_learn once the old port was gone ($(diffms "$gone" "$t_rarp") ms; ip monitor neigh) nor at the end (ip neigh)${bad1:+; monitor: $bad1}${fin1:+; final: $fin1}"
+  check $c "leaf1 never bound the VM's addresses to its MAC other than as extern_learn once the old port was gone (at $(diffms "$gone" "$t_rarp") ms; ip monitor neigh) nor at the end (ip neigh)${bad1:+; monitor: $bad1}${fin1:+; final: $fin1}"
 
   # The address the VM does not own, in both modes.
   c=1; ((P_FOREIGN < 0)) && c=0
