@@ -11,6 +11,7 @@ import (
 
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -72,12 +73,10 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func(), o Wat
 			// A large buffer rides out bursts of neighbor changes. Forcing it
 			// past net.core.rmem_max needs CAP_NET_ADMIN, which --dry-run
 			// does without: then take what rmem_max allows.
-			opts := netlink.NeighSubscribeOptions{Namespace: o.Namespace, ErrorCallback: onErr, ReceiveBufferSize: o.ReceiveBuffer, ReceiveBufferForceSize: force}
-			err := netlink.NeighSubscribeWithOptions(ch, done, opts)
+			err := subscribe(o, force, ch, done, onErr)
 			if errors.Is(err, unix.EPERM) && force {
 				force = false
-				opts.ReceiveBufferForceSize = false
-				err = netlink.NeighSubscribeWithOptions(ch, done, opts)
+				err = subscribe(o, force, ch, done, onErr)
 			}
 			return err
 		},
@@ -111,6 +110,73 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func(), o Wat
 	stop()
 	<-pruned
 	return err
+}
+
+// ipOnly is a classic BPF socket filter for an RTNLGRP_NEIGH subscription
+// that keeps IPv4 and IPv6 neighbor messages (ndm_family, the byte after
+// the 16-byte netlink header) and drops the rest in the kernel: above all
+// the bridge's FDB notifications (AF_BRIDGE), which a MAC flood or a busy
+// leaf sends by the million and which would otherwise overflow the
+// socket and force a resync.
+var ipOnly = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 16},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, Jf: 0, K: unix.AF_INET},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: unix.AF_INET6},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
+}
+
+// subscribe delivers the IPv4 and IPv6 neighbor notifications of the
+// namespace on ch until done is closed or the socket fails (then it calls
+// onErr and closes ch). Like netlink.NeighSubscribeWithOptions, plus the
+// ipOnly filter.
+func subscribe(o WatchOptions, force bool, ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+	ns := netns.None()
+	if o.Namespace != nil {
+		ns = *o.Namespace
+	}
+	s, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_NEIGH)
+	if err != nil {
+		return fmt.Errorf("subscribe to neighbor events: %w", err)
+	}
+	if err := s.SetReceiveBufferSize(o.ReceiveBuffer, force); err != nil {
+		s.Close()
+		return fmt.Errorf("neighbor events: receive buffer: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(ipOnly)), Filter: &ipOnly[0]}
+	if err := unix.SetsockoptSockFprog(s.GetFd(), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		s.Close()
+		return fmt.Errorf("neighbor events: socket filter: %w", err)
+	}
+	go func() {
+		<-done
+		s.Close()
+	}()
+	go func() {
+		defer close(ch)
+		for {
+			msgs, from, err := s.Receive()
+			if err != nil {
+				onErr(err)
+				return
+			}
+			if from.Pid != nl.PidKernel {
+				continue
+			}
+			for _, m := range msgs {
+				if m.Header.Type != unix.RTM_NEWNEIGH && m.Header.Type != unix.RTM_DELNEIGH {
+					continue
+				}
+				n, err := netlink.NeighDeserialize(m.Data)
+				if err != nil {
+					onErr(fmt.Errorf("neighbor event: %w", err))
+					continue
+				}
+				ch <- netlink.NeighUpdate{Type: m.Header.Type, Neigh: *n}
+			}
+		}
+	}()
+	return nil
 }
 
 func fromNetlink(n netlink.Neigh) Entry {

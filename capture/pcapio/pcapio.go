@@ -52,7 +52,12 @@ func (h Handle) Stats() (received, dropped int, err error) {
 }
 
 // Open opens ifname for inbound capture with the BPF filter (none when
-// empty). Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
+// empty). The direction is checked in the kernel: the filter runs as
+// "inbound and (FILTER)", which libpcap compiles to a test of the packet
+// type (SKF_AD_PKTTYPE), so the copies of a broadcast flood the bridge
+// sends out of every other port never reach those ports' capture rings.
+// (pcap_setdirection alone drops them only in user space, after the copy.)
+// Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode 'inbound and (FILTER)'`.
 func Open(ifname, filter string, o Options) (Handle, error) {
 	in, err := pcap.NewInactiveHandle(ifname)
 	if err != nil {
@@ -85,6 +90,7 @@ func Open(ifname, filter string, o Options) (Handle, error) {
 		return Handle{}, fmt.Errorf("capture %s: inbound only: %w", ifname, err)
 	}
 	if filter != "" {
+		filter = "inbound and (" + filter + ")"
 		if err := h.SetBPFFilter(filter); err != nil {
 			h.Close()
 			return Handle{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
