@@ -3,10 +3,15 @@
 package cmd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -34,6 +39,50 @@ again at once instead of when the VM next speaks.`,
 	root.PersistentFlags().StringVar(&lo.format, "log-format", "text", "log format: text or json")
 	root.AddCommand(newListen(lo), newSendRARP(lo), newReplay(lo))
 	return root
+}
+
+// Execute runs rarp-replay with the process's arguments; SIGINT and SIGTERM
+// cancel the command's context. It returns the exit status: 0; 1 after
+// printing the error; 128 plus the signal's number (SIGINT 130, SIGTERM 143)
+// when the signal stopped a command before its end (a command that ends on
+// the signal as it should, like listen, returns nil and exits 0).
+func Execute() int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&Interrupted{Signal: s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	err := New().ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "rarp-replay:", err)
+	var in *Interrupted
+	if errors.As(err, &in) {
+		return 128 + int(in.Signal)
+	}
+	return 1
+}
+
+// Interrupted is the cause of the context Execute cancels on a signal; a
+// command the signal stopped early returns it.
+type Interrupted struct{ Signal syscall.Signal }
+
+func (e *Interrupted) Error() string {
+	switch e.Signal {
+	case syscall.SIGINT:
+		return "interrupted (SIGINT)"
+	case syscall.SIGTERM:
+		return "interrupted (SIGTERM)"
+	}
+	return "interrupted (" + e.Signal.String() + ")"
 }
 
 func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -70,26 +71,41 @@ func replayCorpus(t *testing.T, capPath, snapPath string) []byte {
 		t.Fatal(err)
 	}
 	defer cf.Close()
-	res, err := Run(cf, neighbors, corpusOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return goldenReplay(t, cf, neighbors, corpusOptions())
+}
+
+// goldenReplay replays a capture for a golden file: the text replay prints
+// as it streams, then each probe as decoded independently of the engine's
+// codec.
+func goldenReplay(t *testing.T, r io.Reader, neighbors []Neighbor, o Options) []byte {
+	t.Helper()
+	var out, probes bytes.Buffer
+	_, err := Stream(context.Background(), r, neighbors, o, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sinks(NewTextWriter(&out), &probeLog{w: &probes}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return goldenText(t, res)
-}
-
-// goldenText renders a replay for a golden file: the replay's own text,
-// then each probe as decoded independently of the engine's codec.
-func goldenText(t *testing.T, res Result) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	if err := res.WriteText(&out); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range res.Probes {
-		fmt.Fprintf(&out, "probe +%.1fms port=%s %s\n", ms(p.Time.Sub(res.Lines[0].Time)), p.Port, describe(p.Frame))
-	}
+	out.Write(probes.Bytes())
 	return out.Bytes()
 }
+
+// probeLog is a Sink that describes each probe, with its time since the
+// first frame.
+type probeLog struct {
+	w     io.Writer
+	clock clock
+}
+
+func (p *probeLog) Frame(l Line) error { p.clock.since(l.Time); return nil }
+
+func (p *probeLog) Probe(pr Probe) error {
+	_, err := fmt.Fprintf(p.w, "probe +%.1fms port=%s %s\n", ms(p.clock.since(pr.Time)), pr.Port, describe(pr.Frame))
+	return err
+}
+
+func (p *probeLog) Migration(engine.Report) error { return nil }
+
+func (p *probeLog) Program(Programmed) error { return nil }
 
 // compareGolden compares got with the golden file, or rewrites it with -update.
 func compareGolden(t *testing.T, golden string, got []byte) {

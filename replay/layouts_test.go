@@ -1,8 +1,6 @@
 package replay
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,12 +36,8 @@ func TestLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Run(open("migrations.pcapng"), neighbors, Options{Links: links, Config: engine.DefaultConfig},
-				slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareGolden(t, filepath.Join(dir, "migrations.golden"), goldenText(t, res))
+			got := goldenReplay(t, open("migrations.pcapng"), neighbors, Options{Links: links, Config: engine.DefaultConfig})
+			compareGolden(t, filepath.Join(dir, "migrations.golden"), got)
 		})
 	}
 }

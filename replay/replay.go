@@ -8,6 +8,7 @@ package replay
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,7 +70,8 @@ type Programmed struct {
 	MAC net.HardwareAddr
 }
 
-// Result is everything a replay decided.
+// Result is everything a replay decided, held in memory: Run's answer, for
+// tests and small captures. Stream hands the same to a Sink as it happens.
 type Result struct {
 	Lines      []Line
 	Reports    []engine.Report
@@ -78,16 +80,86 @@ type Result struct {
 	Stats      map[string]uint64
 }
 
+// Sink receives what a replay decides, in the order it happens: for each
+// frame, the migrations that ended and the probes retried before it (timers
+// fire as the capture's time passes), then the frame's decision, then what
+// that decision did (probes sent, bindings programmed, a migration ended);
+// after the last frame, what the open cycles did until they ended. An
+// error from a Sink stops the replay and is returned.
+type Sink interface {
+	Frame(Line) error
+	Migration(engine.Report) error
+	Probe(Probe) error
+	Program(Programmed) error
+}
+
+// Sinks returns a Sink that hands every event to each of sinks in turn.
+func Sinks(sinks ...Sink) Sink { return multiSink(sinks) }
+
+type multiSink []Sink
+
+func (m multiSink) each(f func(Sink) error) error {
+	for _, s := range m {
+		if err := f(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m multiSink) Frame(l Line) error {
+	return m.each(func(s Sink) error { return s.Frame(l) })
+}
+
+func (m multiSink) Migration(r engine.Report) error {
+	return m.each(func(s Sink) error { return s.Migration(r) })
+}
+
+func (m multiSink) Probe(p Probe) error {
+	return m.each(func(s Sink) error { return s.Probe(p) })
+}
+
+func (m multiSink) Program(p Programmed) error {
+	return m.each(func(s Sink) error { return s.Program(p) })
+}
+
+// collector is the Sink behind Run.
+type collector Result
+
+func (c *collector) Frame(l Line) error { c.Lines = append(c.Lines, l); return nil }
+
+func (c *collector) Migration(r engine.Report) error { c.Reports = append(c.Reports, r); return nil }
+
+func (c *collector) Probe(p Probe) error { c.Probes = append(c.Probes, p); return nil }
+
+func (c *collector) Program(p Programmed) error {
+	c.Programmed = append(c.Programmed, p)
+	return nil
+}
+
 // portBase offsets the interface indexes replay gives capture ports, so they
 // never collide with the SVIs it numbers from 1.
 const portBase = 1_000_000
 
-// recorder stands in for the capture manager and the kernel: it records
-// what would have been sent and programs nothing.
+// event is something the engine did while deciding a frame, held until the
+// frame's decision has been handed on.
+type event struct {
+	probe  *Probe
+	prog   *Programmed
+	report *engine.Report
+}
+
+// recorder stands in for the capture manager and the kernel: it hands what
+// would have been sent and programmed to the sink, and programs nothing. A
+// sink's error is kept for Stream to return (the engine would count it as
+// a failed send).
 type recorder struct {
-	res   *Result
+	sink  Sink
 	now   time.Time
 	links *link.Table
+	hold  bool    // within Handle: queue events until the frame's line
+	held  []event // bounded by what one frame can do
+	err   error
 }
 
 func (s *recorder) name(ifindex int) string {
@@ -97,27 +169,72 @@ func (s *recorder) name(ifindex int) string {
 	return fmt.Sprintf("ifindex%d", ifindex)
 }
 
+func (s *recorder) emit(ev event) {
+	if s.err != nil {
+		return
+	}
+	if s.hold {
+		s.held = append(s.held, ev)
+		return
+	}
+	switch {
+	case ev.probe != nil:
+		s.err = s.sink.Probe(*ev.probe)
+	case ev.prog != nil:
+		s.err = s.sink.Program(*ev.prog)
+	case ev.report != nil:
+		s.err = s.sink.Migration(*ev.report)
+	}
+}
+
+// release hands on the events held while deciding a frame.
+func (s *recorder) release() error {
+	s.hold = false
+	for i, ev := range s.held {
+		s.emit(ev)
+		s.held[i] = event{}
+	}
+	s.held = s.held[:0]
+	return s.err
+}
+
 func (s *recorder) Send(ifindex int, frame []byte) error {
-	s.res.Probes = append(s.res.Probes, Probe{Time: s.now, Port: s.name(ifindex), Frame: frame})
+	s.emit(event{probe: &Probe{Time: s.now, Port: s.name(ifindex), Frame: frame}})
 	return nil
 }
 
 func (s *recorder) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
-	s.res.Programmed = append(s.res.Programmed, Programmed{Dev: s.name(ifindex), IP: ip, MAC: mac})
+	s.emit(event{prog: &Programmed{Dev: s.name(ifindex), IP: ip, MAC: mac}})
 	return nil
 }
 
-// Run replays the capture in r against the neighbor snapshot.
+func (s *recorder) report(r engine.Report) { s.emit(event{report: &r}) }
+
+// Run replays the capture in r against the neighbor snapshot and returns
+// everything it decided. It holds every frame's decision: use Stream for
+// captures of any size.
 func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result, error) {
 	var res Result
+	stats, err := Stream(context.Background(), r, neighbors, o, log, (*collector)(&res))
+	res.Stats = stats
+	return res, err
+}
+
+// Stream replays the capture in r against the neighbor snapshot, handing
+// each decision and what it did to sink as it happens (see Sink), and
+// holding nothing per frame: memory does not grow with the capture. It
+// stops with ctx's error when ctx is done (checked before each frame; a
+// read that blocks is the caller's to abandon). It returns the engine's
+// counters.
+func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger, sink Sink) (map[string]uint64, error) {
 	src, err := open(r)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	links, svi, err := o.Links, 0, error(nil)
 	if links == nil {
 		if links, svi, err = switchModel(neighbors, o); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	mirror := neigh.NewMirror(time.Duration(1<<63 - 1))
@@ -131,24 +248,28 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 			}
 		}
 	}
-	rec := &recorder{res: &res, links: links}
-	eng := engine.New(o.Config, links, mirror, rec, rec, log, func(rep engine.Report) { res.Reports = append(res.Reports, rep) })
+	rec := &recorder{sink: sink, links: links}
+	eng := engine.New(o.Config, links, mirror, rec, rec, log, rec.report)
 	// advance fires due timers one at a time, so each retry is recorded at
 	// the time the daemon would have sent it.
-	advance := func(to time.Time) {
-		for next, ok := eng.Next(); ok && !next.After(to); next, ok = eng.Next() {
+	advance := func(to time.Time) error {
+		for next, ok := eng.Next(); ok && !next.After(to) && rec.err == nil; next, ok = eng.Next() {
 			rec.now = next
 			eng.Advance(next)
 		}
+		return rec.err
 	}
 	var last time.Time
 	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return eng.Stats().Snapshot(), err
+		}
 		data, ci, err := src.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return res, fmt.Errorf("frame %d: %w", n, err)
+			return eng.Stats().Snapshot(), fmt.Errorf("frame %d: %w", n, err)
 		}
 		lt, name, ifindex := src.port(ci, data)
 		if o.Links != nil {
@@ -156,15 +277,22 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 		} else if _, ok := links.Get(ifindex); !ok {
 			links.Set(link.Link{Index: ifindex, Name: name, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: svi, Up: true})
 		}
-		advance(ci.Timestamp)
+		if err := advance(ci.Timestamp); err != nil {
+			return eng.Stats().Snapshot(), err
+		}
 		rec.now, last = ci.Timestamp, ci.Timestamp
+		rec.hold = true
 		d := eng.Handle(ci.Timestamp, capture.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
-		res.Lines = append(res.Lines, Line{N: n, Time: ci.Timestamp, Decision: d})
+		if err := sink.Frame(Line{N: n, Time: ci.Timestamp, Decision: d}); err != nil {
+			return eng.Stats().Snapshot(), err
+		}
+		if err := rec.release(); err != nil {
+			return eng.Stats().Snapshot(), err
+		}
 	}
 	// Let every open cycle run to its end, as the daemon would have.
-	advance(last.Add(24 * time.Hour))
-	res.Stats = eng.Stats().Snapshot()
-	return res, nil
+	err = advance(last.Add(24 * time.Hour))
+	return eng.Stats().Snapshot(), err
 }
 
 // realPort finds a frame's port in a real link model: by the interface
