@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,11 +137,179 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.Latency.Collect(ch)
 }
 
-// Serve serves /metrics and /healthz on ln until ctx ends. healthy reports
-// whether the daemon is listening; /healthz answers 503 until it is.
+// Options bound what clients of the metrics server can hold: time,
+// header memory and connections (each one a file descriptor of the
+// daemon's, which state saves and capture handles need too). Zero fields
+// take DefaultOptions' values.
+type Options struct {
+	// ReadTimeout bounds reading a request, headers and body, from its
+	// first byte; it also bounds how long a new connection may stay silent.
+	// A client sending its headers byte by byte (slowloris) is disconnected
+	// when it expires.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds answering a request, from the end of its headers:
+	// a client that does not read the response is disconnected.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection waits for its
+	// next request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers; larger ones are answered
+	// 431 (net/http reads up to 4 KiB beyond it before deciding).
+	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once. A connection beyond it
+	// is accepted and closed at once, and counted
+	// (rarp_replay_metrics_connections_refused_total).
+	MaxConns int
+}
+
+// DefaultOptions suit Prometheus scrapes: one connection per scraper, a
+// small request every few seconds, answered in milliseconds.
+var DefaultOptions = Options{
+	ReadTimeout:    5 * time.Second,
+	WriteTimeout:   5 * time.Second,
+	IdleTimeout:    30 * time.Second,
+	MaxHeaderBytes: 8 << 10,
+	MaxConns:       64,
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = d.ReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = d.WriteTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = d.IdleTimeout
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = d.MaxConns
+	}
+	return o
+}
+
+// limitListener holds at most max connections open.
+//
+// At the limit it accepts the next connection and closes it at once, rather
+// than leaving it in the kernel's accept queue by not calling Accept (as
+// golang.org/x/net/netutil.LimitListener does). Both bound the daemon's
+// file descriptors: max, plus one for the instant a refused connection is
+// open. Closing at once also keeps the accept queue drained: queued
+// connections cost no descriptors, but a flood of idle ones queued ahead of
+// a scrape would each be served, and time out, before it (4,096 of them
+// with 64 slots and a 5 s read timeout: over five minutes), whereas a
+// refused scraper learns at once (the connection is closed: EOF), records
+// a failed scrape and tries again at its next interval. And a refusal can
+// be counted.
+type limitListener struct {
+	net.Listener
+	max     int64
+	active  atomic.Int64  // connections accepted and not yet closed
+	refused atomic.Uint64 // connections closed at once because max were open
+	log     *slog.Logger
+	warned  time.Time // last refusal logged; only Accept's goroutine uses it
+	changed func()    // tests: called after every accept, refusal and close
+}
+
+func newLimitListener(ln net.Listener, max int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, max: int64(max), log: log}
+}
+
+// Accept returns the next connection while fewer than max are open, and
+// closes any beyond.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.admit() {
+			l.notify()
+			return &limitConn{Conn: c, l: l}, nil
+		}
+		c.Close()
+		n := l.refused.Add(1)
+		if now := time.Now(); now.Sub(l.warned) >= time.Minute {
+			l.warned = now
+			l.log.Warn("metrics connections refused: too many open", "max", l.max, "refused_total", n)
+		}
+		l.notify()
+	}
+}
+
+// admit takes a slot if one is free: active never exceeds max.
+func (l *limitListener) admit() bool {
+	for {
+		n := l.active.Load()
+		if n >= l.max {
+			return false
+		}
+		if l.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (l *limitListener) notify() {
+	if l.changed != nil {
+		l.changed()
+	}
+}
+
+// limitConn gives its slot back when closed.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.active.Add(-1)
+		c.l.notify()
+	})
+	return err
+}
+
+// CloseWrite lets net/http half-close before hanging up on a client
+// (after a 431), as it does on a bare TCP connection.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Serve serves /metrics and /healthz on ln until ctx ends, within
+// DefaultOptions. healthy reports whether the daemon is listening; /healthz
+// answers 503 until it is.
 func Serve(ctx context.Context, ln net.Listener, c *Collector, healthy *atomic.Bool, log *slog.Logger) error {
+	return ServeWith(ctx, ln, c, healthy, log, DefaultOptions)
+}
+
+// ServeWith is Serve within o.
+func ServeWith(ctx context.Context, ln net.Listener, c *Collector, healthy *atomic.Bool, log *slog.Logger, o Options) error {
+	o = o.withDefaults()
+	return serve(ctx, newLimitListener(ln, o.MaxConns, log), c, healthy, log, o)
+}
+
+func serve(ctx context.Context, ln *limitListener, c *Collector, healthy *atomic.Bool, log *slog.Logger, o Options) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(c,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rarp_replay_metrics_connections",
+			Help: "Connections open to this metrics server.",
+		}, func() float64 { return float64(ln.active.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rarp_replay_metrics_connections_refused_total",
+			Help: "Connections to this metrics server closed at once because the most it holds were open.",
+		}, func() float64 { return float64(ln.refused.Load()) }),
+	)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -150,14 +319,23 @@ func Serve(ctx context.Context, ln net.Listener, c *Collector, healthy *atomic.B
 		}
 		w.Write([]byte("ok\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{
+		Handler:        mux,
+		ReadTimeout:    o.ReadTimeout, // and ReadHeaderTimeout, which defaults to it
+		WriteTimeout:   o.WriteTimeout,
+		IdleTimeout:    o.IdleTimeout,
+		MaxHeaderBytes: o.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn), // accept errors, in the daemon's log
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			srv.Close() // requests still running: drop them
+		}
 	}()
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	err := srv.Serve(ln)
