@@ -52,12 +52,15 @@ func (h Handle) Stats() (received, dropped int, err error) {
 }
 
 // Open opens ifname for inbound capture with the BPF filter (none when
-// empty). The direction is checked in the kernel: the filter runs as
-// "inbound and (FILTER)", which libpcap compiles to a test of the packet
-// type (SKF_AD_PKTTYPE), so the copies of a broadcast flood the bridge
-// sends out of every other port never reach those ports' capture rings.
-// (pcap_setdirection alone drops them only in user space, after the copy.)
-// Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode 'inbound and (FILTER)'`.
+// empty). The direction is enforced in the kernel with the packet socket
+// option PACKET_IGNORE_OUTGOING (Linux 4.20+), so the copies of a
+// broadcast flood the bridge sends out of every other port never reach
+// those ports' capture rings; pcap_setdirection alone drops them in user
+// space, after the copy. (A filter "inbound and (...)" would do it too, but
+// libpcap runs the first ring block after a filter change through its
+// user-space interpreter, which cannot evaluate "inbound": the first frames
+// a new handle sees, a new port's RARP among them, would be lost.)
+// Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
 func Open(ifname, filter string, o Options) (Handle, error) {
 	in, err := pcap.NewInactiveHandle(ifname)
 	if err != nil {
@@ -89,8 +92,11 @@ func Open(ifname, filter string, o Options) (Handle, error) {
 		h.Close()
 		return Handle{}, fmt.Errorf("capture %s: inbound only: %w", ifname, err)
 	}
+	if err := ignoreOutgoing(h); err != nil {
+		h.Close()
+		return Handle{}, fmt.Errorf("capture %s: inbound only in the kernel: %w", ifname, err)
+	}
 	if filter != "" {
-		filter = "inbound and (" + filter + ")"
 		if err := h.SetBPFFilter(filter); err != nil {
 			h.Close()
 			return Handle{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
