@@ -159,7 +159,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	// The saved memory goes in before the kernel's dump, which marks the
 	// bindings still in the kernel present again.
 	if o.stateFile != "" {
-		loadState(o.stateFile, mirror, links, log)
+		loadState(o.stateFile, mirror, links, stats, log)
 	}
 	wg.Go(func() {
 		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { resynced("neigh") }})
@@ -181,11 +181,11 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					saveState(o.stateFile, mirror, links, log)
+					saveState(o.stateFile, mirror, links, stats, log)
 				}
 			}
 		})
-		defer saveState(o.stateFile, mirror, links, log)
+		defer saveState(o.stateFile, mirror, links, stats, log)
 	}
 	selected, err := selection(o.ifaces, links)
 	if err != nil {
@@ -300,37 +300,62 @@ func dumpNeighbors(path string, m *neigh.Mirror, links *link.Table, log *slog.Lo
 	log.Info("dumped neighbor mirror", "path", path, "bindings", len(recs))
 }
 
-// saveState writes the binding memory to path.
-func saveState(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
+// saveState writes the binding memory to path. A failure is logged and
+// counted (state-save-error); the previous file stays.
+func saveState(path string, m *neigh.Mirror, links *link.Table, stats *engine.Counters, log *slog.Logger) {
+	start := time.Now()
 	if err := writeAtomic(path, func(w io.Writer) error { return m.Save(w, ifname(links)) }); err != nil {
+		stats.Add("state-save-error")
 		log.Error("save state", "path", path, "err", err)
 		return
 	}
-	log.Debug("saved state", "path", path, "bindings", m.Len())
+	if log.Enabled(context.Background(), slog.LevelDebug) { // Len walks the mirror
+		log.Debug("saved state", "path", path, "bindings", m.Len(), "took_ms", time.Since(start).Milliseconds())
+	}
 }
 
 // loadState loads the binding memory from path. A missing file is a first
-// start; a corrupt or foreign one is reported and ignored.
-func loadState(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
+// start. A file Load refuses (corrupt, foreign, over a cap) is moved aside
+// to path.corrupt-<UTC time>, for the operator to inspect, rather than be
+// overwritten by the next save. Failures are counted (state-load-error).
+func loadState(path string, m *neigh.Mirror, links *link.Table, stats *engine.Counters, log *slog.Logger) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Info("no state file yet", "path", path)
 		return
 	}
 	if err != nil {
+		stats.Add("state-load-error")
 		log.Warn("state file ignored", "path", path, "err", err)
 		return
 	}
-	defer f.Close()
 	n, err := m.Load(f, func(name string) (int, bool) {
 		l, ok := links.ByName(name)
 		return l.Index, ok
 	})
-	if err != nil {
-		log.Warn("state file ignored", "path", path, "err", err)
+	f.Close()
+	if err == nil {
+		log.Info("loaded state", "path", path, "bindings", n)
 		return
 	}
-	log.Info("loaded state", "path", path, "bindings", n)
+	stats.Add("state-load-error")
+	if !errors.Is(err, neigh.ErrForeignState) && !errors.Is(err, neigh.ErrStateTooLarge) {
+		log.Warn("state file ignored", "path", path, "err", err) // a read error: the file may be fine
+		return
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z") // RFC 3339 basic form
+	aside := path + ".corrupt-" + stamp
+	for i := 2; i < 100; i++ { // never over an earlier one
+		if _, serr := os.Lstat(aside); errors.Is(serr, os.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s.corrupt-%s-%d", path, stamp, i)
+	}
+	if rerr := os.Rename(path, aside); rerr != nil {
+		log.Error("state file refused and could not be moved aside: the next save overwrites it", "path", path, "err", err, "rename_err", rerr)
+		return
+	}
+	log.Warn("state file refused, moved aside", "path", path, "moved_to", aside, "err", err)
 }
 
 func ifname(links *link.Table) func(int) string {
@@ -343,9 +368,11 @@ func ifname(links *link.Table) func(int) string {
 }
 
 // writeAtomic writes path through a temporary file in the same directory,
-// synced and renamed over it, so readers never see a partial file.
+// synced and renamed over it, so readers never see a partial file; the
+// directory is synced after, so the rename survives a crash.
 func writeAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
@@ -361,6 +388,15 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }

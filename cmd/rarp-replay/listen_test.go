@@ -333,7 +333,8 @@ ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern
 
 // TestListenStateAcrossRestart: EVPN withdraws a binding while the daemon
 // is down for an upgrade; the restarted daemon still knows it from its
-// state file and restores it. A corrupt state file is reported and ignored.
+// state file and restores it. A corrupt state file is moved aside (kept for
+// the operator, named by the UTC time) and a fresh one written.
 func TestListenStateAcrossRestart(t *testing.T) {
 	nstest.RequireRoot(t)
 	bin := nstest.Binary(t)
@@ -359,10 +360,21 @@ func TestListenStateAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := start()
-	third.WaitFor(t, `"msg":"state file ignored"`, time.Second)
+	line := third.WaitFor(t, `"msg":"state file refused, moved aside"`, time.Second)
 	third.Stop(t, syscall.SIGTERM, 5*time.Second)
+	var moved struct {
+		Level   string `json:"level"`
+		MovedTo string `json:"moved_to"`
+	}
+	json.Unmarshal([]byte(line), &moved)
+	if moved.Level != "WARN" || !regexp.MustCompile(`/state\.json\.corrupt-\d{8}T\d{6}Z$`).MatchString(moved.MovedTo) {
+		t.Errorf("log %s, want a WARN naming state.json.corrupt-<UTC time>", line)
+	}
+	if b, err := os.ReadFile(moved.MovedTo); string(b) != "{not json" {
+		t.Errorf("the file moved aside holds %q, %v", b, err)
+	}
 	b, err := os.ReadFile(state)
-	if err != nil || !strings.Contains(string(b), `"format":"rarp-replay-state"`) {
+	if err != nil || !strings.HasPrefix(string(b), `{"format":"rarp-replay-state","version":2,`) {
 		t.Errorf("the state file was not rewritten at exit: %q, %v", b, err)
 	}
 }

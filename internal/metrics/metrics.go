@@ -46,6 +46,8 @@ var counterNames = map[string][2]string{
 	"cycle":              {"migrations_total", "Migrations handled (probe cycles completed)."},
 	"rarp-duplicate":     {"rarps_duplicate_total", "RARPs of a migration already being handled."},
 	"rarp-via-any":       {"rarps_via_any_total", "RARPs only the any-device handle caught (new ports)."},
+	"state-save-error":   {"state_save_errors_total", "Saves of --state-file that failed (the previous file stays)."},
+	"state-load-error":   {"state_load_errors_total", "Loads of --state-file at start that failed (a refused file is moved aside)."},
 }
 
 // Collector turns Sources into metrics.
