@@ -123,8 +123,13 @@ func DecodeBridgePort(b []byte) (BridgePort, error) {
 		case iflaProtinfo:
 			bp.HasInfo = true
 			return walkAttrs(v, func(typ uint16, v []byte) error {
-				if len(v) < 1 {
-					return fmt.Errorf("IFLA_PROTINFO attribute %d: empty", typ)
+				switch typ {
+				case brportState, brportLearning, brportUnicastFlood, brportNeighSuppress, brportLocked:
+					if len(v) < 1 {
+						return fmt.Errorf("IFLA_PROTINFO attribute %d: empty", typ)
+					}
+				default:
+					return nil // others, IFLA_BRPORT_PAD (empty) among them
 				}
 				switch typ {
 				case brportState:

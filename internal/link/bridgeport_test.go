@@ -55,7 +55,8 @@ func TestDecodeBridgePort(t *testing.T) {
 		in: msg(afBridge, 5, attr(iflaMaster, u32(2)), attr(iflaProtinfo|nested,
 			attr(brportState, []byte{byte(STPBlocking)}), attr(brportLearning, []byte{0}),
 			attr(brportUnicastFlood, []byte{1}), attr(brportNeighSuppress, []byte{1}), attr(brportLocked, []byte{1}),
-			attr(2, []byte{32}))), // priority: ignored
+			attr(2, []byte{32}), // priority: ignored
+			attr(26))), // IFLA_BRPORT_PAD: empty, ignored
 		want: BridgePort{Index: 5, Master: 2, HasInfo: true, Info: PortInfo{State: STPBlocking, Flood: true, NeighSuppress: true, Locked: true}},
 	}, {
 		name: "VLANs one by one (a dump with RTEXT_FILTER_BRVLAN)",
@@ -86,6 +87,10 @@ func TestDecodeBridgePort(t *testing.T) {
 	}, {
 		name: "short IFLA_MASTER",
 		in:   msg(afBridge, 7, attr(iflaMaster, []byte{1})),
+		err:  true,
+	}, {
+		name: "empty STP state",
+		in:   msg(afBridge, 7, attr(iflaProtinfo|nested, attr(brportState))),
 		err:  true,
 	}, {
 		name: "truncated ifinfomsg",
