@@ -2,6 +2,7 @@ package link
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -15,139 +16,212 @@ var eqPrefix = cmp.Options{
 	cmp.Comparer(func(x, y netip.Addr) bool { return x == y }),
 }
 
-func testMAC(last byte) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 0, last} }
+func hw(last byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, last} }
 
-// switchLinks is a switch with a bridge and the kinds of links that hang off it.
-func switchLinks() []Link {
-	return []Link{
-		{Index: 1, Name: "lo", Kind: "device", MAC: net.HardwareAddr{0, 0, 0, 0, 0, 0}, Loopback: true, Up: true},
-		{Index: 2, Name: "br0", Kind: "bridge", MAC: testMAC(2), Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}},
-		{Index: 3, Name: "veth0", Kind: "veth", MAC: testMAC(3), MasterIndex: 2, Up: true},
-		{Index: 4, Name: "vxlan0", Kind: "vxlan", MAC: testMAC(4), MasterIndex: 2, Up: true},
-		{Index: 5, Name: "eth0", Kind: "device", MAC: testMAC(5), Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}},
-		{Index: 6, Name: "mv0", Kind: "macvlan", MAC: testMAC(6), ParentIndex: 2, Up: true},
-		{Index: 7, Name: "br0.10", Kind: "vlan", MAC: testMAC(7), ParentIndex: 2, Up: true},
-		{Index: 8, Name: "eth0.20", Kind: "vlan", MAC: testMAC(8), ParentIndex: 5, Up: true},
-		{Index: 9, Name: "bond0", Kind: "bond", MAC: testMAC(9), MasterIndex: 2, Up: true},
-		{Index: 10, Name: "eth1", Kind: "device", MAC: testMAC(10), MasterIndex: 9, Up: true},
-		{Index: 11, Name: "tun0", Kind: "tun", Up: true},
-		{Index: 12, Name: "vrf0", Kind: "vrf", MAC: testMAC(12), Up: true},
-		{Index: 13, Name: "eth2", Kind: "device", MAC: testMAC(13), MasterIndex: 12, Up: true},
-		{Index: 14, Name: "ib0", Kind: "ipoib", MAC: make(net.HardwareAddr, 20), Up: true},
-		{Index: 15, Name: "veth9", Kind: "veth", MAC: testMAC(15), MasterIndex: 50, Up: true},
-	}
-}
-
-func switchTable() *Table {
+// leaf is a Linux leaf with every interface kind the port rule (Eligible)
+// distinguishes: a traditional bridge with its members, tunnels, an anycast
+// gateway and an SVI; a routed port with a subinterface; bonds, a team, a
+// VRF, and a member of a bridge the table does not hold.
+func leaf() *Table {
 	t := NewTable()
-	t.Replace(switchLinks())
+	t.Replace([]Link{
+		{Index: 1, Name: "lo", Kind: "device", Loopback: true, MAC: make(net.HardwareAddr, 6)},
+		{Index: 2, Name: "br10", Kind: "bridge", MAC: hw(2), Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}},
+		{Index: 3, Name: "swp1", Kind: "veth", MAC: hw(3), MasterIndex: 2},
+		{Index: 4, Name: "vx10", Kind: "vxlan", MAC: hw(4), MasterIndex: 2},
+		{Index: 5, Name: "eth0", Kind: "device", MAC: hw(5), Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24")}},
+		{Index: 6, Name: "br10-v0", Kind: "macvlan", MAC: hw(6), ParentIndex: 2},
+		{Index: 7, Name: "br10.20", Kind: "vlan", MAC: hw(7), ParentIndex: 2, VLANID: 20},
+		{Index: 8, Name: "eth0.30", Kind: "vlan", MAC: hw(8), ParentIndex: 5, VLANID: 30},
+		{Index: 9, Name: "bond0", Kind: "bond", MAC: hw(9), MasterIndex: 2},
+		{Index: 10, Name: "swp2", Kind: "device", MAC: hw(10), MasterIndex: 9},
+		{Index: 11, Name: "tun0", Kind: "tun"},
+		{Index: 12, Name: "vrf1", Kind: "vrf", MAC: hw(12)},
+		{Index: 13, Name: "swp3", Kind: "device", MAC: hw(13), MasterIndex: 12},
+		{Index: 14, Name: "tap0", Kind: "tuntap", MAC: hw(14), MasterIndex: 2},
+		{Index: 15, Name: "gt0", Kind: "gretap", MAC: hw(15), MasterIndex: 2},
+		{Index: 16, Name: "gn0", Kind: "geneve", MAC: hw(16), MasterIndex: 2},
+		{Index: 17, Name: "vx20", Kind: "vxlan", MAC: hw(17)},
+		{Index: 18, Name: "swp4", Kind: "device", MAC: hw(18), MasterIndex: 2, PortInfo: PortInfo{State: STPBlocking}},
+		{Index: 19, Name: "swp5", Kind: "device", MAC: hw(19), MasterIndex: 2, PortInfo: PortInfo{State: STPLearning}},
+		{Index: 20, Name: "vx30", Kind: "vxlan", MAC: hw(20), MasterIndex: 2, PortInfo: PortInfo{State: STPForwarding, Learning: true, Flood: true}},
+		{Index: 21, Name: "ib0", Kind: "ipoib", MAC: make(net.HardwareAddr, 20)},
+		{Index: 22, Name: "dummy0", Kind: "dummy", MAC: hw(22)},
+		{Index: 23, Name: "ipvl0", Kind: "ipvlan", MAC: hw(5), ParentIndex: 5},
+		{Index: 24, Name: "eth0-v0", Kind: "macvlan", MAC: hw(24), ParentIndex: 5},
+		{Index: 25, Name: "team0", Kind: "team", MAC: hw(25), MasterIndex: 2},
+		{Index: 26, Name: "swp6", Kind: "device", MAC: hw(26), MasterIndex: 25},
+		{Index: 27, Name: "veth9", Kind: "veth", MAC: hw(27), MasterIndex: 50}, // bridge 50 is not in the table
+	})
 	return t
 }
 
-// ineligibleReason returns the Reason of an *IneligibleError, "" for nil, and the
-// error text for any other error.
-func ineligibleReason(err error) string {
+// ineligible returns err as an *IneligibleError: nil for nil, and one with
+// the error's text as Reason for any other error (so a diff shows it).
+func ineligible(err error) *IneligibleError {
 	if err == nil {
-		return ""
+		return nil
 	}
 	var ie *IneligibleError
 	if !errors.As(err, &ie) {
-		return "not an IneligibleError: " + err.Error()
+		return &IneligibleError{Reason: "not an IneligibleError: " + err.Error()}
 	}
-	return ie.Reason
+	return ie
 }
 
-func TestTablePort(t *testing.T) {
-	tbl := switchTable()
-	tests := []struct {
-		name       string
-		index      int
-		wantSVI    int // the SVI's index when eligible
-		wantReason string
-	}{
-		{name: "veth bridge member is served by the bridge", index: 3, wantSVI: 2},
-		{name: "vxlan bridge member", index: 4, wantReason: "not-access-port"},
-		{name: "bridge itself", index: 2, wantReason: "not-access-port"},
-		{name: "stand-alone physical device is its own SVI", index: 5, wantSVI: 5},
-		{name: "loopback", index: 1, wantReason: "not-access-port"},
-		{name: "macvlan", index: 6, wantReason: "not-access-port"},
-		{name: "vlan on a bridge is an SVI", index: 7, wantReason: "not-access-port"},
-		{name: "vlan on a stand-alone device is its own SVI", index: 8, wantSVI: 8},
-		{name: "member of a bond", index: 10, wantReason: "not-access-port"},
-		{name: "bond as a bridge member", index: 9, wantSVI: 2},
-		{name: "no Ethernet address", index: 11, wantReason: "not-access-port"},
-		{name: "20-byte hardware address", index: 14, wantReason: "not-access-port"},
-		{name: "vrf device itself", index: 12, wantReason: "not-access-port"},
-		{name: "vrf member is its own SVI", index: 13, wantSVI: 13},
-		{name: "unknown index", index: 99, wantReason: "unknown-port"},
-		// A bridge member whose bridge is not in the table must not be
-		// taken for a stand-alone L3 port serving itself.
-		{name: "member of a bridge missing from the table", index: 15, wantReason: "unknown-port"},
+// ineligibleReason returns the Reason of an *IneligibleError, "" for nil.
+func ineligibleReason(err error) string {
+	if ie := ineligible(err); ie != nil {
+		return ie.Reason
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			// AccessPort (what the capture manager asks) must agree with
-			// Port for an untagged frame: no VLAN-aware bridge here.
-			aerr := tbl.AccessPort(tt.index)
-			if diff := cmp.Diff(tt.wantReason, ineligibleReason(aerr)); diff != "" {
-				t.Errorf("AccessPort(%d) reason (-want +got):\n%s\nerr: %v", tt.index, diff, aerr)
-			}
-			p, err := tbl.Port(tt.index, nil)
-			if diff := cmp.Diff(tt.wantReason, ineligibleReason(err)); diff != "" {
-				t.Fatalf("Port(%d) reason (-want +got):\n%s\nerr: %v", tt.index, diff, err)
-			}
-			if err != nil {
-				return
-			}
-			l, _ := tbl.Get(tt.index)
-			svi, _ := tbl.Get(tt.wantSVI)
-			if diff := cmp.Diff(Port{Link: l, SVI: svi}, Port{Link: p.Link, SVI: p.SVI}, eqPrefix); diff != "" {
-				t.Errorf("Port(%d) (-want +got):\n%s", tt.index, diff)
-			}
-		})
-	}
+	return ""
 }
 
+// TestEligible has a row for each numbered rule of Eligible's doc comment,
+// more where a rule covers several kinds. The detail names the rule that
+// excluded the link, so a row also fails when an earlier rule catches it.
+// The table applies the same rule: AccessPort and Port (untagged, no
+// VLAN-aware bridge here) must agree with Eligible on every row.
 func TestEligible(t *testing.T) {
-	links := switchTable()
+	tbl := leaf()
 	get := func(i int) *Link {
-		l, ok := links.Get(i)
+		l, ok := tbl.Get(i)
 		if !ok {
 			return nil
 		}
 		return &l
 	}
 	tests := []struct {
+		rule    int
+		name    string // the link, in leaf()
+		wantSVI string // "" when not eligible
+		detail  string // the IneligibleError's Detail when not eligible
+	}{
+		{rule: 1, name: "lo", detail: "loopback"},
+		{rule: 1, name: "tun0", detail: "no Ethernet address"},
+		{rule: 1, name: "ib0", detail: "no Ethernet address"}, // a 20-byte InfiniBand address
+		{rule: 2, name: "vx10", detail: "tunnel device (vxlan)"},
+		{rule: 2, name: "vx20", detail: "tunnel device (vxlan)"}, // without a master
+		{rule: 2, name: "vx30", detail: "tunnel device (vxlan)"}, // forwarding, learning, flooding: still a tunnel
+		{rule: 2, name: "gt0", detail: "tunnel device (gretap)"}, // bridged
+		{rule: 2, name: "gn0", detail: "tunnel device (geneve)"}, // bridged
+		{rule: 3, name: "br10", detail: "bridge (it is the SVI of its members)"},
+		{rule: 3, name: "vrf1", detail: "vrf device"},
+		{rule: 3, name: "dummy0", detail: "dummy device"},
+		{rule: 3, name: "ipvl0", detail: "ipvlan device"},
+		{rule: 4, name: "br10-v0", detail: "macvlan (an anycast gateway on an SVI)"},
+		{rule: 4, name: "eth0-v0", detail: "macvlan (an anycast gateway on an SVI)"}, // on a routed port too
+		{rule: 5, name: "br10.20", detail: "vlan device on a bridge (an SVI)"},
+		{rule: 6, name: "swp2", detail: "member of bond bond0 (the bond is the port)"},
+		{rule: 6, name: "swp6", detail: "member of team team0 (the team is the port)"},
+		{rule: 7, name: "swp4", detail: "bridge port in STP state blocking"},
+		{rule: 8, name: "swp1", wantSVI: "br10"},  // veth
+		{rule: 8, name: "tap0", wantSVI: "br10"},  // a VM's tap
+		{rule: 8, name: "bond0", wantSVI: "br10"}, // the bond is the port
+		{rule: 8, name: "team0", wantSVI: "br10"},
+		{rule: 8, name: "swp5", wantSVI: "br10"},       // STP learning: still the VM's way in
+		{rule: 9, name: "eth0", wantSVI: "eth0"},       // a routed port
+		{rule: 9, name: "eth0.30", wantSVI: "eth0.30"}, // vlan subinterface of a routed port
+		{rule: 9, name: "swp3", wantSVI: "swp3"},       // a routed port in a VRF
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("rule %d %s", tt.rule, tt.name), func(t *testing.T) {
+			l, ok := tbl.ByName(tt.name)
+			if !ok {
+				t.Fatalf("no link %s in leaf()", tt.name)
+			}
+			var want *IneligibleError
+			var wantSVI int
+			if tt.wantSVI == "" {
+				want = &IneligibleError{Name: tt.name, Reason: "not-access-port", Detail: tt.detail}
+			} else {
+				s, ok := tbl.ByName(tt.wantSVI)
+				if !ok {
+					t.Fatalf("no link %s in leaf()", tt.wantSVI)
+				}
+				wantSVI = s.Index
+			}
+			svi, err := Eligible(l, get(l.MasterIndex), get(l.ParentIndex))
+			if diff := cmp.Diff(want, ineligible(err)); diff != "" {
+				t.Fatalf("Eligible(%s) error (-want +got):\n%s", tt.name, diff)
+			}
+			if diff := cmp.Diff(wantSVI, svi); diff != "" {
+				t.Errorf("Eligible(%s) SVI index (-want +got):\n%s", tt.name, diff)
+			}
+			if diff := cmp.Diff(want, ineligible(tbl.AccessPort(l.Index))); diff != "" {
+				t.Errorf("AccessPort(%s) (-want +got):\n%s", tt.name, diff)
+			}
+			p, err := tbl.Port(l.Index, nil)
+			if diff := cmp.Diff(want, ineligible(err)); diff != "" {
+				t.Errorf("Port(%s) error (-want +got):\n%s", tt.name, diff)
+			}
+			if err == nil {
+				if diff := cmp.Diff([2]string{tt.name, tt.wantSVI}, [2]string{p.Link.Name, p.SVI.Name}); diff != "" {
+					t.Errorf("Port(%s) port, SVI (-want +got):\n%s", tt.name, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestTablePort: what Port adds to the rule. The SVI it returns is the
+// table's link (addresses included), with the anycast gateways on it and
+// the tags to answer with; a link or master missing from the table is an
+// unknown port, never a stand-alone one.
+func TestTablePort(t *testing.T) {
+	tbl := leaf()
+	link := func(name string) Link {
+		l, ok := tbl.ByName(name)
+		if !ok {
+			t.Fatalf("no link %s in leaf()", name)
+		}
+		return l
+	}
+	tests := []struct {
 		name       string
-		index      int
-		wantSVI    int
+		port       string // in leaf(); "" for index 99, which is not
+		vlans      []uint16
+		want       func() Port
 		wantReason string
 	}{
-		{name: "veth bridge member", index: 3, wantSVI: 2},
-		{name: "vxlan bridge member", index: 4, wantReason: "not-access-port"},
-		{name: "bridge", index: 2, wantReason: "not-access-port"},
-		{name: "stand-alone device", index: 5, wantSVI: 5},
-		{name: "vlan on bridge", index: 7, wantReason: "not-access-port"},
-		{name: "vlan on device", index: 8, wantSVI: 8},
-		{name: "bond member", index: 10, wantReason: "not-access-port"},
-		{name: "vrf member", index: 13, wantSVI: 13},
+		{name: "bridge member: the bridge serves it, with its anycast gateway", port: "swp1",
+			want: func() Port { return Port{Link: link("swp1"), SVI: link("br10"), Anycast: []Link{link("br10-v0")}} }},
+		{name: "tagged frame on a traditional bridge is answered in kind", port: "swp1", vlans: []uint16{100},
+			want: func() Port {
+				return Port{Link: link("swp1"), SVI: link("br10"), Anycast: []Link{link("br10-v0")}, VLANs: []uint16{100}}
+			}},
+		{name: "routed port serves itself, with its anycast gateway", port: "eth0",
+			want: func() Port { return Port{Link: link("eth0"), SVI: link("eth0"), Anycast: []Link{link("eth0-v0")}} }},
+		{name: "tagged frame on a routed port: its vlan subinterface", port: "eth0", vlans: []uint16{30},
+			want: func() Port { return Port{Link: link("eth0"), SVI: link("eth0.30"), VLANs: []uint16{30}} }},
+		{name: "unknown index", wantReason: "unknown-port"},
+		{name: "member of a bridge missing from the table", port: "veth9", wantReason: "unknown-port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := get(tt.index)
-			svi, err := Eligible(*l, get(l.MasterIndex), get(l.ParentIndex))
-			if diff := cmp.Diff(tt.wantReason, ineligibleReason(err)); diff != "" {
-				t.Fatalf("reason (-want +got):\n%s", diff)
+			index := 99
+			if tt.port != "" {
+				index = link(tt.port).Index
 			}
-			if diff := cmp.Diff(tt.wantSVI, svi); diff != "" {
-				t.Errorf("SVI (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.wantReason, ineligibleReason(tbl.AccessPort(index))); diff != "" {
+				t.Errorf("AccessPort(%d) reason (-want +got):\n%s", index, diff)
+			}
+			p, err := tbl.Port(index, tt.vlans)
+			if diff := cmp.Diff(tt.wantReason, ineligibleReason(err)); diff != "" {
+				t.Fatalf("Port(%d) reason (-want +got):\n%s\nerr: %v", index, diff, err)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tt.want(), p, eqPrefix); diff != "" {
+				t.Errorf("Port(%d, %v) (-want +got):\n%s", index, tt.vlans, diff)
 			}
 		})
 	}
 }
 
 func TestTablePortRefresh(t *testing.T) {
-	veth := Link{Index: 3, Name: "veth0", Kind: "veth", MAC: testMAC(3), MasterIndex: 2, Up: true, Addrs: []netip.Prefix{}}
+	veth := Link{Index: 3, Name: "swp1", Kind: "veth", MAC: hw(3), MasterIndex: 2, Up: true, Addrs: []netip.Prefix{}}
 	tests := []struct {
 		name       string
 		index      int
@@ -163,12 +237,12 @@ func TestTablePortRefresh(t *testing.T) {
 		{name: "read fails", index: 3, refreshErr: errors.New("no such device"), wantCalls: []int{3}, wantReason: "unknown-port"},
 		// The bridge's own creation event may be on its way too: a member
 		// of an unknown bridge must not become a stand-alone port.
-		{name: "read member of a bridge not known yet", index: 3, refreshed: Link{Index: 3, Name: "veth0", Kind: "veth", MAC: testMAC(3), MasterIndex: 20, Up: true}, wantCalls: []int{3}, wantReason: "unknown-port", wantKnown: true},
+		{name: "read member of a bridge not known yet", index: 3, refreshed: Link{Index: 3, Name: "swp1", Kind: "veth", MAC: hw(3), MasterIndex: 20, Up: true}, wantCalls: []int{3}, wantReason: "unknown-port", wantKnown: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tbl := NewTable()
-			tbl.Set(Link{Index: 2, Name: "br0", Kind: "bridge", MAC: testMAC(2), Up: true})
+			tbl.Set(Link{Index: 2, Name: "br10", Kind: "bridge", MAC: hw(2), Up: true})
 			var calls []int
 			tbl.Refresh = func(index int) (Link, error) {
 				calls = append(calls, index)
@@ -212,12 +286,16 @@ func TestTableKeepsAddresses(t *testing.T) {
 		{name: "Replace with nil keeps", update: func(t *Table, l Link) { t.Replace([]Link{l}) }, addrs: nil, want: []netip.Prefix{a}},
 		{name: "Replace with empty clears", update: func(t *Table, l Link) { t.Replace([]Link{l}) }, addrs: []netip.Prefix{}, want: []netip.Prefix{}},
 		{name: "Replace with new replaces", update: func(t *Table, l Link) { t.Replace([]Link{l}) }, addrs: []netip.Prefix{b}, want: []netip.Prefix{b}},
+		// An address event between two link messages survives both: a
+		// link event and a re-dump carry no addresses.
+		{name: "AddAddr then Set with nil keeps both", update: func(t *Table, l Link) { t.AddAddr(2, b); t.Set(l) }, addrs: nil, want: []netip.Prefix{a, b}},
+		{name: "AddAddr then Replace with nil keeps both", update: func(t *Table, l Link) { t.AddAddr(2, b); t.Replace([]Link{l}) }, addrs: nil, want: []netip.Prefix{a, b}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tbl := NewTable()
-			tbl.Set(Link{Index: 2, Name: "br0", Kind: "bridge", Addrs: []netip.Prefix{a}})
-			tt.update(tbl, Link{Index: 2, Name: "br0", Kind: "bridge", Up: true, Addrs: tt.addrs})
+			tbl.Set(Link{Index: 2, Name: "br10", Kind: "bridge", Addrs: []netip.Prefix{a}})
+			tt.update(tbl, Link{Index: 2, Name: "br10", Kind: "bridge", Up: true, Addrs: tt.addrs})
 			got, ok := tbl.Get(2)
 			if !ok {
 				t.Fatal("link 2 gone")
@@ -233,13 +311,13 @@ func TestTableKeepsAddresses(t *testing.T) {
 }
 
 func TestTableReplaceDropsMissing(t *testing.T) {
-	tbl := switchTable()
-	tbl.Replace([]Link{{Index: 2, Name: "br0", Kind: "bridge"}})
+	tbl := leaf()
+	tbl.Replace([]Link{{Index: 2, Name: "br10", Kind: "bridge"}})
 	var got []string
 	for _, l := range tbl.All() {
 		got = append(got, l.Name)
 	}
-	if diff := cmp.Diff([]string{"br0"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"br10"}, got); diff != "" {
 		t.Errorf("links after Replace (-want +got):\n%s", diff)
 	}
 }
@@ -263,7 +341,7 @@ func TestTableEditAddr(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tbl := NewTable()
-			tbl.Set(Link{Index: 2, Name: "br0", Kind: "bridge", Addrs: []netip.Prefix{a, b}})
+			tbl.Set(Link{Index: 2, Name: "br10", Kind: "bridge", Addrs: []netip.Prefix{a, b}})
 			before, _ := tbl.Get(2)
 			tt.edit(tbl)
 			got, _ := tbl.Get(tt.index)
@@ -299,7 +377,7 @@ func TestTableChanged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tbl := NewTable()
-			tbl.Set(Link{Index: 2, Name: "br0", Kind: "bridge"})
+			tbl.Set(Link{Index: 2, Name: "br10", Kind: "bridge"})
 			<-tbl.Changed() // drain the setup's notification
 			select {
 			case <-tbl.Changed():
@@ -322,14 +400,15 @@ func TestTableChanged(t *testing.T) {
 }
 
 func TestTableByName(t *testing.T) {
-	tbl := switchTable()
+	tbl := leaf()
 	tests := []struct {
 		name      string
 		wantIndex int
 		wantOK    bool
 	}{
-		{name: "veth0", wantIndex: 3, wantOK: true},
-		{name: "br0.10", wantIndex: 7, wantOK: true},
+		{name: "swp1", wantIndex: 3, wantOK: true},
+		{name: "br10", wantIndex: 2, wantOK: true},
+		{name: "br10.20", wantIndex: 7, wantOK: true},
 		{name: "br", wantOK: false},
 		{name: "", wantOK: false},
 	}
@@ -390,7 +469,7 @@ func TestSource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			svi := Link{Index: 2, Name: "br0", Kind: "bridge", MAC: testMAC(2), Addrs: tt.addrs}
+			svi := Link{Index: 2, Name: "br10", Kind: "bridge", MAC: hw(2), Addrs: tt.addrs}
 			got, gotMAC := Source(Port{SVI: svi}, netip.MustParseAddr(tt.target))
 			if diff := cmp.Diff(tt.want, got.String()); diff != "" {
 				t.Errorf("Source(%s) address (-want +got):\n%s", tt.target, diff)
