@@ -4,7 +4,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd
 
 FUZZTIME ?= 10s
-FUZZ = FuzzDecode:./internal/packet FuzzDecodeBridgePort:./internal/link FuzzIPRoute2:./internal/link FuzzReplyMatching:./internal/engine \
+FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBridgePort:./internal/link FuzzIPRoute2:./internal/link FuzzReplyMatching:./internal/engine \
 	FuzzReplayCapture:./replay FuzzLoadNeighbors:./replay \
 	FuzzStateLoad:./neigh
 

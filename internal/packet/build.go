@@ -24,10 +24,14 @@ type Probe struct {
 	SrcIP  netip.Addr // IPv4: an SVI address or 0.0.0.0; IPv6: an SVI address, link-local, or ::
 	DstMAC net.HardwareAddr
 	Target netip.Addr
-	VLANs  []uint16 // tags to push, outermost first
+	VLANs  []uint16 // tags to push, outermost first; at most two (QinQ)
 }
 
-// Build encodes p as an Ethernet frame.
+// Build encodes p as an Ethernet frame: a unicast ARP request for an IPv4
+// target, a unicast Neighbor Solicitation for an IPv6 one. It returns
+// ErrInvalid for a MAC that is not unicast, a source and target of different
+// families (an IPv4-mapped target included), and VLAN tags Decode would not
+// read (more than two, or an ID outside 1-4094).
 func Build(p Probe) ([]byte, error) {
 	if !UnicastMAC(p.SrcMAC) || !UnicastMAC(p.DstMAC) {
 		return nil, fmt.Errorf("%w: src %s dst %s", ErrInvalid, p.SrcMAC, p.DstMAC)
@@ -78,7 +82,9 @@ func buildNS(p Probe) ([]byte, error) {
 
 // BuildRARP encodes a hypervisor-style RARP announcement for mac: broadcast,
 // EtherType 0x8035, opcode 3, sender and target hardware address mac, both
-// protocol addresses 0.0.0.0, padded to 60 bytes.
+// protocol addresses 0.0.0.0, padded to 60 bytes, with the VLAN tags vlans
+// (outermost first, at most two). It returns ErrInvalid for a MAC that is
+// not unicast and for tags Decode would not read.
 func BuildRARP(mac net.HardwareAddr, vlans []uint16) ([]byte, error) {
 	if !UnicastMAC(mac) {
 		return nil, fmt.Errorf("%w: mac %s", ErrInvalid, mac)
@@ -96,7 +102,13 @@ func BuildRARP(mac net.HardwareAddr, vlans []uint16) ([]byte, error) {
 	})
 }
 
+// serialize encodes the layers ls in an Ethernet frame from src to dst with
+// the VLAN tags vlans and EtherType et. A stack deeper than Decode reads
+// (maxVLANDepth) is refused: what the builders write, the decoder reads.
 func serialize(src, dst net.HardwareAddr, vlans []uint16, et layers.EthernetType, ls ...gopacket.SerializableLayer) ([]byte, error) {
+	if len(vlans) > maxVLANDepth {
+		return nil, fmt.Errorf("%w: %d vlan tags, at most %d", ErrInvalid, len(vlans), maxVLANDepth)
+	}
 	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: et}
 	all := []gopacket.SerializableLayer{eth}
 	for i, vid := range vlans {
@@ -134,12 +146,14 @@ type Reply struct {
 	IP     netip.Addr
 	DstMAC net.HardwareAddr // the prober's MAC
 	DstIP  netip.Addr       // the prober's address
-	VLANs  []uint16
+	VLANs  []uint16         // outermost first; at most two (QinQ)
 	// HopLimit of an NA; 0 means 255, the only value receivers accept.
 	HopLimit uint8
 }
 
-// BuildReply encodes r as an Ethernet frame.
+// BuildReply encodes r as an Ethernet frame. It returns ErrInvalid for a
+// MAC that is not unicast, a destination MAC that is not 6 bytes, addresses
+// of different families, and VLAN tags Decode would not read.
 func BuildReply(r Reply) ([]byte, error) {
 	if !UnicastMAC(r.MAC) || len(r.DstMAC) != 6 {
 		return nil, fmt.Errorf("%w: mac %s dst %s", ErrInvalid, r.MAC, r.DstMAC)

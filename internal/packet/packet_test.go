@@ -210,6 +210,7 @@ func TestBuildInvalid(t *testing.T) {
 		"no target":      {SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: v4},
 		"broadcast dst":  {SrcMAC: sviMAC, DstMAC: Broadcast, SrcIP: v4, Target: v4},
 		"vlan 4095":      {SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: v4, Target: v4, VLANs: []uint16{4095}},
+		"three tags":     {SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: v4, Target: v4, VLANs: []uint16{100, 20, 10}}, // Decode reads two
 	} {
 		if _, err := Build(p); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Build() error = %v, want ErrInvalid", name, err)
