@@ -6,10 +6,9 @@
 package capture
 
 import (
-	"time"
-
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
 // Handle is one capture handle: a live libpcap handle, a capture file, or a
@@ -23,10 +22,5 @@ type Handle interface {
 	Close()
 }
 
-// Packet is one captured frame and where it came from.
-type Packet struct {
-	Data     []byte
-	LinkType layers.LinkType
-	IfIndex  int       // the interface the frame entered
-	Time     time.Time // capture timestamp
-}
+// Packet is one captured frame and where it came from: the engine's type.
+type Packet = engine.Packet

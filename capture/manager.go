@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"golang.org/x/time/rate"
 )
@@ -44,19 +45,16 @@ type Opener interface {
 }
 
 // Manager keeps one handle per selected access port, opening and closing
-// them as the link table changes, and feeds what they capture to out.
+// them as the link table changes, and hands each frame they capture to its
+// callback on the goroutine that captured it: no queue and no goroutine hop
+// between a RARP and its probes.
 type Manager struct {
 	opener   Opener
 	links    *link.Table
 	selected func(link.Link) bool
-	out      chan<- Packet
+	deliver  func(Packet)
 	log      *slog.Logger
-	count    func(name string)
-
-	// Handle, when set, is called with each frame on the goroutine that
-	// captured it, instead of queueing it on out: one goroutine hop less
-	// between a RARP and its probes. Set before Run.
-	Handle func(Packet)
+	stats    *engine.Counters
 
 	// PortRate and PortBurst bound the frames one port may feed the
 	// decision loop, per second; beyond them frames are dropped as
@@ -104,11 +102,11 @@ func (m *Manager) Stats() map[string]PortStats {
 }
 
 // NewManager returns a manager that captures on the access ports in links
-// for which selected returns true. count is called with "drop/<reason>" for
-// every frame it has to discard (a full queue) and "rarp-via-any" for every
-// frame only the any-device handle caught.
-func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, out chan<- Packet, log *slog.Logger, count func(string)) *Manager {
-	return &Manager{opener: opener, links: links, selected: selected, out: out, log: log, count: count, ports: make(map[int]*port)}
+// for which selected returns true and calls deliver with every frame. It
+// counts into stats the frames it discards (over a port's rate, truncated)
+// and those only the any-device handle caught.
+func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
+	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats, ports: make(map[int]*port)}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -118,11 +116,11 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 	m.mu.Lock()
 	m.ctx = ctx
 	m.mu.Unlock()
-	if h, err := m.opener.OpenAny(); err != nil {
+	anyHandle, err := m.opener.OpenAny()
+	if err != nil {
 		m.log.Warn("no capture on the any device: a RARP in the first milliseconds of a new port can be missed", "err", err)
 	} else {
-		m.wg.Go(func() { m.readAny(ctx, h) })
-		context.AfterFunc(ctx, h.Close)
+		m.wg.Go(func() { m.readAny(ctx, anyHandle) })
 	}
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
@@ -137,6 +135,9 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 			// Closing a packet socket waits for an RCU grace period in the
 			// kernel (tens of ms): close them all at once, not one by one.
 			var closing sync.WaitGroup
+			if anyHandle != nil {
+				closing.Go(anyHandle.Close)
+			}
 			m.mu.Lock()
 			for idx, p := range m.ports {
 				closing.Go(p.h.Close)
@@ -222,10 +223,14 @@ func (m *Manager) openLocked(l link.Link) (*port, error) {
 	return p, nil
 }
 
+// closeLocked forgets the port idx and closes its handle on a goroutine
+// m.wg owns, so that m.mu is not held while the kernel waits for an RCU
+// grace period (tens of ms): Send on other ports and the any-device reader
+// (a new port's RARP) go on meanwhile.
 func (m *Manager) closeLocked(idx int, why string) {
 	p := m.ports[idx]
 	delete(m.ports, idx)
-	p.h.Close()
+	m.wg.Go(p.h.Close)
 	m.log.Info("port removed", "ifname", p.name, "ifindex", idx, "reason", why)
 }
 
@@ -253,19 +258,6 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 	return nil
 }
 
-func (m *Manager) emit(ctx context.Context, p Packet) {
-	if m.Handle != nil {
-		m.Handle(p)
-		return
-	}
-	select {
-	case m.out <- p:
-	case <-ctx.Done():
-	default:
-		m.count("drop/queue-full")
-	}
-}
-
 func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
 	lt := p.h.LinkType()
 	for {
@@ -273,10 +265,10 @@ func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
 		switch {
 		case err == nil:
 			if !p.limit.Allow() {
-				m.count("drop/port-rate-limit")
+				m.stats.Drop("port-rate-limit")
 				continue
 			}
-			m.emit(ctx, Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
+			m.deliver(Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
 		case errors.Is(err, ErrTimeout):
 			if ctx.Err() != nil {
 				return
@@ -319,7 +311,7 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 			return
 		}
 		if len(data) < 8 {
-			m.count("drop/truncated")
+			m.stats.Drop("truncated")
 			continue
 		}
 		ifindex := int(binary.BigEndian.Uint32(data[4:8]))
@@ -332,7 +324,7 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 		if l, known := m.links.Get(ifindex); known && !m.serves(l) {
 			continue // the bridge's copy of the port's RARP, a VXLAN port, ...
 		}
-		m.count("rarp-via-any")
-		m.emit(ctx, Packet{Data: data, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: ifindex, Time: ci.Timestamp})
+		m.stats.Count(engine.RARPViaAny)
+		m.deliver(Packet{Data: data, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: ifindex, Time: ci.Timestamp})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -43,15 +42,6 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("gave up after %v waiting for %s", deadline, what)
 		var zero T
 		return zero
-	}
-}
-
-// knownBug skips a test that fails because of bug, a known bug in
-// manager.go, unless CAPTURE_KNOWN_BUGS is set. Remove the call with the fix.
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if bug != "" && os.Getenv("CAPTURE_KNOWN_BUGS") == "" {
-		t.Skipf("known bug in manager.go (CAPTURE_KNOWN_BUGS=1 runs it): %s", bug)
 	}
 }
 
@@ -920,17 +910,12 @@ func TestManagerRunWaits(t *testing.T) {
 		name    string
 		hold    bool // veth1's reader is inside deliver at cancel
 		slowAny bool // the any handle's Close blocks until released
-		bug     string
 	}{
 		{name: "for a reader inside deliver", hold: true},
-		{
-			name: "for the any handle to close", slowAny: true,
-			bug: "Run returns before the any handle's Close (context.AfterFunc) has returned, or even started",
-		},
+		{name: "for the any handle to close", slowAny: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			knownBug(t, tt.bug)
 			synctest.Test(t, func(t *testing.T) {
 				h := newHarness(nil)
 				h.opener.withAny = true
@@ -991,7 +976,6 @@ func TestManagerSlowPortClose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			knownBug(t, "reconcile closes a port's handle holding the Manager's lock")
 			h := newHarness(nil)
 			h.opener.withAny = true
 			h.opener.slow = map[string]bool{"veth1": true}

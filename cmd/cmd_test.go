@@ -24,6 +24,10 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a"}, "-i: name the interface"},
 		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "eth0", "--count", "0"}, "--count 0"},
 		{[]string{"listen", "--probe-timeout", "0s"}, "--probe-timeout"},
+		{[]string{"listen", "--probe-retries", "-1"}, "--probe-retries -1"},
+		{[]string{"listen", "--probe-rate", "-1"}, "--probe-rate"},
+		{[]string{"listen", "--capture-buffer", "1000"}, "--capture-buffer 1000"},
+		{[]string{"listen", "--max-migrations", "-5"}, "--max-migrations -5"},
 		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`},
 		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`},
 		{[]string{"listen", "--log-format", "xml"}, `--log-format "xml"`},
@@ -75,8 +79,12 @@ func TestParseSources(t *testing.T) {
 		{Index: 1, Name: "vlan20", Kind: "vlan", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Up: true},
 		{Index: 2, Name: "swp1", Kind: "device", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Up: true},
 	})
-	if err := parseSources([]string{"swp1=198.51.100.9", "swp1=2001:db8:20::9,02:00:00:00:00:99"}, links); err != nil {
+	overrides, err := parseSources([]string{"swp1=198.51.100.9", "swp1=2001:db8:20::9,02:00:00:00:00:99"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	for svi, o := range overrides {
+		links.SetOverride(svi, o)
 	}
 	p, err := links.Port(2, nil)
 	if err != nil {

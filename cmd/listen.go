@@ -24,7 +24,6 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/metrics"
 	"github.com/rarp-replay/rarp-replay/neigh"
-	"github.com/rarp-replay/rarp-replay/replay"
 	"github.com/spf13/cobra"
 )
 
@@ -40,6 +39,35 @@ type listenOptions struct {
 	portRate   float64
 	portBurst  int
 	cfg        engine.Config
+
+	overrides map[string]link.Override // --source, parsed by validate
+}
+
+// validate checks every flag, naming the wrong one.
+func (o *listenOptions) validate() error {
+	switch {
+	case o.cfg.ProbeTimeout <= 0:
+		return fmt.Errorf("--probe-timeout %s: must be positive", o.cfg.ProbeTimeout)
+	case o.cfg.Retries < 0:
+		return fmt.Errorf("--probe-retries %d: must not be negative", o.cfg.Retries)
+	case o.cfg.Window < 0:
+		return fmt.Errorf("--cycle-window %s: must not be negative", o.cfg.Window)
+	case o.retention < 0:
+		return fmt.Errorf("--retention %s: must not be negative", o.retention)
+	case o.stateEvery <= 0:
+		return fmt.Errorf("--state-interval %s: must be positive", o.stateEvery)
+	case o.capBuffer < 64<<10:
+		return fmt.Errorf("--capture-buffer %d: must be at least 65536", o.capBuffer)
+	case o.cfg.ProbeRate < 0, o.cfg.PortProbeRate < 0, o.portRate < 0:
+		return errors.New("--probe-rate, --port-probe-rate and --port-frame-rate must not be negative (0: no limit)")
+	case o.cfg.ProbeBurst < 1, o.cfg.PortProbeBurst < 1, o.portBurst < 1:
+		return errors.New("--probe-burst, --port-probe-burst and --port-frame-burst must be at least 1")
+	case o.cfg.MaxCycles < 0:
+		return fmt.Errorf("--max-migrations %d: must not be negative (0: no limit)", o.cfg.MaxCycles)
+	}
+	var err error
+	o.overrides, err = parseSources(o.sources)
+	return err
 }
 
 func newListen(lo *logOptions) *cobra.Command {
@@ -57,6 +85,8 @@ reachable neighbor on the SVI.
 
 Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 		Args: cobra.NoArgs,
+		// Flags are checked before any privilege or socket.
+		PreRunE: func(*cobra.Command, []string) error { return o.validate() },
 		RunE: func(c *cobra.Command, _ []string) error {
 			log, err := lo.logger(os.Stderr)
 			if err != nil {
@@ -117,17 +147,14 @@ func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
 	return func(l link.Link) bool { return names[l.Name] }, nil
 }
 
-func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
-	if o.cfg.ProbeTimeout <= 0 || o.cfg.Retries < 0 || o.retention < 0 || o.stateEvery <= 0 || o.capBuffer < 64<<10 {
-		return errors.New("--probe-timeout and --state-interval must be positive, --capture-buffer at least 65536, --probe-retries and --retention not negative")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
+// linkRefresh is how often the link table is dumped again, for kernel
+// paths that change a link without a notification.
+const linkRefresh = time.Minute
 
+// runListen wires the daemon: the link and neighbor watchers, the state
+// file, the capture manager, the engine and the metrics server, each on a
+// goroutine owned by ctx, and waits for ctx to end.
+func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	if err := requireCaps(!o.cfg.DryRun); err != nil {
 		return err
 	}
@@ -139,68 +166,46 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		}
 		defer metricsLn.Close()
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 
 	links := link.NewTable()
-	if err := parseSources(o.sources, links); err != nil {
-		return err
+	for svi, ov := range o.overrides {
+		links.SetOverride(svi, ov)
 	}
 	mirror := neigh.NewMirror(o.retention)
 	stats := engine.NewCounters()
-	resynced := func(name string) { stats.Add(metrics.ResyncPrefix + name) }
-	linksReady, neighReady := make(chan struct{}), make(chan struct{})
-	wg.Go(func() {
-		link.Watch(ctx, links, log, func() { close(linksReady) }, link.WatchOptions{Resynced: resynced})
-	})
-	select {
-	case <-linksReady:
-	case <-ctx.Done():
-		return nil
-	}
-	// The saved memory goes in before the kernel's dump, which marks the
-	// bindings still in the kernel present again.
-	if o.stateFile != "" {
-		loadState(o.stateFile, mirror, links, stats, log)
-	}
-	wg.Go(func() {
-		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { resynced("neigh") }})
-	})
-	select {
-	case <-neighReady:
-	case <-ctx.Done():
+	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, log) {
 		return nil
 	}
 	// The initial dumps were read into transient copies: hand that memory
 	// back rather than carry it for the daemon's life.
 	debug.FreeOSMemory()
 	if o.stateFile != "" {
-		wg.Go(func() {
-			t := time.NewTicker(o.stateEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					saveState(o.stateFile, mirror, links, stats, log)
-				}
-			}
-		})
+		every(ctx, &wg, o.stateEvery, func() { saveState(o.stateFile, mirror, links, stats, log) })
 		defer saveState(o.stateFile, mirror, links, stats, log)
+	}
+	if o.dumpNeigh != "" {
+		onSignal(ctx, &wg, syscall.SIGUSR1, func() { dumpNeighbors(o.dumpNeigh, mirror, links, log) })
+		defer dumpNeighbors(o.dumpNeigh, mirror, links, log)
 	}
 	selected, err := selection(o.ifaces, links)
 	if err != nil {
 		return err
 	}
 
-	// The capture goroutines hand frames to the engine directly (mgr.Handle);
-	// a burst waits in the kernel's capture ring, whose drops are counted.
-	packets := make(chan capture.Packet)
+	// The capture goroutines hand each frame to the engine themselves; a
+	// burst waits in the port's kernel capture ring, whose drops are counted.
+	var eng *engine.Engine
 	popts := pcapio.DefaultOptions
 	popts.BufferSize = o.capBuffer
-	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected, packets, log,
-		stats.Add)
+	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected,
+		func(p engine.Packet) { eng.Handle(time.Now(), p) }, log, stats)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
-	var healthy atomic.Bool
 	coll := metrics.New(metrics.Sources{
 		Counters: stats.Snapshot,
 		Bindings: mirror.Len,
@@ -213,14 +218,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			return out
 		},
 	})
-	if metricsLn != nil {
-		wg.Go(func() {
-			if err := metrics.Serve(ctx, metricsLn, coll, &healthy, log); err != nil {
-				log.Error("metrics server stopped", "err", err)
-			}
-		})
-	}
-	eng := engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
+	eng = engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
 		if len(r.Programmed) > 0 {
 			coll.Latency.Observe(r.Latency.Seconds())
 		}
@@ -229,22 +227,13 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
 	})
 	eng.UseCounters(stats)
-	mgr.Handle = func(p capture.Packet) { eng.Handle(time.Now(), p) }
-	if o.dumpNeigh != "" {
-		usr1 := make(chan os.Signal, 1)
-		signal.Notify(usr1, syscall.SIGUSR1)
+	var healthy atomic.Bool
+	if metricsLn != nil {
 		wg.Go(func() {
-			defer signal.Stop(usr1)
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-usr1:
-					dumpNeighbors(o.dumpNeigh, mirror, links, log)
-				}
+			if err := metrics.Serve(ctx, metricsLn, coll, &healthy, log); err != nil {
+				log.Error("metrics server stopped", "err", err)
 			}
 		})
-		defer dumpNeighbors(o.dumpNeigh, mirror, links, log)
 	}
 	wg.Go(func() {
 		mgr.Run(ctx, func() {
@@ -252,22 +241,92 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
 		})
 	})
-	eng.Run(ctx, nil)
+	eng.Run(ctx)
 	cancel()
 	wg.Wait()
-	log.Info("stopped", "counters", stats.Snapshot())
+	log.Info("stopped", "counters", stats.Snapshot().Flat())
 	return nil
 }
 
-// parseSources sets the --source overrides: SVI=IP[,MAC].
-func parseSources(specs []string, links *link.Table) error {
+// watch starts the link and neighbor watchers and returns once both have
+// their first dump in (false when ctx ended first). The state file, when
+// there is one, is loaded in between: after the links, whose names it
+// refers to, and before the kernel's neighbors, whose dump marks the
+// bindings still in the kernel present again.
+func watch(ctx context.Context, wg *sync.WaitGroup, links *link.Table, mirror *neigh.Mirror, stats *engine.Counters, stateFile string, log *slog.Logger) bool {
+	refresh := make(chan struct{})
+	linksReady, neighReady := make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		link.Watch(ctx, links, log, func() { close(linksReady) }, link.WatchOptions{Resynced: stats.Resync, Refresh: refresh})
+	})
+	every(ctx, wg, linkRefresh, func() {
+		select {
+		case refresh <- struct{}{}:
+		case <-ctx.Done():
+		}
+	})
+	select {
+	case <-linksReady:
+	case <-ctx.Done():
+		return false
+	}
+	if stateFile != "" {
+		loadState(stateFile, mirror, links, stats, log)
+	}
+	wg.Go(func() {
+		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { stats.Resync("neigh") }})
+	})
+	select {
+	case <-neighReady:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// every runs f every d until ctx ends, on a goroutine wg owns.
+func every(ctx context.Context, wg *sync.WaitGroup, d time.Duration, f func()) {
+	wg.Go(func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	})
+}
+
+// onSignal runs f each time the process receives sig, until ctx ends, on a
+// goroutine wg owns.
+func onSignal(ctx context.Context, wg *sync.WaitGroup, sig os.Signal, f func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	wg.Go(func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				f()
+			}
+		}
+	})
+}
+
+// parseSources parses the --source overrides: SVI=IP[,MAC].
+func parseSources(specs []string) (map[string]link.Override, error) {
 	by := map[string]link.Override{}
 	for _, spec := range specs {
 		svi, rest, ok := strings.Cut(spec, "=")
 		ipStr, macStr, _ := strings.Cut(rest, ",")
 		ip, err := netip.ParseAddr(ipStr)
 		if !ok || svi == "" || err != nil {
-			return fmt.Errorf("--source %q: want SVI=IP or SVI=IP,MAC", spec)
+			return nil, fmt.Errorf("--source %q: want SVI=IP or SVI=IP,MAC", spec)
 		}
 		o := by[svi]
 		if ip.Is4() {
@@ -278,22 +337,19 @@ func parseSources(specs []string, links *link.Table) error {
 		if macStr != "" {
 			mac, err := net.ParseMAC(macStr)
 			if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-				return fmt.Errorf("--source %q: bad MAC %q", spec, macStr)
+				return nil, fmt.Errorf("--source %q: bad MAC %q", spec, macStr)
 			}
 			o.MAC = mac
 		}
 		by[svi] = o
 	}
-	for svi, o := range by {
-		links.SetOverride(svi, o)
-	}
-	return nil
+	return by, nil
 }
 
 // dumpNeighbors writes the mirror to path in the snapshot JSON replay reads.
 func dumpNeighbors(path string, m *neigh.Mirror, links *link.Table, log *slog.Logger) {
 	recs := m.Records()
-	if err := writeAtomic(path, func(w io.Writer) error { return replay.WriteNeighbors(w, recs, ifname(links)) }); err != nil {
+	if err := writeAtomic(path, func(w io.Writer) error { return neigh.WriteSnapshot(w, recs, ifname(links)) }); err != nil {
 		log.Error("dump neighbor mirror", "path", path, "err", err)
 		return
 	}
@@ -305,7 +361,7 @@ func dumpNeighbors(path string, m *neigh.Mirror, links *link.Table, log *slog.Lo
 func saveState(path string, m *neigh.Mirror, links *link.Table, stats *engine.Counters, log *slog.Logger) {
 	start := time.Now()
 	if err := writeAtomic(path, func(w io.Writer) error { return m.Save(w, ifname(links)) }); err != nil {
-		stats.Add("state-save-error")
+		stats.Count(engine.StateSaveError)
 		log.Error("save state", "path", path, "err", err)
 		return
 	}
@@ -325,7 +381,7 @@ func loadState(path string, m *neigh.Mirror, links *link.Table, stats *engine.Co
 		return
 	}
 	if err != nil {
-		stats.Add("state-load-error")
+		stats.Count(engine.StateLoadError)
 		log.Warn("state file ignored", "path", path, "err", err)
 		return
 	}
@@ -338,7 +394,7 @@ func loadState(path string, m *neigh.Mirror, links *link.Table, stats *engine.Co
 		log.Info("loaded state", "path", path, "bindings", n)
 		return
 	}
-	stats.Add("state-load-error")
+	stats.Count(engine.StateLoadError)
 	if !errors.Is(err, neigh.ErrForeignState) && !errors.Is(err, neigh.ErrStateTooLarge) {
 		log.Warn("state file ignored", "path", path, "err", err) // a read error: the file may be fine
 		return

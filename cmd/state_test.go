@@ -75,8 +75,8 @@ func (e *stateEnv) asides(t *testing.T) []string {
 func TestStateFileMovedAside(t *testing.T) {
 	e := newStateEnv(t)
 	loadState(e.path, neigh.NewMirror(time.Minute), e.links, e.stats, e.log)
-	if l := e.lastLog(t); l["msg"] != "no state file yet" || e.stats.Get("state-load-error") != 0 {
-		t.Errorf("missing file: log %v, load errors %d", l, e.stats.Get("state-load-error"))
+	if l := e.lastLog(t); l["msg"] != "no state file yet" || e.stats.Get(engine.StateLoadError) != 0 {
+		t.Errorf("missing file: log %v, load errors %d", l, e.stats.Get(engine.StateLoadError))
 	}
 
 	if err := os.WriteFile(e.path, []byte("{not json"), 0o600); err != nil {
@@ -107,7 +107,7 @@ func TestStateFileMovedAside(t *testing.T) {
 	if l["level"] != "WARN" || l["moved_to"] != filepath.Join(e.dir, names[0]) || !strings.Contains(l["err"].(string), "not a rarp-replay state file") {
 		t.Errorf("log %v, want a WARN with moved_to and the error", l)
 	}
-	if n := e.stats.Get("state-load-error"); n != 1 {
+	if n := e.stats.Get(engine.StateLoadError); n != 1 {
 		t.Errorf("state-load-error = %d, want 1", n)
 	}
 	if m.Len() != 1 {
@@ -159,7 +159,7 @@ func TestStateSaveErrorCounted(t *testing.T) {
 	e := newStateEnv(t)
 	m := mirrorWithBinding()
 	saveState(filepath.Join(e.dir, "missing", "state"), m, e.links, e.stats, e.log)
-	if n := e.stats.Get("state-save-error"); n != 1 {
+	if n := e.stats.Get(engine.StateSaveError); n != 1 {
 		t.Errorf("state-save-error = %d, want 1", n)
 	}
 	if l := e.lastLog(t); l["level"] != "ERROR" {
@@ -167,7 +167,7 @@ func TestStateSaveErrorCounted(t *testing.T) {
 	}
 	saveState(e.path, m, e.links, e.stats, e.log)
 	ents, _ := os.ReadDir(e.dir)
-	if len(ents) != 1 || ents[0].Name() != "state" || e.stats.Get("state-save-error") != 1 {
-		t.Errorf("after a good save: %v, %d errors; want only the state file", ents, e.stats.Get("state-save-error"))
+	if len(ents) != 1 || ents[0].Name() != "state" || e.stats.Get(engine.StateSaveError) != 1 {
+		t.Errorf("after a good save: %v, %d errors; want only the state file", ents, e.stats.Get(engine.StateSaveError))
 	}
 }

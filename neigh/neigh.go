@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
 // Neighbor states and flags (include/uapi/linux/neighbour.h).
@@ -54,17 +56,9 @@ func (e Entry) usable() bool {
 	return false
 }
 
-// Binding is one address bound to a MAC on an interface, as Lookup returns it.
-type Binding struct {
-	IP netip.Addr
-	// Present is false when the kernel has deleted the entry and the mirror
-	// only remembers it.
-	Present bool
-	// Remote is true when the entry was extern_learn (installed by EVPN).
-	Remote bool
-	// Seen is when the mirror last saw the entry in the kernel.
-	Seen time.Time
-}
+// Binding is one address bound to a MAC on an interface, as Lookup
+// returns it: the engine's type, which the mirror serves.
+type Binding = engine.Binding
 
 // The mirror keeps bindings compact (about 40 bytes each plus two map
 // entries), as a leaf may hold 100k of them: addresses as 16 bytes (IPv4

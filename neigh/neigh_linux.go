@@ -16,20 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchOptions tune Watch. The zero value follows this process's network
-// namespace with an 8 MiB receive buffer.
-type WatchOptions struct {
-	// Namespace, when not nil, is the network namespace to follow.
-	Namespace *netns.NsHandle
-	// ReceiveBuffer is the subscription socket's receive buffer, in bytes.
-	// It is forced past net.core.rmem_max where CAP_NET_ADMIN allows.
-	ReceiveBuffer int
-	// Resynced, when not nil, is called each time the subscription failed
-	// (the kernel outran the reader: ENOBUFS) and the table was dumped
-	// again.
-	Resynced func()
-}
-
 // Watch mirrors the kernel's IPv4 and IPv6 neighbor tables into m until ctx
 // ends: a subscription to RTNLGRP_NEIGH, then a dump, then the events; after
 // a socket error (ENOBUFS when a burst outran it) it subscribes and dumps
@@ -189,12 +175,6 @@ func fromNetlink(n netlink.Neigh) Entry {
 		Flags:   n.Flags,
 	}
 }
-
-// Kernel programs verified bindings into the kernel's neighbor table.
-type Kernel struct{}
-
-// ErrInvalid is returned by Program for an address or MAC it cannot program.
-var ErrInvalid = errors.New("invalid neighbor")
 
 // Program makes ip a local, reachable neighbor with lladdr mac on the
 // interface ifindex, replacing any entry there (a NOARP extern_learn remote

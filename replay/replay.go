@@ -22,7 +22,6 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/neigh"
@@ -262,14 +261,14 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 	var last time.Time
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
-			return eng.Stats().Snapshot(), err
+			return eng.Stats().Snapshot().Flat(), err
 		}
 		data, ci, err := src.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return eng.Stats().Snapshot(), fmt.Errorf("frame %d: %w", n, err)
+			return eng.Stats().Snapshot().Flat(), fmt.Errorf("frame %d: %w", n, err)
 		}
 		lt, name, ifindex := src.port(ci, data)
 		if o.Links != nil {
@@ -278,21 +277,21 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 			links.Set(link.Link{Index: ifindex, Name: name, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: svi, Up: true})
 		}
 		if err := advance(ci.Timestamp); err != nil {
-			return eng.Stats().Snapshot(), err
+			return eng.Stats().Snapshot().Flat(), err
 		}
 		rec.now, last = ci.Timestamp, ci.Timestamp
 		rec.hold = true
-		d := eng.Handle(ci.Timestamp, capture.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
+		d := eng.Handle(ci.Timestamp, engine.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
 		if err := sink.Frame(Line{N: n, Time: ci.Timestamp, Decision: d}); err != nil {
-			return eng.Stats().Snapshot(), err
+			return eng.Stats().Snapshot().Flat(), err
 		}
 		if err := rec.release(); err != nil {
-			return eng.Stats().Snapshot(), err
+			return eng.Stats().Snapshot().Flat(), err
 		}
 	}
 	// Let every open cycle run to its end, as the daemon would have.
 	err = advance(last.Add(24 * time.Hour))
-	return eng.Stats().Snapshot(), err
+	return eng.Stats().Snapshot().Flat(), err
 }
 
 // realPort finds a frame's port in a real link model: by the interface

@@ -127,26 +127,3 @@ func (n Neighbor) entry(links *link.Table) (neigh.Entry, bool) {
 	}
 	return e, true
 }
-
-// WriteNeighbors writes records in the JSON `ip -j neigh show` prints, plus
-// "remembered": true for bindings the kernel has deleted, so that a replay
-// sees what the daemon saw. name maps an interface index to its name.
-func WriteNeighbors(w io.Writer, records []neigh.Record, name func(int) string) error {
-	out := make([]map[string]any, 0, len(records))
-	for _, r := range records {
-		m := map[string]any{"dst": r.IP.String(), "dev": name(r.IfIndex), "lladdr": r.MAC.String()}
-		if r.Remote {
-			m["extern_learn"] = nil
-			m["state"] = []string{"NOARP"}
-		} else {
-			m["state"] = []string{"REACHABLE"}
-		}
-		if !r.Present {
-			m["remembered"] = true
-		}
-		out = append(out, m)
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", " ")
-	return enc.Encode(out)
-}

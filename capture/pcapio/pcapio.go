@@ -1,30 +1,16 @@
-// Package pcapio opens libpcap capture handles for the daemon and for
-// send-rarp. It is the only package that needs cgo.
+//go:build linux && cgo
+
 package pcapio
 
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcap"
 	"github.com/rarp-replay/rarp-replay/capture"
 )
-
-// Options tune a live handle.
-type Options struct {
-	SnapLen    int           // bytes kept of each frame
-	Timeout    time.Duration // read timeout, so a reader can notice shutdown
-	BufferSize int           // kernel ring size in bytes
-}
-
-// DefaultOptions keep whole ARP and NDP frames, return from reads every
-// 100 ms, and give each port a 2 MiB ring (2,000 VMs x 5 RARPs in 0.8 s on
-// one port: no kernel drops; 1 MiB dropped some). Immediate mode is always on: without it libpcap may hold a frame
-// for the whole timeout.
-var DefaultOptions = Options{SnapLen: 256, Timeout: 100 * time.Millisecond, BufferSize: 2 << 20}
 
 // Handle is a live libpcap handle.
 type Handle struct {

@@ -26,6 +26,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/neigh"
@@ -118,6 +119,7 @@ type kernelModel struct {
 	serial   int
 
 	links   *link.Table
+	refresh chan struct{} // makes the link watcher dump again
 	mirror  *neigh.Mirror
 	mgr     *capture.Manager
 	resyncs atomic.Int64
@@ -180,11 +182,12 @@ func (m *kernelModel) start(rcvbuf int) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m.links = link.NewTable()
+	m.refresh = make(chan struct{})
 	m.mirror = neigh.NewMirror(time.Hour)
 	resynced := func(string) { m.resyncs.Add(1) }
 	linksIn, neighIn := make(chan struct{}), make(chan struct{})
 	wg.Go(func() {
-		link.Watch(ctx, m.links, log, func() { close(linksIn) }, link.WatchOptions{Namespace: &h, ReceiveBuffer: rcvbuf, Resynced: resynced})
+		link.Watch(ctx, m.links, log, func() { close(linksIn) }, link.WatchOptions{Namespace: &h, ReceiveBuffer: rcvbuf, Resynced: resynced, Refresh: m.refresh})
 	})
 	wg.Go(func() {
 		neigh.Watch(ctx, m.mirror, log, func() { close(neighIn) }, neigh.WatchOptions{Namespace: &h, ReceiveBuffer: rcvbuf, Resynced: func() { resynced("neigh") }})
@@ -196,8 +199,7 @@ func (m *kernelModel) start(rcvbuf int) {
 			t.Fatal("the watchers did not finish their first dump within 10 s")
 		}
 	}
-	m.mgr = capture.NewManager(idleOpener{}, m.links, func(link.Link) bool { return true }, nil, log, func(string) {})
-	m.mgr.Handle = func(capture.Packet) {}
+	m.mgr = capture.NewManager(idleOpener{}, m.links, func(link.Link) bool { return true }, func(engine.Packet) {}, log, engine.NewCounters())
 	started := make(chan struct{})
 	wg.Go(func() { m.mgr.Run(ctx, func() { close(started) }) })
 	<-started
@@ -222,6 +224,12 @@ func (m *kernelModel) apply(o op) {
 	if err != nil {
 		m.refused++
 		line += "   # refused: " + firstLine(err.Error())
+		// A refused operation may have changed a link on its error path
+		// without a notification (a bond whose first enslave failed takes
+		// a random MAC silently): what the daemon's periodic refresh is
+		// for. Refresh now, so the comparison holds the notified state to
+		// account, not the kernel's silences.
+		m.refresh <- struct{}{}
 	}
 	m.history = append(m.history, line)
 }

@@ -16,10 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
-	"github.com/rarp-replay/rarp-replay/neigh"
 	"golang.org/x/time/rate"
 )
 
@@ -29,9 +28,30 @@ type Ports interface {
 	Port(ifindex int, vlans []uint16) (link.Port, error)
 }
 
+// Packet is one captured frame and where it came from.
+type Packet struct {
+	Data     []byte
+	LinkType layers.LinkType
+	IfIndex  int       // the interface the frame entered
+	Time     time.Time // capture timestamp
+}
+
+// Binding is one address bound to a MAC on an interface, as a Resolver
+// returns it.
+type Binding struct {
+	IP netip.Addr
+	// Present is false when the kernel has deleted the entry and the
+	// resolver only remembers it.
+	Present bool
+	// Remote is true when the entry was extern_learn (installed by EVPN).
+	Remote bool
+	// Seen is when the resolver last saw the entry in the kernel.
+	Seen time.Time
+}
+
 // Resolver returns the addresses bound to a MAC on an SVI.
 type Resolver interface {
-	Lookup(ifindex int, mac net.HardwareAddr) []neigh.Binding
+	Lookup(ifindex int, mac net.HardwareAddr) []Binding
 }
 
 // Sender writes a frame out of an interface.
@@ -223,22 +243,22 @@ func (e *Engine) Stats() *Counters { return e.stats }
 
 // Handle decides what to do with one frame at time now (wall clock live,
 // capture time in a replay), does it, and returns the decision.
-func (e *Engine) Handle(now time.Time, p capture.Packet) Decision {
+func (e *Engine) Handle(now time.Time, p Packet) Decision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(now)
 	d := e.handle(now, p)
 	switch d.Verdict {
 	case VerdictDrop:
-		e.stats.Add("drop/" + d.Reason)
+		e.stats.Drop(d.Reason)
 		e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
 	case VerdictDuplicate:
-		e.stats.Add("rarp-duplicate")
+		e.stats.Count(RARPDuplicate)
 	}
 	return d
 }
 
-func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
+func (e *Engine) handle(now time.Time, p Packet) Decision {
 	f, err := packet.Decode(p.Data, p.LinkType)
 	if err != nil {
 		return Decision{Verdict: VerdictDrop, Reason: packet.Reason(err), Err: err}
@@ -255,8 +275,7 @@ func (e *Engine) handle(now time.Time, p capture.Packet) Decision {
 	}
 	d.Port, d.SVI = port.Link.Name, port.SVI.Name
 	if f.Kind == packet.KindRARP {
-		e.stats.Add("rarp")
-		e.stats.Add("rarp[" + port.Link.Name + "]")
+		e.stats.RARP(port.Link.Name)
 		return e.rarp(now, p.Time, f, port, d)
 	}
 	return e.reply(now, f, port, d)
@@ -276,7 +295,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	// The SVI holds the bindings; on Cumulus-style layouts the kernel may
 	// hold some on the SVI's anycast macvlan too.
 	type found struct {
-		neigh.Binding
+		Binding
 		dev int
 	}
 	var bindings []found
@@ -338,19 +357,19 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	timeout := e.cfg.ProbeTimeout << (pr.attempts - 1)
 	e.arm(timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
 	if !e.allow(now, c.port.Link.Index) {
-		e.stats.Add("probe-rate-limited")
+		e.stats.Count(ProbeRateLimited)
 		return nil
 	}
 	if e.cfg.DryRun {
-		e.stats.Add("probe-dry-run")
+		e.stats.Count(ProbeDryRun)
 		return nil
 	}
 	if err := e.send.Send(c.port.Link.Index, pr.frame); err != nil {
-		e.stats.Add("probe-send-error")
+		e.stats.Count(ProbeSendError)
 		e.log.Error("send probe", "mac", c.mac.String(), "ip", pr.ip, "port", c.port.Link.Name, "err", err)
 		return err
 	}
-	e.stats.Add("probe-sent")
+	e.stats.Count(ProbeSent)
 	return nil
 }
 
@@ -402,16 +421,16 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	pr.state = stateVerified
 	pr.seq++ // disarm its timer
 	c.open--
-	e.stats.Add("verified")
+	e.stats.Count(Verified)
 	c.report.Verified = append(c.report.Verified, f.IP)
 	d.Verdict = VerdictVerified
 	if !e.cfg.DryRun {
 		if err := e.prog.Program(pr.dev, f.IP, c.mac); err != nil {
-			e.stats.Add("program-error")
+			e.stats.Count(ProgramError)
 			e.log.Error("program neighbor", "mac", c.mac.String(), "ip", f.IP, "svi", port.SVI.Name, "err", err)
 			d.Err = err
 		} else {
-			e.stats.Add("programmed")
+			e.stats.Count(Programmed)
 			c.report.Programmed = append(c.report.Programmed, f.IP)
 			c.report.Latency = now.Sub(c.start)
 		}
@@ -466,14 +485,14 @@ func (e *Engine) advance(now time.Time) {
 			continue
 		}
 		if t.p.attempts <= e.cfg.Retries {
-			e.stats.Add("probe-retry")
+			e.stats.Count(ProbeRetry)
 			e.transmit(t.at, t.c, t.p)
 			continue
 		}
 		t.p.state = stateFailed
 		delete(e.pending, pendingKey{t.c.key.svi, t.p.ip})
 		t.c.open--
-		e.stats.Add("failed")
+		e.stats.Count(Failed)
 		t.c.report.Failed = append(t.c.report.Failed, t.p.ip)
 		e.maybeFinish(t.at, t.c)
 	}
@@ -499,7 +518,7 @@ func (e *Engine) maybeFinish(now time.Time, c *cycle) {
 	slices.SortFunc(r.Verified, netip.Addr.Compare)
 	slices.SortFunc(r.Failed, netip.Addr.Compare)
 	slices.SortFunc(r.Programmed, netip.Addr.Compare)
-	e.stats.Add("cycle")
+	e.stats.Count(Cycle)
 	if e.report != nil {
 		e.report(r)
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,10 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
-	"github.com/rarp-replay/rarp-replay/neigh"
 )
 
 const (
@@ -62,11 +62,32 @@ func (p *fakeProgrammer) Program(ifindex int, ip netip.Addr, mac net.HardwareAdd
 	return nil
 }
 
+// fakeResolver serves bindings the test set, in the order set, as the
+// neighbor mirror would.
+type fakeResolver struct {
+	by map[string][]Binding
+}
+
+func (r *fakeResolver) bind(ifindex int, mac net.HardwareAddr, b Binding) {
+	if r.by == nil {
+		r.by = map[string][]Binding{}
+	}
+	k := fmt.Sprint(ifindex, mac)
+	set := slices.DeleteFunc(r.by[k], func(o Binding) bool { return o.IP == b.IP })
+	r.by[k] = append(set, b)
+}
+
+func (r *fakeResolver) Lookup(ifindex int, mac net.HardwareAddr) []Binding {
+	out := slices.Clone(r.by[fmt.Sprint(ifindex, mac)])
+	slices.SortFunc(out, func(a, b Binding) int { return a.IP.Compare(b.IP) })
+	return out
+}
+
 type fixture struct {
 	e       *Engine
 	send    *fakeSender
 	prog    *fakeProgrammer
-	mirror  *neigh.Mirror
+	mirror  *fakeResolver
 	reports []Report
 }
 
@@ -80,35 +101,35 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		{Index: idxVXLAN, Name: "vx10", Kind: "vxlan", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 4}, MasterIndex: idxBridge, Up: true},
 		{Index: idxOther, Name: "vm2", Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 6}, MasterIndex: idxBridge, Up: true},
 	})
-	m := neigh.NewMirror(15 * time.Minute)
+	m := &fakeResolver{}
 	for _, ip := range []netip.Addr{ip10, ip11, ip99, ip6} {
-		m.Update(neigh.Entry{IfIndex: idxBridge, IP: ip, MAC: vmMAC, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned})
+		m.bind(idxBridge, vmMAC, Binding{IP: ip, Present: true, Remote: true})
 	}
-	m.Update(neigh.Entry{IfIndex: idxBridge, IP: netip.MustParseAddr("192.0.2.20"), MAC: vm2MAC, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned})
+	m.bind(idxBridge, vm2MAC, Binding{IP: netip.MustParseAddr("192.0.2.20"), Present: true, Remote: true})
 	f := &fixture{send: &fakeSender{}, prog: &fakeProgrammer{}, mirror: m}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.e = New(cfg, links, m, f.send, f.prog, log, func(r Report) { f.reports = append(f.reports, r) })
 	return f
 }
 
-func rarp(t *testing.T, mac net.HardwareAddr, ifindex int, at time.Time) capture.Packet {
+func rarp(t *testing.T, mac net.HardwareAddr, ifindex int, at time.Time) Packet {
 	t.Helper()
 	b, err := packet.BuildRARP(mac, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return capture.Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: ifindex, Time: at}
+	return Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: ifindex, Time: at}
 }
 
 // replyTo answers a probe frame the way the VM's kernel does.
-func replyTo(t *testing.T, probe []byte, mac net.HardwareAddr, at time.Time) capture.Packet {
+func replyTo(t *testing.T, probe []byte, mac net.HardwareAddr, at time.Time) Packet {
 	t.Helper()
 	target, source := probeTarget(t, probe)
 	b, err := packet.BuildReply(packet.Reply{MAC: mac, IP: target, DstMAC: sviMAC, DstIP: source})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return capture.Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: at}
+	return Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: at}
 }
 
 // probeTarget decodes a probe the engine sent: its target and source address.
@@ -204,7 +225,7 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 	if r.Latency != time.Millisecond || r.Port != "vm1" || r.SVI != "br10" {
 		t.Errorf("report = %v, want latency 1ms port vm1 svi br10", r)
 	}
-	if got := f.e.Stats().Get("failed"); got != 1 {
+	if got := f.e.Stats().Get(Failed); got != 1 {
 		t.Errorf("failed counter = %d, want 1", got)
 	}
 }
@@ -220,7 +241,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 			probe99 = s.frame
 		}
 	}
-	for _, p := range []capture.Packet{replyTo(t, probe99, vm2MAC, t0), replyTo(t, mustProbe(t, "192.0.2.77"), vmMAC, t0)} {
+	for _, p := range []Packet{replyTo(t, probe99, vm2MAC, t0), replyTo(t, mustProbe(t, "192.0.2.77"), vmMAC, t0)} {
 		if d := f.e.Handle(t0, p); d.Verdict != VerdictDrop || d.Reason != "unsolicited-reply" {
 			t.Errorf("verdict %s (%s), want drop unsolicited-reply", d.Verdict, d.Reason)
 		}
@@ -229,7 +250,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 	if len(f.prog.got) != 0 {
 		t.Errorf("programmed %v without a reply", f.prog.got)
 	}
-	if got := f.e.Stats().Get("failed"); got != 4 {
+	if got := f.e.Stats().Get(Failed); got != 4 {
 		t.Errorf("failed = %d, want 4", got)
 	}
 	// A reply after the binding was given up is unsolicited too.
@@ -248,7 +269,7 @@ func mustProbe(t *testing.T, target string) []byte {
 
 func TestRetryBackoff(t *testing.T) {
 	f := newFixture(t, Config{ProbeTimeout: 100 * time.Millisecond, Retries: 3, Window: time.Second})
-	f.mirror.Delete(neigh.Entry{IfIndex: idxBridge, IP: ip10, MAC: vmMAC}) // remembered bindings are probed too
+	f.mirror.bind(idxBridge, vmMAC, Binding{IP: ip10, Remote: true}) // remembered (deleted) bindings are probed too
 	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
 	var times []time.Duration
 	for ms := 0; ms <= 3000; ms++ {
@@ -277,7 +298,7 @@ func TestDrops(t *testing.T) {
 	opcode4.Data[21] = packet.OpRARPReply
 	tests := []struct {
 		name   string
-		p      capture.Packet
+		p      Packet
 		reason string
 	}{
 		{"unknown mac", rarp(t, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}, idxPort, t0), "unknown-mac"},
@@ -293,7 +314,7 @@ func TestDrops(t *testing.T) {
 			if d.Verdict != VerdictDrop || d.Reason != tt.reason {
 				t.Errorf("verdict %s (%s), want drop %s", d.Verdict, d.Reason, tt.reason)
 			}
-			if got := f.e.Stats().Get("drop/" + tt.reason); got == 0 {
+			if got := f.e.Stats().Dropped(tt.reason); got == 0 {
 				t.Errorf("drop/%s not counted", tt.reason)
 			}
 		})
@@ -370,7 +391,7 @@ func TestProbeRateLimits(t *testing.T) {
 	if got := len(f.send.frames); got != 3 {
 		t.Fatalf("sent %d probes at once, want the burst of 3", got)
 	}
-	if got := f.e.Stats().Get("probe-rate-limited"); got != 1 {
+	if got := f.e.Stats().Get(ProbeRateLimited); got != 1 {
 		t.Errorf("probe-rate-limited = %d, want 1", got)
 	}
 	// At +100 ms four retries are due and the bucket holds its burst again.
@@ -378,7 +399,7 @@ func TestProbeRateLimits(t *testing.T) {
 	if got := len(f.send.frames); got != 6 {
 		t.Errorf("after the first timeout sent %d probes, want 6 (3 + a burst of 3 retries)", got)
 	}
-	if got := f.e.Stats().Get("probe-rate-limited"); got != 2 {
+	if got := f.e.Stats().Get(ProbeRateLimited); got != 2 {
 		t.Errorf("probe-rate-limited = %d, want 2", got)
 	}
 
@@ -466,7 +487,7 @@ func TestForgedReplies(t *testing.T) {
 			if len(f.prog.got) != 0 {
 				t.Fatalf("programmed %v from a forged reply", f.prog.got)
 			}
-			if got := f.e.Stats().Get("drop/" + tt.reason); got != 1 {
+			if got := f.e.Stats().Dropped(tt.reason); got != 1 {
 				t.Errorf("drop/%s = %d, want 1", tt.reason, got)
 			}
 			if d := f.e.Handle(at, genuine); d.Verdict != VerdictVerified {
@@ -476,5 +497,39 @@ func TestForgedReplies(t *testing.T) {
 				t.Errorf("programmed %v, want %s", f.prog.got, tt.ip)
 			}
 		})
+	}
+}
+
+// TestRun: Run fires the retries and give-ups of a cycle on the wall clock,
+// so the report of a migration nobody answers arrives by itself, and Run
+// returns once its context ends.
+func TestRun(t *testing.T) {
+	reports := make(chan Report, 1)
+	f := newFixture(t, Config{ProbeTimeout: 5 * time.Millisecond, Retries: 1, Window: time.Second})
+	f.e.report = func(r Report) { reports <- r }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.e.Run(ctx) }()
+	now := time.Now()
+	f.e.Handle(now, rarp(t, vmMAC, idxPort, now))
+	select {
+	case r := <-reports:
+		if diff := cmp.Diff([]netip.Addr{ip10, ip11, ip99, ip6}, r.Failed, cmpAddrs); diff != "" {
+			t.Errorf("failed (-want +got):\n%s", diff)
+		}
+		if got := len(f.send.frames); got != 8 {
+			t.Errorf("sent %d probes, want 8 (4 addresses, each retried once)", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run fired no timer: no report 10 s after a cycle whose probes time out in 5 + 10 ms")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }

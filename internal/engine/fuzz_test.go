@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
-	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 )
 
@@ -41,7 +40,7 @@ func FuzzReplyMatching(f *testing.F) {
 			port = idxOther
 		}
 		at := t0.Add(time.Duration(after) * time.Millisecond)
-		d := fx.e.Handle(at, capture.Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: port, Time: at})
+		d := fx.e.Handle(at, Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: port, Time: at})
 		fx.e.Advance(t0.Add(time.Hour))
 		if d.Verdict != VerdictVerified && len(fx.prog.got) == 0 {
 			return

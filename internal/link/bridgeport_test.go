@@ -56,7 +56,7 @@ func TestDecodeBridgePort(t *testing.T) {
 			attr(brportState, []byte{byte(STPBlocking)}), attr(brportLearning, []byte{0}),
 			attr(brportUnicastFlood, []byte{1}), attr(brportNeighSuppress, []byte{1}), attr(brportLocked, []byte{1}),
 			attr(2, []byte{32}), // priority: ignored
-			attr(26))), // IFLA_BRPORT_PAD: empty, ignored
+			attr(26))),          // IFLA_BRPORT_PAD: empty, ignored
 		want: BridgePort{Index: 5, Master: 2, HasInfo: true, Info: PortInfo{State: STPBlocking, Flood: true, NeighSuppress: true, Locked: true}},
 	}, {
 		name: "VLANs one by one (a dump with RTEXT_FILTER_BRVLAN)",

@@ -15,19 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchOptions tune Watch. The zero value follows this process's network
-// namespace with a 1 MiB receive buffer per subscription.
-type WatchOptions struct {
-	// Namespace, when not nil, is the network namespace to follow.
-	Namespace *netns.NsHandle
-	// ReceiveBuffer is each subscription socket's receive buffer, in bytes.
-	ReceiveBuffer int
-	// Resynced, when not nil, is called with the subscription's name
-	// ("link", "addr") each time it failed (the kernel outran the reader:
-	// ENOBUFS) and the table was dumped again.
-	Resynced func(subscription string)
-}
-
 // Kernel reads links from the kernel's rtnetlink, in one namespace.
 type Kernel struct {
 	ns netns.NsHandle // netns.None(): this process's
@@ -89,6 +76,7 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 			},
 			Apply:    func(u netlink.LinkUpdate) { k.apply(t, u, log) },
 			Resynced: resynced("link"),
+			Refresh:  o.Refresh,
 		}, func() { close(linksIn) })
 	})
 	wg.Go(func() {

@@ -8,46 +8,58 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
 // Sources are read at every scrape.
 type Sources struct {
-	Counters func() map[string]uint64 // engine counters: "rarp[PORT]", "drop/REASON", "probe-sent", ...
+	Counters func() engine.Snapshot   // the daemon's counters
 	Bindings func() int               // bindings in the neighbor mirror
 	Ports    func() int               // ports being captured
 	Kernel   func() map[string][2]int // per port: packets received, dropped by the kernel
 }
 
-// ResyncPrefix prefixes the counter of a netlink subscription's resyncs:
-// "netlink-resync/neigh".
-const ResyncPrefix = "netlink-resync/"
-
-// Subscriptions are the netlink subscriptions whose resyncs are counted.
-var Subscriptions = []string{"link", "addr", "neigh"}
-
-// counterNames maps engine counter names to metric names and help.
-var counterNames = map[string][2]string{
-	"probe-sent":         {"probes_sent_total", "Probes (ARP requests, Neighbor Solicitations) sent."},
-	"probe-retry":        {"probe_retries_total", "Probes sent again after no reply."},
-	"probe-rate-limited": {"probes_rate_limited_total", "Probes not sent because a probe rate limit was reached."},
-	"probe-send-error":   {"probe_send_errors_total", "Probes the port's handle failed to send."},
-	"probe-dry-run":      {"probes_dry_run_total", "Probes decided but not sent (--dry-run)."},
-	"verified":           {"bindings_verified_total", "Bindings the VM answered for."},
-	"failed":             {"bindings_failed_total", "Bindings given up after every retry."},
-	"programmed":         {"bindings_programmed_total", "Verified bindings programmed as local neighbors."},
-	"program-error":      {"program_errors_total", "Verified bindings the kernel refused to program."},
-	"cycle":              {"migrations_total", "Migrations handled (probe cycles completed)."},
-	"rarp-duplicate":     {"rarps_duplicate_total", "RARPs of a migration already being handled."},
-	"rarp-via-any":       {"rarps_via_any_total", "RARPs only the any-device handle caught (new ports)."},
-	"state-save-error":   {"state_save_errors_total", "Saves of --state-file that failed (the previous file stays)."},
-	"state-load-error":   {"state_load_errors_total", "Loads of --state-file at start that failed (a refused file is moved aside)."},
+// EventMetric returns the metric name (without the rarp_replay_ prefix)
+// and help of an engine event. Every engine.Event has one
+// (TestEveryEventHasAMetric).
+func EventMetric(e engine.Event) (name, help string) {
+	switch e {
+	case engine.ProbeSent:
+		return "probes_sent_total", "Probes (ARP requests, Neighbor Solicitations) sent."
+	case engine.ProbeRetry:
+		return "probe_retries_total", "Probes sent again after no reply."
+	case engine.ProbeRateLimited:
+		return "probes_rate_limited_total", "Probes not sent because a probe rate limit was reached."
+	case engine.ProbeSendError:
+		return "probe_send_errors_total", "Probes the port's handle failed to send."
+	case engine.ProbeDryRun:
+		return "probes_dry_run_total", "Probes decided but not sent (--dry-run)."
+	case engine.Verified:
+		return "bindings_verified_total", "Bindings the VM answered for."
+	case engine.Failed:
+		return "bindings_failed_total", "Bindings given up after every retry."
+	case engine.Programmed:
+		return "bindings_programmed_total", "Verified bindings programmed as local neighbors."
+	case engine.ProgramError:
+		return "program_errors_total", "Verified bindings the kernel refused to program."
+	case engine.Cycle:
+		return "migrations_total", "Migrations handled (probe cycles completed)."
+	case engine.RARPDuplicate:
+		return "rarps_duplicate_total", "RARPs of a migration already being handled."
+	case engine.RARPViaAny:
+		return "rarps_via_any_total", "RARPs only the any-device handle caught (new ports)."
+	case engine.StateSaveError:
+		return "state_save_errors_total", "Saves of --state-file that failed (the previous file stays)."
+	case engine.StateLoadError:
+		return "state_load_errors_total", "Loads of --state-file at start that failed (a refused file is moved aside)."
+	}
+	return "", ""
 }
 
 // Collector turns Sources into metrics.
@@ -55,11 +67,11 @@ type Collector struct {
 	src     Sources
 	Latency prometheus.Histogram
 
-	rarps, drops, events *prometheus.Desc
-	resyncs              *prometheus.Desc
-	bindings, ports      *prometheus.Desc
-	pcapRecv, pcapDrops  *prometheus.Desc
-	counters             map[string]*prometheus.Desc
+	rarps, drops        *prometheus.Desc
+	resyncs             *prometheus.Desc
+	bindings, ports     *prometheus.Desc
+	pcapRecv, pcapDrops *prometheus.Desc
+	events              []*prometheus.Desc // by engine.Event
 }
 
 // New returns a collector for src.
@@ -74,26 +86,25 @@ func New(src Sources) *Collector {
 		}),
 		rarps:     prometheus.NewDesc(n("rarps_total"), "RARP announcements decoded, by access port.", []string{"port"}, nil),
 		drops:     prometheus.NewDesc(n("drops_total"), "Frames dropped, by reason.", []string{"reason"}, nil),
-		events:    prometheus.NewDesc(n("events_total"), "Other engine events, by name.", []string{"event"}, nil),
 		resyncs:   prometheus.NewDesc(n("netlink_resyncs_total"), "Times a netlink subscription failed (the kernel outran the reader: ENOBUFS) and its table was dumped again.", []string{"subscription"}, nil),
 		bindings:  prometheus.NewDesc(n("mirrored_bindings"), "Bindings in the neighbor mirror, remembered ones included.", nil, nil),
 		ports:     prometheus.NewDesc(n("captured_ports"), "Access ports with an open capture handle.", nil, nil),
 		pcapRecv:  prometheus.NewDesc(n("pcap_received_total"), "Frames the kernel passed to a port's capture handle.", []string{"port"}, nil),
 		pcapDrops: prometheus.NewDesc(n("pcap_kernel_drops_total"), "Frames the kernel dropped for a port's capture handle.", []string{"port"}, nil),
-		counters:  map[string]*prometheus.Desc{},
 	}
-	for k, v := range counterNames {
-		c.counters[k] = prometheus.NewDesc(n(v[0]), v[1], nil, nil)
+	for _, e := range engine.Events() {
+		name, help := EventMetric(e)
+		c.events = append(c.events, prometheus.NewDesc(n(name), help, nil, nil))
 	}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.events, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops} {
+	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops} {
 		ch <- d
 	}
-	for _, d := range c.counters {
+	for _, d := range c.events {
 		ch <- d
 	}
 	c.Latency.Describe(ch)
@@ -105,23 +116,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	if c.src.Counters != nil {
-		all := c.src.Counters()
-		for _, sub := range Subscriptions {
-			counter(c.resyncs, float64(all[ResyncPrefix+sub]), sub)
+		snap := c.src.Counters()
+		for _, e := range engine.Events() {
+			counter(c.events[e], float64(snap.Events[e])) // every event, from zero
 		}
-		for name, v := range all {
-			switch {
-			case strings.HasPrefix(name, ResyncPrefix):
-			case strings.HasPrefix(name, "rarp[") && strings.HasSuffix(name, "]"):
-				counter(c.rarps, float64(v), name[5:len(name)-1])
-			case strings.HasPrefix(name, "drop/"):
-				counter(c.drops, float64(v), name[5:])
-			case name == "rarp": // the sum of rarps_total
-			case c.counters[name] != nil:
-				counter(c.counters[name], float64(v))
-			default:
-				counter(c.events, float64(v), name)
-			}
+		for _, sub := range engine.Subscriptions {
+			counter(c.resyncs, float64(snap.Resyncs[sub]), sub)
+		}
+		for port, v := range snap.RARPs {
+			counter(c.rarps, float64(v), port)
+		}
+		for reason, v := range snap.Drops {
+			counter(c.drops, float64(v), reason)
 		}
 	}
 	if c.src.Bindings != nil {

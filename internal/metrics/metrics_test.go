@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
 // safety bounds every wait on the server: reaching it is a failure, never
@@ -246,13 +249,13 @@ func TestSlowClients(t *testing.T) {
 func TestSlowReader(t *testing.T) {
 	// About 20 MB of metrics: more than the kernel buffers between a
 	// client that does not read and the server.
-	counters := map[string]uint64{}
+	stats := engine.NewCounters()
 	pad := strings.Repeat("x", 1000)
 	for i := range 20000 {
-		counters[fmt.Sprintf("%s-%d", pad, i)] = 1
+		stats.Drop(fmt.Sprintf("%s-%d", pad, i))
 	}
 	s := startServer(t, Options{WriteTimeout: 200 * time.Millisecond, ReadTimeout: time.Minute, IdleTimeout: time.Minute},
-		Sources{Counters: func() map[string]uint64 { return counters }})
+		Sources{Counters: stats.Snapshot})
 	c := s.dial(t)
 	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -283,5 +286,39 @@ func TestOptionsDefaults(t *testing.T) {
 	want.MaxConns, want.IdleTimeout = 3, time.Millisecond
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
+	}
+}
+
+// TestEveryEventHasAMetric: each engine event is exported under its own
+// name, from zero.
+func TestEveryEventHasAMetric(t *testing.T) {
+	seen := map[string]engine.Event{}
+	for _, e := range engine.Events() {
+		name, help := EventMetric(e)
+		if name == "" || help == "" || !strings.HasSuffix(name, "_total") {
+			t.Errorf("event %s: metric %q, help %q", e, name, help)
+		}
+		if other, dup := seen[name]; dup {
+			t.Errorf("events %s and %s share metric %s", other, e, name)
+		}
+		seen[name] = e
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(New(Sources{Counters: engine.NewCounters().Snapshot}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+	}
+	for name := range seen {
+		if !got["rarp_replay_"+name] {
+			t.Errorf("rarp_replay_%s not exported at zero", name)
+		}
+	}
+	if !got["rarp_replay_netlink_resyncs_total"] {
+		t.Error("rarp_replay_netlink_resyncs_total not exported at zero")
 	}
 }

@@ -27,6 +27,10 @@ type Source[U any] struct {
 	// Resynced, when not nil, is called each time the subscription failed
 	// after the first dump and the state was dumped again.
 	Resynced func()
+	// Refresh, when not nil, makes Follow dump again (keeping the
+	// subscription) each time it receives: a safety net for kernel paths
+	// that change state without a notification.
+	Refresh <-chan struct{}
 }
 
 // Follow runs s until ctx is done. It calls ready once, after the first
@@ -77,6 +81,10 @@ func Follow[U any](ctx context.Context, log *slog.Logger, s Source[U], ready fun
 					break
 				}
 				s.Apply(u)
+			case <-s.Refresh:
+				if err := s.Dump(); err != nil {
+					log.Warn("netlink refresh dump", "err", err)
+				}
 			case <-ctx.Done():
 				close(done)
 				drain(ch)

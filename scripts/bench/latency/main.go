@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command latency is the RARP-to-first-probe benchmark's tool
 // (scripts/bench/latency.sh):
 //

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package neigh
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+)
+
+// Watch needs Linux's rtnetlink.
+func Watch(context.Context, *Mirror, *slog.Logger, func(), WatchOptions) error {
+	return ErrNotImplemented
+}
+
+// Program needs Linux's rtnetlink.
+func (Kernel) Program(int, netip.Addr, net.HardwareAddr) error { return ErrNotImplemented }

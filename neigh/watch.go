@@ -1,0 +1,30 @@
+package neigh
+
+import (
+	"errors"
+
+	"github.com/vishvananda/netns"
+)
+
+// ErrNotImplemented is what the kernel-facing functions return off Linux.
+var ErrNotImplemented = errors.New("not implemented on this operating system: rarp-replay listens on Linux")
+
+// ErrInvalid is returned by Program for an address or MAC it cannot program.
+var ErrInvalid = errors.New("invalid neighbor")
+
+// Kernel programs verified bindings into the kernel's neighbor table.
+type Kernel struct{}
+
+// WatchOptions tune Watch. The zero value follows this process's network
+// namespace with an 8 MiB receive buffer.
+type WatchOptions struct {
+	// Namespace, when not nil, is the network namespace to follow.
+	Namespace *netns.NsHandle
+	// ReceiveBuffer is the subscription socket's receive buffer, in bytes.
+	// It is forced past net.core.rmem_max where CAP_NET_ADMIN allows.
+	ReceiveBuffer int
+	// Resynced, when not nil, is called each time the subscription failed
+	// (the kernel outran the reader: ENOBUFS) and the table was dumped
+	// again.
+	Resynced func()
+}
