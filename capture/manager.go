@@ -2,7 +2,6 @@ package capture
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"golang.org/x/time/rate"
 )
 
@@ -310,11 +310,11 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 			}
 			return
 		}
-		if len(data) < 8 {
+		ifindex, ok := packet.SLL2IfIndex(data)
+		if !ok {
 			m.stats.Drop("truncated")
 			continue
 		}
-		ifindex := int(binary.BigEndian.Uint32(data[4:8]))
 		m.mu.Lock()
 		p := m.ports[ifindex]
 		m.mu.Unlock()

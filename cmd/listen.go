@@ -23,6 +23,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/metrics"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/spf13/cobra"
 )
@@ -204,7 +205,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	popts := pcapio.DefaultOptions
 	popts.BufferSize = o.capBuffer
 	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected,
-		func(p engine.Packet) { eng.Handle(time.Now(), p) }, log, stats)
+		func(p engine.Packet) { eng.Process(time.Now(), p) }, log, stats)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
 	coll := metrics.New(metrics.Sources{
 		Counters: stats.Snapshot,
@@ -336,7 +337,7 @@ func parseSources(specs []string) (map[string]link.Override, error) {
 		}
 		if macStr != "" {
 			mac, err := net.ParseMAC(macStr)
-			if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			if err != nil || !packet.UnicastMAC(mac) {
 				return nil, fmt.Errorf("--source %q: bad MAC %q", spec, macStr)
 			}
 			o.MAC = mac

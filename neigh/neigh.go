@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 )
 
 // Neighbor states and flags (include/uapi/linux/neighbour.h).
@@ -45,15 +46,7 @@ func (e Entry) ExternLearned() bool { return e.Flags&NTFExtLearned != 0 }
 
 // usable reports whether e binds a unicast IP to a unicast MAC.
 func (e Entry) usable() bool {
-	if !e.IP.IsValid() || e.IP.IsMulticast() || e.IP.IsUnspecified() || len(e.MAC) != 6 || e.MAC[0]&1 != 0 {
-		return false
-	}
-	for _, b := range e.MAC {
-		if b != 0 {
-			return true
-		}
-	}
-	return false
+	return e.IP.IsValid() && !e.IP.IsMulticast() && !e.IP.IsUnspecified() && packet.UnicastMAC(e.MAC)
 }
 
 // Binding is one address bound to a MAC on an interface, as Lookup

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/neigh"
 )
 
@@ -281,7 +281,7 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 		}
 		rec.now, last = ci.Timestamp, ci.Timestamp
 		rec.hold = true
-		d := eng.Handle(ci.Timestamp, engine.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
+		d := eng.Process(ci.Timestamp, engine.Packet{Data: data, LinkType: lt, IfIndex: ifindex, Time: ci.Timestamp})
 		if err := sink.Frame(Line{N: n, Time: ci.Timestamp, Decision: d}); err != nil {
 			return eng.Stats().Snapshot().Flat(), err
 		}
@@ -371,7 +371,7 @@ func (s source) port(ci gopacket.CaptureInfo, data []byte) (layers.LinkType, str
 		}
 	}
 	if lt == layers.LinkTypeLinuxSLL2 && len(data) >= 8 {
-		idx = int(binary.BigEndian.Uint32(data[4:8]))
+		idx, _ = packet.SLL2IfIndex(data)
 		name = fmt.Sprintf("%s-ifindex%d", name, idx)
 	}
 	return lt, name, portBase + idx

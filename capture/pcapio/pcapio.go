@@ -12,14 +12,14 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 )
 
-// Handle is a live libpcap handle.
-type Handle struct {
+// Live is a live libpcap handle.
+type Live struct {
 	*pcap.Handle
 }
 
 // ReadPacketData returns the next frame, or capture.ErrTimeout when the read
 // timeout expired first.
-func (h Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+func (h Live) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	data, ci, err := h.Handle.ReadPacketData()
 	if errors.Is(err, pcap.NextErrorTimeoutExpired) {
 		return nil, ci, capture.ErrTimeout
@@ -29,7 +29,7 @@ func (h Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 
 // Stats returns the packets the kernel received for the handle and those
 // it dropped (ring full, or dropped by the interface).
-func (h Handle) Stats() (received, dropped int, err error) {
+func (h Live) Stats() (received, dropped int, err error) {
 	st, err := h.Handle.Stats()
 	if err != nil {
 		return 0, 0, err
@@ -47,10 +47,10 @@ func (h Handle) Stats() (received, dropped int, err error) {
 // user-space interpreter, which cannot evaluate "inbound": the first frames
 // a new handle sees, a new port's RARP among them, would be lost.)
 // Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
-func Open(ifname, filter string, o Options) (Handle, error) {
+func Open(ifname, filter string, o Options) (Live, error) {
 	in, err := pcap.NewInactiveHandle(ifname)
 	if err != nil {
-		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+		return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
 	}
 	defer in.CleanUp()
 	for _, set := range []func() error{
@@ -60,35 +60,35 @@ func Open(ifname, filter string, o Options) (Handle, error) {
 		func() error { return in.SetBufferSize(o.BufferSize) },
 	} {
 		if err := set(); err != nil {
-			return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+			return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
 		}
 	}
 	h, err := in.Activate()
 	if err != nil {
-		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+		return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
 	}
 	if ifname == "any" {
 		// SLL2 headers carry the interface index the frame entered.
 		if err := h.SetLinkType(layers.LinkTypeLinuxSLL2); err != nil {
 			h.Close()
-			return Handle{}, fmt.Errorf("capture any: SLL2: %w", err)
+			return Live{}, fmt.Errorf("capture any: SLL2: %w", err)
 		}
 	}
 	if err := h.SetDirection(pcap.DirectionIn); err != nil {
 		h.Close()
-		return Handle{}, fmt.Errorf("capture %s: inbound only: %w", ifname, err)
+		return Live{}, fmt.Errorf("capture %s: inbound only: %w", ifname, err)
 	}
 	if err := ignoreOutgoing(h); err != nil {
 		h.Close()
-		return Handle{}, fmt.Errorf("capture %s: inbound only in the kernel: %w", ifname, err)
+		return Live{}, fmt.Errorf("capture %s: inbound only in the kernel: %w", ifname, err)
 	}
 	if filter != "" {
 		if err := h.SetBPFFilter(filter); err != nil {
 			h.Close()
-			return Handle{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
+			return Live{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
 		}
 	}
-	return Handle{h}, nil
+	return Live{h}, nil
 }
 
 // Opener opens the daemon's handles.
@@ -105,14 +105,14 @@ func (o Opener) OpenAny() (capture.Handle, error) {
 }
 
 // OpenSender opens ifname for sending only (a filter that matches nothing).
-func OpenSender(ifname string) (Handle, error) {
+func OpenSender(ifname string) (Live, error) {
 	h, err := Open(ifname, "", DefaultOptions)
 	if err != nil {
 		return h, err
 	}
 	if err := h.SetBPFFilter("less 1"); err != nil {
 		h.Close()
-		return Handle{}, fmt.Errorf("capture %s: %w", ifname, err)
+		return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
 	}
 	return h, nil
 }

@@ -8,28 +8,28 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 )
 
-// Handle stands for a live handle where there is none.
-type Handle struct{}
+// Live stands for a live handle where there is none.
+type Live struct{}
 
 // ReadPacketData fails: there is no live capture here.
-func (Handle) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+func (Live) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	return nil, gopacket.CaptureInfo{}, ErrNotImplemented
 }
 
 // WritePacketData fails: there is no live capture here.
-func (Handle) WritePacketData([]byte) error { return ErrNotImplemented }
+func (Live) WritePacketData([]byte) error { return ErrNotImplemented }
 
 // LinkType is Ethernet.
-func (Handle) LinkType() layers.LinkType { return layers.LinkTypeEthernet }
+func (Live) LinkType() layers.LinkType { return layers.LinkTypeEthernet }
 
 // Close does nothing.
-func (Handle) Close() {}
+func (Live) Close() {}
 
 // Open fails: there is no live capture here.
-func Open(string, string, Options) (Handle, error) { return Handle{}, ErrNotImplemented }
+func Open(string, string, Options) (Live, error) { return Live{}, ErrNotImplemented }
 
 // OpenSender fails: there is no live capture here.
-func OpenSender(string) (Handle, error) { return Handle{}, ErrNotImplemented }
+func OpenSender(string) (Live, error) { return Live{}, ErrNotImplemented }
 
 // Opener opens nothing here.
 type Opener struct{ Options Options }

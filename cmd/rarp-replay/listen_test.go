@@ -150,7 +150,7 @@ bridge -n `+sw+` link set dev vx0 state 3`)
 	nstest.Run(t, "ip", "-n", park, "link", "set", "vm2", "netns", sw)
 	nstest.Run(t, "ip", "-n", sw, "link", "set", "vm2", "master", "br0", "up")
 	time.Sleep(10 * time.Millisecond)
-	helper.go_(t)
+	helper.release(t)
 	waitLocal(t, sw, vm2MAC, "192.0.2.20")
 	// Link events are applied in order: once vm2's port is added, the
 	// VXLAN device's events before it have been applied too.
@@ -538,7 +538,7 @@ done
 	}
 	// Every 2 ms for 1.5 s: across the whole probe cycle (100 + 200 + 400 ms).
 	forger := sendFramesRepeated(t, atk, 750, 2*time.Millisecond, frames...)
-	forger.go_(t, false)
+	forger.release(t, false)
 	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
 	waitLocal(t, sw, vm1MAC, "192.0.2.10", "2001:db8:10::10")
 	m := waitMigrations(t, listen, 1)[vm1MAC]
@@ -580,7 +580,7 @@ type helperProc struct {
 
 // go_ tells the sender to send; with wait (or a later wait call), waits
 // until it is done.
-func (h *helperProc) go_(t *testing.T, wait ...bool) {
+func (h *helperProc) release(t *testing.T, wait ...bool) {
 	t.Helper()
 	if _, err := h.stdin.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)

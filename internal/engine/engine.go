@@ -8,6 +8,7 @@ package engine
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -134,7 +135,7 @@ type Report struct {
 }
 
 // Engine is the decision state machine. It is safe for concurrent use: the
-// live daemon calls Handle from each port's capture goroutine, so that a
+// live daemon calls Process from each port's capture goroutine, so that a
 // RARP is answered without a hop to another goroutine, while Run fires the
 // timers; a replay drives it from one loop.
 type Engine struct {
@@ -241,9 +242,9 @@ func (e *Engine) UseCounters(c *Counters) { e.stats = c }
 // Stats returns the engine's counters; safe to read from any goroutine.
 func (e *Engine) Stats() *Counters { return e.stats }
 
-// Handle decides what to do with one frame at time now (wall clock live,
+// Process decides what to do with one frame at time now (wall clock live,
 // capture time in a replay), does it, and returns the decision.
-func (e *Engine) Handle(now time.Time, p Packet) Decision {
+func (e *Engine) Process(now time.Time, p Packet) Decision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(now)
@@ -268,7 +269,7 @@ func (e *Engine) handle(now time.Time, p Packet) Decision {
 	if err != nil {
 		d.Verdict, d.Reason, d.Err = VerdictDrop, "not-access-port", err
 		var ie *link.IneligibleError
-		if asIneligible(err, &ie) {
+		if errors.As(err, &ie) {
 			d.Reason, d.Port = ie.Reason, ie.Name
 		}
 		return d

@@ -172,7 +172,7 @@ func targets(t *testing.T, fs []sent) []string {
 
 func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 	f := newFixture(t, DefaultConfig)
-	d := f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	d := f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	if d.Verdict != VerdictProbe {
 		t.Fatalf("verdict = %s (%s), want probe", d.Verdict, d.Reason)
 	}
@@ -190,14 +190,14 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 		if target, _ := probeTarget(t, s.frame); target == ip99 {
 			continue
 		}
-		if d := f.e.Handle(t0.Add(time.Millisecond), replyTo(t, s.frame, vmMAC, t0)); d.Verdict != VerdictVerified {
+		if d := f.e.Process(t0.Add(time.Millisecond), replyTo(t, s.frame, vmMAC, t0)); d.Verdict != VerdictVerified {
 			t.Errorf("reply %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
 		}
 	}
 	// The other RARPs of the QEMU announcement change nothing.
 	for _, ms := range []int{50, 200, 450, 800} {
 		at := t0.Add(time.Duration(ms) * time.Millisecond)
-		if d := f.e.Handle(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictDuplicate {
+		if d := f.e.Process(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictDuplicate {
 			t.Errorf("RARP at %d ms: verdict %s, want duplicate", ms, d.Verdict)
 		}
 		f.e.Advance(at)
@@ -232,7 +232,7 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 
 func TestNeverProgramsUnverified(t *testing.T) {
 	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 2, Window: time.Second})
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	// Replies that must not verify anything: the wrong MAC for a probed
 	// address, and an address nobody probed.
 	var probe99 []byte
@@ -242,7 +242,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 		}
 	}
 	for _, p := range []Packet{replyTo(t, probe99, vm2MAC, t0), replyTo(t, mustProbe(t, "192.0.2.77"), vmMAC, t0)} {
-		if d := f.e.Handle(t0, p); d.Verdict != VerdictDrop || d.Reason != "unsolicited-reply" {
+		if d := f.e.Process(t0, p); d.Verdict != VerdictDrop || d.Reason != "unsolicited-reply" {
 			t.Errorf("verdict %s (%s), want drop unsolicited-reply", d.Verdict, d.Reason)
 		}
 	}
@@ -254,7 +254,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 		t.Errorf("failed = %d, want 4", got)
 	}
 	// A reply after the binding was given up is unsolicited too.
-	if d := f.e.Handle(t0.Add(time.Hour), replyTo(t, probe99, vmMAC, t0)); d.Verdict != VerdictDrop {
+	if d := f.e.Process(t0.Add(time.Hour), replyTo(t, probe99, vmMAC, t0)); d.Verdict != VerdictDrop {
 		t.Errorf("late reply verdict %s, want drop", d.Verdict)
 	}
 }
@@ -270,7 +270,7 @@ func mustProbe(t *testing.T, target string) []byte {
 func TestRetryBackoff(t *testing.T) {
 	f := newFixture(t, Config{ProbeTimeout: 100 * time.Millisecond, Retries: 3, Window: time.Second})
 	f.mirror.bind(idxBridge, vmMAC, Binding{IP: ip10, Remote: true}) // remembered (deleted) bindings are probed too
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	var times []time.Duration
 	for ms := 0; ms <= 3000; ms++ {
 		n := len(f.send.frames)
@@ -310,7 +310,7 @@ func TestDrops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := f.e.Handle(t0, tt.p)
+			d := f.e.Process(t0, tt.p)
 			if d.Verdict != VerdictDrop || d.Reason != tt.reason {
 				t.Errorf("verdict %s (%s), want drop %s", d.Verdict, d.Reason, tt.reason)
 			}
@@ -323,7 +323,7 @@ func TestDrops(t *testing.T) {
 		t.Errorf("dropped frames sent %d probes", len(f.send.frames))
 	}
 	// After all that, a real migration is still served.
-	if d := f.e.Handle(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
+	if d := f.e.Process(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
 		t.Errorf("second VM: verdict %s (%s), want probe", d.Verdict, d.Reason)
 	}
 }
@@ -331,13 +331,13 @@ func TestDrops(t *testing.T) {
 func TestNewCycleAfterWindow(t *testing.T) {
 	cfg := Config{ProbeTimeout: 10 * time.Millisecond, Retries: 0, Window: time.Second}
 	f := newFixture(t, cfg)
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	f.e.Advance(t0.Add(20 * time.Millisecond)) // all fail, the cycle ends at +10ms
-	if d := f.e.Handle(t0.Add(500*time.Millisecond), rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictDuplicate {
+	if d := f.e.Process(t0.Add(500*time.Millisecond), rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictDuplicate {
 		t.Errorf("inside the window: %s, want duplicate", d.Verdict)
 	}
 	at := t0.Add(1100 * time.Millisecond)
-	if d := f.e.Handle(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictProbe {
+	if d := f.e.Process(at, rarp(t, vmMAC, idxPort, at)); d.Verdict != VerdictProbe {
 		t.Errorf("after the window: %s, want probe", d.Verdict)
 	}
 	if len(f.reports) != 1 {
@@ -349,7 +349,7 @@ func TestDryRun(t *testing.T) {
 	cfg := DefaultConfig
 	cfg.DryRun = true
 	f := newFixture(t, cfg)
-	if d := f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictProbe {
+	if d := f.e.Process(t0, rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictProbe {
 		t.Fatalf("verdict %s, want probe", d.Verdict)
 	}
 	f.e.Advance(t0.Add(time.Hour))
@@ -387,7 +387,7 @@ func TestProbeRateLimits(t *testing.T) {
 	f := newFixture(t, cfg)
 	// Four addresses, a global burst of three: the fourth probe waits for
 	// its retry, when the bucket has refilled.
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	if got := len(f.send.frames); got != 3 {
 		t.Fatalf("sent %d probes at once, want the burst of 3", got)
 	}
@@ -406,7 +406,7 @@ func TestProbeRateLimits(t *testing.T) {
 	// A per-port budget of 2: a second port keeps its own.
 	cfg.ProbeBurst, cfg.PortProbeBurst = 100, 2
 	f = newFixture(t, cfg)
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	if got := len(f.send.frames); got != 2 {
 		t.Errorf("per-port burst 2: sent %d", got)
 	}
@@ -416,12 +416,12 @@ func TestCycleLimit(t *testing.T) {
 	cfg := DefaultConfig
 	cfg.MaxCycles = 1
 	f := newFixture(t, cfg)
-	f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
-	if d := f.e.Handle(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictDrop || d.Reason != "cycle-limit" {
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
+	if d := f.e.Process(t0, rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictDrop || d.Reason != "cycle-limit" {
 		t.Errorf("second cycle: %s %s, want drop cycle-limit", d.Verdict, d.Reason)
 	}
 	f.e.Advance(t0.Add(time.Hour)) // the first cycle ends and leaves its window
-	if d := f.e.Handle(t0.Add(time.Hour), rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
+	if d := f.e.Process(t0.Add(time.Hour), rarp(t, vm2MAC, idxPort, t0)); d.Verdict != VerdictProbe {
 		t.Errorf("after the first cycle expired: %s %s, want probe", d.Verdict, d.Reason)
 	}
 }
@@ -466,7 +466,7 @@ func TestForgedReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, DefaultConfig)
-			f.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+			f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 			var probe []byte
 			for _, s := range f.send.frames {
 				if target, _ := probeTarget(t, s.frame); target == tt.ip {
@@ -481,7 +481,7 @@ func TestForgedReplies(t *testing.T) {
 			}
 			forged.IfIndex = tt.port
 			at := t0.Add(time.Millisecond)
-			if d := f.e.Handle(at, forged); d.Verdict != VerdictDrop || d.Reason != tt.reason {
+			if d := f.e.Process(at, forged); d.Verdict != VerdictDrop || d.Reason != tt.reason {
 				t.Fatalf("forged reply: verdict %s (%s, %v), want drop %s", d.Verdict, d.Reason, d.Err, tt.reason)
 			}
 			if len(f.prog.got) != 0 {
@@ -490,7 +490,7 @@ func TestForgedReplies(t *testing.T) {
 			if got := f.e.Stats().Dropped(tt.reason); got != 1 {
 				t.Errorf("drop/%s = %d, want 1", tt.reason, got)
 			}
-			if d := f.e.Handle(at, genuine); d.Verdict != VerdictVerified {
+			if d := f.e.Process(at, genuine); d.Verdict != VerdictVerified {
 				t.Fatalf("the VM's own reply after the forged one: verdict %s (%s)", d.Verdict, d.Reason)
 			}
 			if len(f.prog.got) != 1 || f.prog.got[0].ip != tt.ip {
@@ -511,7 +511,7 @@ func TestRun(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- f.e.Run(ctx) }()
 	now := time.Now()
-	f.e.Handle(now, rarp(t, vmMAC, idxPort, now))
+	f.e.Process(now, rarp(t, vmMAC, idxPort, now))
 	select {
 	case r := <-reports:
 		if diff := cmp.Diff([]netip.Addr{ip10, ip11, ip99, ip6}, r.Failed, cmpAddrs); diff != "" {

@@ -34,13 +34,13 @@ func FuzzReplyMatching(f *testing.F) {
 	f.Add(r, uint16(300), false)
 	f.Fuzz(func(t *testing.T, data []byte, after uint16, otherPort bool) {
 		fx := newFixture(t, Config{ProbeTimeout: 100 * time.Millisecond, Retries: 1, Window: time.Second})
-		fx.e.Handle(t0, rarp(t, vmMAC, idxPort, t0))
+		fx.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 		port := idxPort
 		if otherPort {
 			port = idxOther
 		}
 		at := t0.Add(time.Duration(after) * time.Millisecond)
-		d := fx.e.Handle(at, Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: port, Time: at})
+		d := fx.e.Process(at, Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: port, Time: at})
 		fx.e.Advance(t0.Add(time.Hour))
 		if d.Verdict != VerdictVerified && len(fx.prog.got) == 0 {
 			return

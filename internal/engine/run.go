@@ -2,15 +2,12 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
 // Run drives the engine's timers on the wall clock (retries, give-ups, the
 // end of a cycle's window) until ctx ends; the capture goroutines call
-// Handle with each frame themselves.
+// Process with each frame themselves.
 func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -29,5 +26,3 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
-
-func asIneligible(err error, target **link.IneligibleError) bool { return errors.As(err, target) }

@@ -429,10 +429,10 @@ func (t *Table) vlanDevice(parent int, vid uint16) *Link {
 func Source(p Port, target netip.Addr) (netip.Addr, net.HardwareAddr) {
 	mac := p.SVI.MAC
 	if o := p.Source.IPv4; target.Is4() && o.IsValid() {
-		return o, cmpMAC(p.Source.MAC, mac)
+		return o, overrideMAC(p.Source.MAC, mac)
 	}
 	if o := p.Source.IPv6; !target.Is4() && o.IsValid() {
-		return o, cmpMAC(p.Source.MAC, mac)
+		return o, overrideMAC(p.Source.MAC, mac)
 	}
 	devs := append(slices.Clone(p.Anycast), p.SVI)
 	var linkLocal netip.Addr
@@ -460,7 +460,8 @@ func Source(p Port, target netip.Addr) (netip.Addr, net.HardwareAddr) {
 	return netip.IPv6Unspecified(), mac
 }
 
-func cmpMAC(override, def net.HardwareAddr) net.HardwareAddr {
+// overrideMAC returns override when it is a MAC, def otherwise.
+func overrideMAC(override, def net.HardwareAddr) net.HardwareAddr {
 	if len(override) == 6 {
 		return override
 	}

@@ -5,6 +5,7 @@
 package packet
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -350,6 +351,16 @@ func ICMPv6Checksum(src, dst netip.Addr, msg []byte) uint16 {
 		sum = sum>>16 + sum&0xffff
 	}
 	return ^uint16(sum)
+}
+
+// SLL2IfIndex returns the interface index a Linux cooked (SLL2) header
+// records, the header being the start of data; false when data is too
+// short to hold one.
+func SLL2IfIndex(data []byte) (int, bool) {
+	if len(data) < 20 {
+		return 0, false
+	}
+	return int(int32(binary.BigEndian.Uint32(data[4:8]))), true
 }
 
 // UnicastMAC reports whether mac is a 6-byte unicast, non-zero MAC address.
