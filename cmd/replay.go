@@ -20,6 +20,8 @@ import (
 )
 
 type replayOptions struct {
+	opts replay.Options // built from the flags by validate
+
 	neigh  string
 	svi    string
 	sviMAC string
@@ -44,50 +46,14 @@ the reason the frame was dropped; one per binding it would program; and one
 per migration when its probe cycle ends. ARP replies and Neighbor
 Advertisements in the capture verify probes. Output streams as the capture
 is read; SIGINT or SIGTERM stops it (exit status 130 or 143).`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error { return o.validate() },
 		RunE: func(c *cobra.Command, args []string) error {
 			log, err := lo.logger(c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			opts := replay.Options{SVI: o.svi, Config: engine.DefaultConfig, Port: o.port}
-			if opts.SVIMAC, err = net.ParseMAC(o.sviMAC); err != nil {
-				return fmt.Errorf("--svi-mac: %w", err)
-			}
-			for _, a := range o.addrs {
-				p, err := netip.ParsePrefix(a)
-				if err != nil {
-					return fmt.Errorf("--svi-addr: %w", err)
-				}
-				opts.SVIAddrs = append(opts.SVIAddrs, p)
-			}
-			// The replay runs in a goroutine: opening or reading a FIFO
-			// blocks in the kernel, and a signal must still end the command
-			// at once, flushing what was printed, even if the goroutine
-			// stays blocked.
-			ctx := c.Context()
-			out := newReplayOutput(c.OutOrStdout(), o.json, o.write)
-			done := make(chan error, 1)
-			go func() { done <- o.run(ctx, args[0], opts, log, out) }()
-			select {
-			case err := <-done:
-				if ctx.Err() == nil || err == nil {
-					if cerr := out.close(err == nil); err == nil {
-						err = cerr
-					}
-					return err
-				}
-			case <-ctx.Done():
-			}
-			// Flush unless the goroutine holds the output, blocked writing
-			// to a stdout nobody reads.
-			stopped := make(chan struct{})
-			go func() { out.stop(); close(stopped) }()
-			select {
-			case <-stopped:
-			case <-time.After(time.Second):
-			}
-			return context.Cause(ctx)
+			return runReplay(c.Context(), o, args[0], c.OutOrStdout(), log)
 		},
 	}
 	f := c.Flags()
@@ -309,4 +275,50 @@ func loadLinks(linksPath, vlansPath string) (*link.Table, error) {
 		return nil, fmt.Errorf("%s: %w", linksPath, err)
 	}
 	return t, nil
+}
+
+// validate parses the flags into o.opts.
+func (o *replayOptions) validate() error {
+	o.opts = replay.Options{SVI: o.svi, Config: engine.DefaultConfig, Port: o.port}
+	var err error
+	if o.opts.SVIMAC, err = net.ParseMAC(o.sviMAC); err != nil {
+		return fmt.Errorf("--svi-mac: %w", err)
+	}
+	for _, a := range o.addrs {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("--svi-addr: %w", err)
+		}
+		o.opts.SVIAddrs = append(o.opts.SVIAddrs, p)
+	}
+	return nil
+}
+
+// runReplay replays the capture at path to stdout. The replay runs in a
+// goroutine: opening or reading a FIFO blocks in the kernel, and a signal
+// must still end the command at once, flushing what was printed, even if
+// that goroutine stays blocked.
+func runReplay(ctx context.Context, o *replayOptions, path string, stdout io.Writer, log *slog.Logger) error {
+	out := newReplayOutput(stdout, o.json, o.write)
+	done := make(chan error, 1)
+	go func() { done <- o.run(ctx, path, o.opts, log, out) }()
+	select {
+	case err := <-done:
+		if ctx.Err() == nil || err == nil {
+			if cerr := out.close(err == nil); err == nil {
+				err = cerr
+			}
+			return err
+		}
+	case <-ctx.Done():
+	}
+	// Flush unless the goroutine holds the output, blocked writing to a
+	// stdout nobody reads.
+	stopped := make(chan struct{})
+	go func() { out.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Second):
+	}
+	return context.Cause(ctx)
 }
