@@ -56,8 +56,8 @@ fuzz:
 test-uml:
 	mkdir -p build
 	$(GO) test -c -o build/rr-cmd.test ./cmd/rarp-replay
-	cd cmd/rarp-replay && ../../scripts/uml/run.sh -q -- ../../build/rr-cmd.test \
-		-test.run '^(TestKernelModel|TestNetlinkOverflow)$$' -test.v -model.steps 300
+	scripts/uml/run.sh -q -- sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test \
+		-test.run "^(TestKernelModel|TestNetlinkOverflow)$$" -test.v -model.steps 300'
 
 # The kernel model test for as long as asked (SOAK, a Go duration): random
 # leaf operations in a namespace, the daemon's tables compared with the
