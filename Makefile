@@ -16,7 +16,8 @@ DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 all: build
 
 build:
-	$(GO) build -o bin/rarp-replay ./cmd/rarp-replay
+	$(GO) build -o bin/rarp-replay -ldflags "-X github.com/rarp-replay/rarp-replay/internal/version.version=$(VERSION) \
+		-X github.com/rarp-replay/rarp-replay/internal/version.commit=$$(git rev-parse HEAD 2>/dev/null)" ./cmd/rarp-replay
 
 # Installs the Debian packages the build and the tests need, if missing.
 deps:
@@ -88,7 +89,8 @@ demo-local: deps build
 # packaging/tools/go.mod (no prebuilt download).
 deb: build
 	mkdir -p build
-	bin/rarp-replay --help > build/reference.txt
+	bin/rarp-replay version | grep -qxF 'rarp-replay $(VERSION)' || { echo "bin/rarp-replay is not stamped $(VERSION)" >&2; exit 1; }
+	{ bin/rarp-replay version; echo; bin/rarp-replay --help; } > build/reference.txt
 	for c in listen send-rarp replay; do echo; echo "== rarp-replay $$c"; bin/rarp-replay $$c --help; done >> build/reference.txt
 	bin/rarp-replay completion bash > build/completion.bash
 	bin/rarp-replay completion zsh > build/completion.zsh

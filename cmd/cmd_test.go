@@ -3,40 +3,58 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
 // TestArgumentErrors checks that bad arguments are clear errors, raised
-// before anything touches the network.
+// before anything touches the network, and exit with status 2 (a usage
+// error); a failure at run time exits 1.
 func TestArgumentErrors(t *testing.T) {
 	tests := []struct {
-		args []string
-		want string
+		args   []string
+		want   string
+		status int
 	}{
-		{[]string{"send-rarp", "--mac", "zz:zz", "-i", "eth0"}, `--mac "zz:zz"`},
-		{[]string{"send-rarp", "--mac", "ff:ff:ff:ff:ff:ff", "-i", "eth0"}, "unicast"},
-		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a"}, "-i: name the interface"},
-		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "eth0", "--count", "0"}, "--count 0"},
-		{[]string{"listen", "--probe-timeout", "0s"}, "--probe-timeout"},
-		{[]string{"listen", "--probe-retries", "-1"}, "--probe-retries -1"},
-		{[]string{"listen", "--probe-rate", "-1"}, "--probe-rate"},
-		{[]string{"listen", "--capture-buffer", "1000"}, "--capture-buffer 1000"},
-		{[]string{"listen", "--max-migrations", "-5"}, "--max-migrations -5"},
-		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`},
-		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`},
-		{[]string{"listen", "--log-format", "xml"}, `--log-format "xml"`},
-		{[]string{"listen", "--source", "vlan10"}, `--source "vlan10"`},
-		{[]string{"listen", "--source", "vlan10=192.0.2.300"}, `--source "vlan10=192.0.2.300"`},
-		{[]string{"listen", "--source", "vlan10=192.0.2.1,01:00:5e:00:00:01"}, "bad MAC"},
-		{[]string{"replay"}, "accepts 1 arg"},
-		{[]string{"replay", "/nonexistent.pcap"}, "no such file"},
-		{[]string{"replay", "--svi-addr", "192.0.2.1", "x.pcap"}, "--svi-addr"},
+		{[]string{"send-rarp", "--mac", "zz:zz", "-i", "eth0"}, `--mac "zz:zz"`, 2},
+		{[]string{"send-rarp", "--mac", "ff:ff:ff:ff:ff:ff", "-i", "eth0"}, "unicast", 2},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a"}, "-i: name the interface", 2},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "eth0", "--count", "0"}, "--count 0", 2},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "eth0", "--count", "many"}, `invalid argument "many"`, 2},
+		{[]string{"send-rarp", "--mac", "02:00:5e:10:00:0a", "-i", "rr-nosuch0", "--count", "1"}, "", 1}, // no such device, no permission, or no libpcap
+		{[]string{"listen", "--probe-timeout", "0s"}, "--probe-timeout", 2},
+		{[]string{"listen", "--probe-retries", "-1"}, "--probe-retries -1", 2},
+		{[]string{"listen", "--probe-rate", "-1"}, "--probe-rate", 2},
+		{[]string{"listen", "--capture-buffer", "1000"}, "--capture-buffer 1000", 2},
+		{[]string{"listen", "--max-migrations", "-5"}, "--max-migrations -5", 2},
+		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`, 2},
+		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`, 2},
+		{[]string{"listen", "--log-format", "xml"}, `--log-format "xml"`, 2},
+		{[]string{"listen", "--source", "vlan10"}, `--source "vlan10"`, 2},
+		{[]string{"listen", "--source", "vlan10=192.0.2.300"}, `--source "vlan10=192.0.2.300"`, 2},
+		{[]string{"listen", "--source", "vlan10=192.0.2.1,01:00:5e:00:00:01"}, "bad MAC", 2},
+		{[]string{"listen", "--exclude", "swp["}, `--exclude "swp[": syntax error in pattern`, 2},
+		{[]string{"listen", "--exclude", "eth0", "--include", "swp[1-"}, `--include "swp[1-": syntax error in pattern`, 2},
+		{[]string{"listen", "-i", "swp1", "--exclude", "swp2"}, "--include and --exclude select among -i any", 2},
+		{[]string{"listen", "--no-such-flag"}, "unknown flag: --no-such-flag", 2},
+		{[]string{"listen", "swp1"}, `unknown command "swp1" for "rarp-replay listen"`, 2},
+		{[]string{"lisen"}, "did you mean listen?", 2},
+		{[]string{"--log-level", "loud", "version"}, `--log-level "loud"`, 2},
+		{[]string{"version", "now"}, `unknown command "now"`, 2},
+		{[]string{"replay"}, "accepts 1 arg", 2},
+		{[]string{"replay", "a.pcap", "b.pcap"}, "accepts 1 arg", 2},
+		{[]string{"replay", "/nonexistent.pcap"}, "no such file", 1},
+		{[]string{"replay", "--svi-addr", "192.0.2.1", "x.pcap"}, "--svi-addr", 2},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -50,6 +68,90 @@ func TestArgumentErrors(t *testing.T) {
 			err := c.ExecuteContext(ctx)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %v, want one containing %q", err, tt.want)
+			}
+			if got := exitStatus(err); got != tt.status {
+				t.Errorf("exit status %d, want %d (error %v)", got, tt.status, err)
+			}
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("capture swp1: permission denied"), 1},
+		{&UsageError{Err: errors.New("unknown flag: --x")}, 2},
+		{fmt.Errorf("wrapped: %w", &UsageError{Err: errors.New("bad")}), 2},
+		{&Interrupted{Signal: syscall.SIGINT}, 130},
+		{&Interrupted{Signal: syscall.SIGTERM}, 143},
+	} {
+		if got := exitStatus(tt.err); got != tt.want {
+			t.Errorf("exitStatus(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestVersion: `version` and `--version` print the same four lines.
+func TestVersion(t *testing.T) {
+	run := func(args ...string) string {
+		t.Helper()
+		c := New()
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		c.SetArgs(args)
+		if err := c.Execute(); err != nil {
+			t.Fatalf("%s: %v", strings.Join(args, " "), err)
+		}
+		return out.String()
+	}
+	got := run("version")
+	re := regexp.MustCompile(`^rarp-replay \S+\ncommit:  \S+( \(modified\))?\ngo:      go\S+\nlibpcap: (libpcap version \S+.*|unavailable \(built without libpcap\))\n$`)
+	if !re.MatchString(got) {
+		t.Errorf("version printed %q, want it to match %s", got, re)
+	}
+	if flag := run("--version"); flag != got {
+		t.Errorf("--version printed %q, version %q", flag, got)
+	}
+}
+
+// TestSelection: which ports -i any with --include and --exclude serves.
+// The filter sees every link the kernel reports; eligibility is the
+// capture manager's, after it.
+func TestSelection(t *testing.T) {
+	links := []string{"swp1", "swp5", "swp50", "swp15", "eth0", "peerlink", "peerlink.4094", "bond1",
+		"Ethernet0", "Ethernet48", "PortChannel0001", "ethernet0"}
+	tests := []struct {
+		name             string
+		include, exclude []string
+		want             []string
+	}{
+		{"everything by default", nil, nil, links},
+		{"Cumulus uplinks and peer link excluded", nil, []string{"eth0", "swp5*", "peerlink*"},
+			[]string{"swp1", "swp15", "bond1", "Ethernet0", "Ethernet48", "PortChannel0001", "ethernet0"}},
+		{"exclude wins over include", []string{"swp*"}, []string{"swp5*"}, []string{"swp1", "swp15"}},
+		{"SONiC: front panel ports but the uplinks, case-sensitive", []string{"Ethernet*", "PortChannel*"}, []string{"Ethernet48", "PortChannel0001"},
+			[]string{"Ethernet0"}},
+		{"character class", []string{"swp[1-4]"}, nil, []string{"swp1"}},
+		{"include matching nothing", []string{"tap*"}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			selected, err := selection("any", tt.include, tt.exclude, link.NewTable())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for i, name := range links {
+				if selected(link.Link{Index: i + 1, Name: name}) {
+					got = append(got, name)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("selected (-want +got)\n%s", diff)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -24,12 +25,15 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/metrics"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/internal/version"
 	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/spf13/cobra"
 )
 
 type listenOptions struct {
 	ifaces     string
+	include    []string // with -i any: path.Match patterns of the ports to serve
+	exclude    []string // with -i any: path.Match patterns of the ports not to serve
 	retention  time.Duration
 	dumpNeigh  string
 	metrics    string
@@ -65,6 +69,18 @@ func (o *listenOptions) validate() error {
 		return errors.New("--probe-burst, --port-probe-burst and --port-frame-burst must be at least 1")
 	case o.cfg.MaxCycles < 0:
 		return fmt.Errorf("--max-migrations %d: must not be negative (0: no limit)", o.cfg.MaxCycles)
+	case len(o.include)+len(o.exclude) > 0 && o.ifaces != "any" && o.ifaces != "":
+		return fmt.Errorf("--include and --exclude select among -i any; -i %q names the ports itself", o.ifaces)
+	}
+	for _, f := range []struct {
+		flag     string
+		patterns []string
+	}{{"--include", o.include}, {"--exclude", o.exclude}} {
+		for _, p := range f.patterns {
+			if _, err := path.Match(p, ""); err != nil { // checks the whole pattern
+				return fmt.Errorf("%s %q: %w", f.flag, p, err)
+			}
+		}
 	}
 	var err error
 	o.overrides, err = parseSources(o.sources)
@@ -84,10 +100,15 @@ for --retention), probes each address with a unicast ARP request or Neighbor
 Solicitation, and programs each address the VM answers for as a local,
 reachable neighbor on the SVI.
 
+SIGTERM or SIGINT stops it (exit status 0), after saving --state-file.
+SIGUSR1 dumps the mirror (--dump-neigh). SIGHUP, SIGUSR2, and SIGUSR1
+without --dump-neigh are logged and change nothing: settings take effect at
+a restart.
+
 Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		// Flags are checked before any privilege or socket.
-		PreRunE: func(*cobra.Command, []string) error { return o.validate() },
+		PreRunE: validated(o.validate),
 		RunE: func(c *cobra.Command, _ []string) error {
 			log, err := lo.logger(os.Stderr)
 			if err != nil {
@@ -98,6 +119,8 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	}
 	f := c.Flags()
 	f.StringVarP(&o.ifaces, "interface", "i", "any", `access ports to serve: "any" (every eligible port, tracked live) or a comma-separated list`)
+	f.StringArrayVar(&o.include, "include", nil, "with -i any: serve only ports whose name matches this glob (repeatable; * ? [a-z]; default: every port)")
+	f.StringArrayVar(&o.exclude, "exclude", nil, "with -i any: never serve ports whose name matches this glob, e.g. 'swp5*' for uplinks (repeatable; wins over --include)")
 	f.DurationVar(&o.retention, "retention", 15*time.Minute, "how long to remember a binding after the kernel deleted it")
 	f.DurationVar(&o.cfg.ProbeTimeout, "probe-timeout", o.cfg.ProbeTimeout, "how long the first probe waits for a reply (doubles per retry)")
 	f.IntVar(&o.cfg.Retries, "probe-retries", o.cfg.Retries, "retries of an unanswered probe before the binding is given up")
@@ -119,11 +142,25 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	return c
 }
 
-// selection returns the port filter for -i, checking that every named
-// interface exists and is an access port.
-func selection(ifaces string, links *link.Table) (func(link.Link) bool, error) {
+// selection returns the port filter for -i, --include and --exclude,
+// which the capture manager applies to every link, also to links created or
+// renamed later. With -i any: every port whose name matches no exclude
+// pattern and, if there are include patterns, one of them (path.Match;
+// validate has checked the patterns). With a list, checking that every
+// named interface exists and is an access port: those names.
+func selection(ifaces string, include, exclude []string, links *link.Table) (func(link.Link) bool, error) {
 	if ifaces == "any" || ifaces == "" {
-		return func(link.Link) bool { return true }, nil
+		matches := func(patterns []string, name string) bool {
+			for _, p := range patterns {
+				if ok, _ := path.Match(p, name); ok {
+					return true
+				}
+			}
+			return false
+		}
+		return func(l link.Link) bool {
+			return !matches(exclude, l.Name) && (len(include) == 0 || matches(include, l.Name))
+		}, nil
 	}
 	names := make(map[string]bool)
 	var errs []error
@@ -180,9 +217,25 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	}
 	mirror := neigh.NewMirror(o.retention)
 	stats := engine.NewCounters()
+	// Caught before the start-up, which may take seconds on a large table:
+	// no signal may end the daemon unlogged.
+	var dump func() // SIGUSR1
+	var started atomic.Bool
+	if o.dumpNeigh != "" {
+		dump = func() {
+			if !started.Load() {
+				log.Info("SIGUSR1 during start-up: the neighbor mirror is still loading; not dumped")
+				return
+			}
+			dumpNeighbors(o.dumpNeigh, mirror, links, log)
+		}
+	}
+	stopSignals := handleSignals(ctx, &wg, log, dump)
+	defer stopSignals()
 	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, log) {
 		return nil
 	}
+	started.Store(true)
 	// The initial dumps were read into transient copies: hand that memory
 	// back rather than carry it for the daemon's life.
 	debug.FreeOSMemory()
@@ -191,10 +244,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		defer saveState(o.stateFile, mirror, links, stats, log)
 	}
 	if o.dumpNeigh != "" {
-		onSignal(ctx, &wg, syscall.SIGUSR1, func() { dumpNeighbors(o.dumpNeigh, mirror, links, log) })
 		defer dumpNeighbors(o.dumpNeigh, mirror, links, log)
 	}
-	selected, err := selection(o.ifaces, links)
+	selected, err := selection(o.ifaces, o.include, o.exclude, links)
 	if err != nil {
 		return err
 	}
@@ -239,7 +291,8 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	wg.Go(func() {
 		mgr.Run(ctx, func() {
 			healthy.Store(true)
-			log.Info("listening", "interfaces", o.ifaces, "ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun)
+			log.Info("listening", "interfaces", o.ifaces, "include", o.include, "exclude", o.exclude,
+				"ports", len(mgr.Ports()), "bindings", mirror.Len(), "dry_run", o.cfg.DryRun, "version", version.Get().Version)
 		})
 	})
 	eng.Run(ctx)
@@ -301,22 +354,36 @@ func every(ctx context.Context, wg *sync.WaitGroup, d time.Duration, f func()) {
 	})
 }
 
-// onSignal runs f each time the process receives sig, until ctx ends, on a
-// goroutine wg owns.
-func onSignal(ctx context.Context, wg *sync.WaitGroup, sig os.Signal, f func()) {
+// handleSignals keeps SIGHUP, SIGUSR1 and SIGUSR2 from ending the daemon
+// (by default the Go runtime ends the process on SIGHUP and ignores the
+// other two silently): until ctx ends, on a goroutine wg owns, SIGUSR1
+// calls dump (nil without --dump-neigh), and the others are logged. Until
+// the returned function is called, they are still caught, and dropped, so
+// that one arriving while the daemon saves its state at exit does not end
+// it. SIGINT and SIGTERM, which stop the daemon, are Execute's.
+func handleSignals(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, dump func()) (stop func()) {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sig)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	wg.Go(func() {
-		defer signal.Stop(ch)
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-ch:
-				f()
+			case s := <-ch:
+				switch {
+				case s == syscall.SIGUSR1 && dump != nil:
+					dump()
+				case s == syscall.SIGUSR1:
+					log.Info("SIGUSR1 ignored: it dumps the neighbor mirror when --dump-neigh is set, and it is not")
+				case s == syscall.SIGHUP:
+					log.Info("SIGHUP: nothing to reload; --log-level and every other setting take effect at a restart")
+				default:
+					log.Info("SIGUSR2 ignored: it means nothing to rarp-replay")
+				}
 			}
 		}
 	})
+	return func() { signal.Stop(ch) }
 }
 
 // parseSources parses the --source overrides: SVI=IP[,MAC].

@@ -46,8 +46,8 @@ the reason the frame was dropped; one per binding it would program; and one
 per migration when its probe cycle ends. ARP replies and Neighbor
 Advertisements in the capture verify probes. Output streams as the capture
 is read; SIGINT or SIGTERM stops it (exit status 130 or 143).`,
-		Args:    cobra.ExactArgs(1),
-		PreRunE: func(*cobra.Command, []string) error { return o.validate() },
+		Args:    usageArgs(cobra.ExactArgs(1)),
+		PreRunE: validated(o.validate),
 		RunE: func(c *cobra.Command, args []string) error {
 			log, err := lo.logger(c.ErrOrStderr())
 			if err != nil {

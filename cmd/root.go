@@ -24,6 +24,7 @@ type logOptions struct {
 // New returns the rarp-replay root command.
 func New() *cobra.Command {
 	lo := &logOptions{}
+	var showVersion bool
 	root := &cobra.Command{
 		Use:   "rarp-replay",
 		Short: "Restore a live-migrated VM's MAC+IP bindings on an EVPN leaf",
@@ -34,18 +35,79 @@ answers for as a local neighbor, so the routing suite advertises MAC+IP
 again at once instead of when the VM next speaks.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// With Args set, an unknown command is unknownCommand's usage error,
+		// not an untyped one from cobra's command lookup; with RunE, the
+		// root prints its help (or --version) instead of cobra doing so
+		// whatever the arguments.
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		// The log flags are checked before any command runs.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if _, err := lo.logger(io.Discard); err != nil {
+				return &UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			if showVersion {
+				return writeVersion(c.OutOrStdout())
+			}
+			return c.Help()
+		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version, commit, Go and libpcap versions (as the version command)")
 	root.PersistentFlags().StringVar(&lo.level, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&lo.format, "log-format", "text", "log format: text or json")
-	root.AddCommand(newListen(lo), newSendRARP(lo), newReplay(lo))
+	root.AddCommand(newListen(lo), newSendRARP(), newReplay(lo), newVersion())
 	return root
 }
 
+// UsageError is a mistake in the command line: an unknown command or
+// flag, a flag value that does not parse or that validation refuses, or
+// a wrong number of arguments. Execute exits 2 on it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usageArgs makes the errors of an argument validator usage errors.
+func usageArgs(args cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, a []string) error {
+		if err := args(c, a); err != nil {
+			return &UsageError{Err: err}
+		}
+		return nil
+	}
+}
+
+// unknownCommand refuses an argument to the root command, which can only
+// be a mistyped command, suggesting the command meant.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return &UsageError{Err: errors.New(msg)}
+}
+
+// validated returns a PreRunE running validate, whose error is a usage
+// error.
+func validated(validate func() error) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error {
+		if err := validate(); err != nil {
+			return &UsageError{Err: err}
+		}
+		return nil
+	}
+}
+
 // Execute runs rarp-replay with the process's arguments; SIGINT and SIGTERM
-// cancel the command's context. It returns the exit status: 0; 1 after
-// printing the error; 128 plus the signal's number (SIGINT 130, SIGTERM 143)
-// when the signal stopped a command before its end (a command that ends on
-// the signal as it should, like listen, returns nil and exits 0).
+// cancel the command's context. It prints the error, if any, and returns
+// the exit status (exitStatus).
 func Execute() int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -59,13 +121,30 @@ func Execute() int {
 		case <-ctx.Done():
 		}
 	}()
-	err := New().ExecuteContext(ctx)
+	c, err := New().ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "rarp-replay:", err)
+	if errors.As(err, new(*UsageError)) && c != nil {
+		fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", c.CommandPath())
+	}
+	return exitStatus(err)
+}
+
+// exitStatus is the process's exit status for a command's error: 0 for
+// nil; 2 for a usage error; 128 plus the signal's number (SIGINT 130,
+// SIGTERM 143) when a signal stopped a command before its end (a command
+// that ends on the signal as it should, like listen, returns nil and
+// exits 0); 1 for any other failure.
+func exitStatus(err error) int {
 	var in *Interrupted
-	if errors.As(err, &in) {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, new(*UsageError)):
+		return 2
+	case errors.As(err, &in):
 		return 128 + int(in.Signal)
 	}
 	return 1

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -17,9 +19,36 @@ type sendOptions struct {
 	count    int
 	interval time.Duration
 	vlan     uint16
+
+	hw    net.HardwareAddr // --mac, parsed by validate
+	frame []byte           // the RARP, built by validate
 }
 
-func newSendRARP(lo *logOptions) *cobra.Command {
+// validate checks the flags, naming the wrong one, and builds the frame.
+func (o *sendOptions) validate() error {
+	var err error
+	o.hw, err = net.ParseMAC(o.mac)
+	if err != nil || !packet.UnicastMAC(o.hw) {
+		return fmt.Errorf("--mac %q: want a unicast Ethernet address such as 02:00:5e:10:00:0a", o.mac)
+	}
+	if o.iface == "" {
+		return errors.New("-i: name the interface to send on")
+	}
+	if o.count < 1 {
+		return fmt.Errorf("--count %d: want at least 1", o.count)
+	}
+	var vlans []uint16
+	if o.vlan != 0 {
+		vlans = []uint16{o.vlan}
+	}
+	o.frame, err = packet.BuildRARP(o.hw, vlans)
+	if err != nil {
+		return fmt.Errorf("--vlan %d: %w", o.vlan, err)
+	}
+	return nil
+}
+
+func newSendRARP() *cobra.Command {
 	o := &sendOptions{}
 	c := &cobra.Command{
 		Use:   "send-rarp --mac MAC -i IFACE",
@@ -28,49 +57,10 @@ func newSendRARP(lo *logOptions) *cobra.Command {
 broadcast, opcode 3, sender and target hardware address MAC, no IP address).
 By default it mimics QEMU: five frames at about 0, 50, 200, 450 and 800 ms.
 --interval sends them at a fixed interval instead. Needs CAP_NET_RAW.`,
-		Args: cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
+		PreRunE: validated(o.validate),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if _, err := lo.logger(c.ErrOrStderr()); err != nil {
-				return err
-			}
-			mac, err := net.ParseMAC(o.mac)
-			if err != nil || !packet.UnicastMAC(mac) {
-				return fmt.Errorf("--mac %q: want a unicast Ethernet address such as 02:00:5e:10:00:0a", o.mac)
-			}
-			if o.iface == "" {
-				return errors.New("-i: name the interface to send on")
-			}
-			if o.count < 1 {
-				return fmt.Errorf("--count %d: want at least 1", o.count)
-			}
-			var vlans []uint16
-			if o.vlan != 0 {
-				vlans = []uint16{o.vlan}
-			}
-			frame, err := packet.BuildRARP(mac, vlans)
-			if err != nil {
-				return err
-			}
-			h, err := pcapio.OpenSender(o.iface)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			start := time.Now()
-			for i := range o.count {
-				if i > 0 {
-					select {
-					case <-c.Context().Done():
-						return nil
-					case <-time.After(gap(i, o.interval)):
-					}
-				}
-				if err := h.WritePacketData(frame); err != nil {
-					return fmt.Errorf("send on %s: %w", o.iface, err)
-				}
-				fmt.Fprintf(c.OutOrStdout(), "sent RARP %d/%d for %s on %s at +%d ms\n", i+1, o.count, mac, o.iface, time.Since(start).Milliseconds())
-			}
-			return nil
+			return runSendRARP(c.Context(), o, c.OutOrStdout())
 		},
 	}
 	f := c.Flags()
@@ -80,6 +70,31 @@ By default it mimics QEMU: five frames at about 0, 50, 200, 450 and 800 ms.
 	f.DurationVar(&o.interval, "interval", 0, "fixed interval between frames (default: QEMU's 50 ms, growing by 100 ms per round)")
 	f.Uint16Var(&o.vlan, "vlan", 0, "802.1Q VLAN ID to tag the frames with (0: untagged)")
 	return c
+}
+
+// runSendRARP sends o.count copies of o.frame on o.iface, stopping early
+// (without an error) when ctx ends.
+func runSendRARP(ctx context.Context, o *sendOptions, out io.Writer) error {
+	h, err := pcapio.OpenSender(o.iface)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	start := time.Now()
+	for i := range o.count {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(gap(i, o.interval)):
+			}
+		}
+		if err := h.WritePacketData(o.frame); err != nil {
+			return fmt.Errorf("send on %s: %w", o.iface, err)
+		}
+		fmt.Fprintf(out, "sent RARP %d/%d for %s on %s at +%d ms\n", i+1, o.count, o.hw, o.iface, time.Since(start).Milliseconds())
+	}
+	return nil
 }
 
 // gap is the wait before frame i (1-based after the first): a fixed

@@ -12,6 +12,11 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 )
 
+// LibVersion returns the version of the libpcap the binary runs with, as
+// pcap_lib_version(3) reports it ("libpcap version 1.10.3 (with
+// TPACKET_V3)").
+func LibVersion() string { return pcap.Version() }
+
 // Live is a live libpcap handle.
 type Live struct {
 	*pcap.Handle

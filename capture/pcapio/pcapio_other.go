@@ -8,6 +8,9 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 )
 
+// LibVersion says there is no libpcap here.
+func LibVersion() string { return "unavailable (built without libpcap)" }
+
 // Live stands for a live handle where there is none.
 type Live struct{}
 

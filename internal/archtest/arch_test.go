@@ -49,6 +49,7 @@ func TestImportRule(t *testing.T) {
 		"internal/packet":  append([]string{"internal/engine"}, adapters...),
 		"internal/link":    append([]string{"internal/engine"}, adapters...),
 		"internal/nlwatch": append([]string{"internal/engine", "internal/link"}, adapters...),
+		"internal/version": append([]string{"internal/engine", "internal/packet", "internal/link", "internal/nlwatch"}, adapters...),
 		"capture":          {"neigh", "replay", "internal/metrics", "cmd"},
 		"neigh":            {"capture", "replay", "internal/metrics", "cmd"},
 		"replay":           {"capture", "capture/pcapio", "internal/metrics", "cmd"},

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/version"
 )
 
 // Sources are read at every scrape.
@@ -72,6 +73,8 @@ type Collector struct {
 	bindings, ports     *prometheus.Desc
 	pcapRecv, pcapDrops *prometheus.Desc
 	events              []*prometheus.Desc // by engine.Event
+	buildInfo           *prometheus.Desc
+	build               version.Info
 }
 
 // New returns a collector for src.
@@ -91,6 +94,8 @@ func New(src Sources) *Collector {
 		ports:     prometheus.NewDesc(n("captured_ports"), "Access ports with an open capture handle.", nil, nil),
 		pcapRecv:  prometheus.NewDesc(n("pcap_received_total"), "Frames the kernel passed to a port's capture handle.", []string{"port"}, nil),
 		pcapDrops: prometheus.NewDesc(n("pcap_kernel_drops_total"), "Frames the kernel dropped for a port's capture handle.", []string{"port"}, nil),
+		buildInfo: prometheus.NewDesc(n("build_info"), "Always 1; the labels say which build of rarp-replay is running.", []string{"version", "commit", "goversion"}, nil),
+		build:     version.Get(),
 	}
 	for _, e := range engine.Events() {
 		name, help := EventMetric(e)
@@ -101,7 +106,7 @@ func New(src Sources) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops} {
+	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops, c.buildInfo} {
 		ch <- d
 	}
 	for _, d := range c.events {
@@ -115,6 +120,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Commit, c.build.GoVersion)
 	if c.src.Counters != nil {
 		snap := c.src.Counters()
 		for _, e := range engine.Events() {

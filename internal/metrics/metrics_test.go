@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/version"
 )
 
 // safety bounds every wait on the server: reaching it is a failure, never
@@ -320,5 +321,19 @@ func TestEveryEventHasAMetric(t *testing.T) {
 	}
 	if !got["rarp_replay_netlink_resyncs_total"] {
 		t.Error("rarp_replay_netlink_resyncs_total not exported at zero")
+	}
+}
+
+// TestBuildInfo: rarp_replay_build_info says which build is running.
+func TestBuildInfo(t *testing.T) {
+	s := startServer(t, Options{}, Sources{})
+	resp, body := get(t, s.dial(t), "/metrics")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	v := version.Get()
+	want := fmt.Sprintf("rarp_replay_build_info{commit=%q,goversion=%q,version=%q} 1\n", v.Commit, v.GoVersion, v.Version)
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics has no %q:\n%s", want, body)
 	}
 }

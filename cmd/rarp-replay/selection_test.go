@@ -1,0 +1,66 @@
+package main
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rarp-replay/rarp-replay/internal/nstest"
+)
+
+// TestListenExclude: with -i any --exclude 'vm2*', a port matching the
+// pattern is never served, also when it appears after start, while the
+// others are: a RARP on it changes nothing.
+func TestListenExclude(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm1 := nstest.Namespace(t, "vm1")
+	vm2 := nstest.Namespace(t, "vm2")
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern_learn
+`)
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--exclude", "vm2*",
+		"--log-format", "json", "--probe-timeout", "100ms", "--probe-retries", "1")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+
+	// Both ports appear after start, the excluded one first: once the
+	// other is added, the excluded one's link events have been applied.
+	nstest.Sh(t, `
+port() { # port NAME NS MAC ADDR
+  ip -n `+sw+` link add $1 type veth peer name eth0 netns $2
+  ip -n `+sw+` link set $1 master br0 up
+  ip -n $2 link set eth0 address $3
+  ip -n $2 addr add $4 dev eth0
+  ip -n $2 link set eth0 up
+}
+port vm2 `+vm2+` `+vm2MAC+` 192.0.2.20/24
+port vm1 `+vm1+` `+vm1MAC+` 192.0.2.10/24
+`)
+	listen.WaitFor(t, `"msg":"port added","ifname":"vm1"`, 5*time.Second)
+
+	// The excluded VM's RARP first: the daemon has seen it (if it was
+	// going to) by the time the other VM's migration is handled.
+	nstest.Run(t, "ip", "netns", "exec", vm2, bin, "send-rarp", "--mac", vm2MAC, "-i", "eth0", "--count", "2", "--interval", "10ms")
+	nstest.Run(t, "ip", "netns", "exec", vm1, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10")
+	listen.WaitFor(t, `"msg":"migration handled","mac":"`+vm1MAC+`"`, 5*time.Second)
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	for _, l := range listen.Lines() {
+		if strings.Contains(l, `"ifname":"vm2"`) || strings.Contains(l, vm2MAC) {
+			t.Errorf("the excluded port was served: %s", l)
+		}
+	}
+	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "192.0.2.20"); !strings.Contains(out, "extern_learn") {
+		t.Errorf("192.0.2.20 behind the excluded port is now %q, want it left extern_learn", out)
+	}
+	if c := stoppedCounters(t, listen); c["rarp[vm2]"] != 0 || c["rarp[vm1]"] == 0 {
+		t.Errorf("RARPs decoded on vm2 %d, on vm1 %d; want none on the excluded port and some on the other", c["rarp[vm2]"], c["rarp[vm1]"])
+	}
+}
