@@ -190,8 +190,17 @@ var (
 )
 
 // Binary builds ./cmd/rarp-replay once per test binary and returns its path.
+// When RARP_REPLAY_BIN is set it returns that path instead, building
+// nothing (inside user-mode Linux, where `go build` is slow: make test-uml
+// builds the binary on the host and passes it in).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("RARP_REPLAY_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("RARP_REPLAY_BIN: %v", err)
+		}
+		return p
+	}
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
