@@ -50,15 +50,18 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $${t#*:}; \
 	done
 
-# The kernel model and overflow tests again inside user-mode Linux (Debian's
-# kernel 6.1), which has what the host kernel may lack: vlan devices,
-# bridge VLAN filtering, VRF, bond, dummy. Without linux.uml it fails with
-# one line naming the package (scripts/uml/run.sh).
-test-uml:
+# The tests that need kernel features the host may lack, inside user-mode
+# Linux (Debian's kernel 6.1: vlan devices, bridge VLAN filtering, VRF,
+# bond, dummy): the kernel model and overflow tests again, and the live
+# layout matrix (TestLayouts: Cumulus- and SONiC-style VLAN-aware leaves,
+# a bond trunk, a port created 10 ms before its RARP). Without linux.uml it
+# fails with one line naming the package (scripts/uml/run.sh).
+test-uml: build
 	mkdir -p build
 	$(GO) test -c -o build/rr-cmd.test ./cmd/rarp-replay
-	scripts/uml/run.sh -q -- sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test \
-		-test.run "^(TestKernelModel|TestNetlinkOverflow)$$" -test.v -model.steps 300'
+	scripts/uml/run.sh -q -e RARP_REPLAY_UML=1 -e RARP_REPLAY_BIN=$(CURDIR)/bin/rarp-replay -- \
+		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps 300 \
+		-test.run "^(TestKernelModel|TestNetlinkOverflow|TestLayouts)$$"'
 
 # The kernel model test for as long as asked (SOAK, a Go duration): random
 # leaf operations in a namespace, the daemon's tables compared with the
