@@ -1,4 +1,4 @@
-# rarp-replay. `sudo make demo` runs the demo, `sudo make test` the tests;
+# rarp-replay. `make demo` runs the demo, `make test` the tests, as root;
 # both install what a fresh Debian machine lacks first.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd user-mode-linux kmod
