@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"log/slog"
 	"net"
 	"net/netip"
 	"regexp"
@@ -200,5 +202,44 @@ func TestParseSources(t *testing.T) {
 		if got := ip.String() + " " + mac.String(); got != want {
 			t.Errorf("source for %s = %s, want %s", target, got, want)
 		}
+	}
+}
+
+// TestLogReport: a migration that programmed nothing is a WARN giving the
+// reason per address; a dry run reports what it would program.
+func TestLogReport(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x0a}
+	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.99")
+	tests := []struct {
+		name   string
+		r      engine.Report
+		dryRun bool
+		want   []string
+		not    []string
+	}{
+		{"programmed", engine.Report{MAC: mac, Verified: []netip.Addr{a}, Programmed: []netip.Addr{a}, Failed: []netip.Addr{b}}, false,
+			[]string{`"level":"INFO"`, `"programmed":["192.0.2.10"]`}, []string{"nothing_programmed"}},
+		{"nothing programmed", engine.Report{MAC: mac, Verified: []netip.Addr{a}, Failed: []netip.Addr{b}}, false,
+			[]string{`"level":"WARN"`, `192.0.2.99: no answer after every retry`, `192.0.2.10: answered, but the kernel refused`}, nil},
+		{"dry run", engine.Report{MAC: mac, Verified: []netip.Addr{a}, Failed: []netip.Addr{b}}, true,
+			[]string{`"level":"INFO"`, `"would_program":["192.0.2.10"]`}, []string{"nothing_programmed", "refused"}},
+		{"dry run, no answer", engine.Report{MAC: mac, Failed: []netip.Addr{b}}, true,
+			[]string{`"level":"WARN"`, `192.0.2.99: no answer after every retry`}, []string{"refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			logReport(slog.New(slog.NewJSONHandler(&buf, nil)), tt.r, tt.dryRun)
+			for _, w := range tt.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("log %s lacks %s", buf.String(), w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(buf.String(), n) {
+					t.Errorf("log %s has %s", buf.String(), n)
+				}
+			}
+		})
 	}
 }

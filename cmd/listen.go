@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,9 +276,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		if len(r.Programmed) > 0 {
 			coll.Latency.Observe(r.Latency.Seconds())
 		}
-		log.Info("migration handled", "mac", r.MAC.String(), "port", r.Port, "svi", r.SVI,
-			"verified", r.Verified, "failed", r.Failed, "programmed", r.Programmed,
-			"rarp_to_programmed_ms", float64(r.Latency.Microseconds())/1000)
+		logReport(log, r, o.cfg.DryRun)
 	})
 	eng.UseCounters(stats)
 	var healthy atomic.Bool
@@ -300,6 +299,38 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("stopped", "counters", stats.Snapshot().Flat())
 	return nil
+}
+
+// logReport logs one migration: at INFO when something was programmed (or,
+// with --dry-run, would have been), at WARN with the reason per address
+// when nothing was.
+func logReport(log *slog.Logger, r engine.Report, dryRun bool) {
+	attrs := []any{"mac", r.MAC.String(), "port", r.Port, "svi", r.SVI,
+		"verified", r.Verified, "failed", r.Failed, "programmed", r.Programmed,
+		"rarp_to_programmed_ms", float64(r.Latency.Microseconds()) / 1000}
+	level := slog.LevelInfo
+	switch {
+	case dryRun:
+		attrs = append(attrs, "would_program", r.Verified)
+		if len(r.Verified) == 0 {
+			level = slog.LevelWarn
+		}
+	case len(r.Programmed) == 0:
+		level = slog.LevelWarn
+	}
+	if level == slog.LevelWarn {
+		var why []string
+		for _, ip := range r.Failed {
+			why = append(why, ip.String()+": no answer after every retry")
+		}
+		for _, ip := range r.Verified {
+			if !dryRun && !slices.Contains(r.Programmed, ip) {
+				why = append(why, ip.String()+": answered, but the kernel refused to program it (see the error above)")
+			}
+		}
+		attrs = append(attrs, "nothing_programmed", strings.Join(why, "; "))
+	}
+	log.Log(context.Background(), level, "migration handled", attrs...)
 }
 
 // watch starts the link and neighbor watchers and returns once both have
