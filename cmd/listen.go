@@ -26,6 +26,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/metrics"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/internal/status"
 	"github.com/rarp-replay/rarp-replay/internal/version"
 	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/spf13/cobra"
@@ -38,6 +39,8 @@ type listenOptions struct {
 	retention  time.Duration
 	dumpNeigh  string
 	metrics    string
+	statusSock string
+	statusSet  bool // --status-socket given: failing to open it is an error
 	stateFile  string
 	stateEvery time.Duration
 	sources    []string
@@ -54,6 +57,8 @@ func (o *listenOptions) validate() error {
 	switch {
 	case o.cfg.ProbeTimeout <= 0:
 		return fmt.Errorf("--probe-timeout %s: must be positive", o.cfg.ProbeTimeout)
+	case o.cfg.MaxProbeTimeout < 0:
+		return fmt.Errorf("--probe-timeout-max %s: must not be negative (0: no cap)", o.cfg.MaxProbeTimeout)
 	case o.cfg.Retries < 0:
 		return fmt.Errorf("--probe-retries %d: must not be negative", o.cfg.Retries)
 	case o.cfg.Window < 0:
@@ -115,6 +120,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 			if err != nil {
 				return err
 			}
+			o.statusSet = c.Flags().Changed("status-socket")
 			return runListen(c.Context(), o, log)
 		},
 	}
@@ -123,7 +129,8 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.StringArrayVar(&o.include, "include", nil, "with -i any: serve only ports whose name matches this glob (repeatable; * ? [a-z]; default: every port)")
 	f.StringArrayVar(&o.exclude, "exclude", nil, "with -i any: never serve ports whose name matches this glob, e.g. 'swp5*' for uplinks (repeatable; wins over --include)")
 	f.DurationVar(&o.retention, "retention", 15*time.Minute, "how long to remember a binding after the kernel deleted it")
-	f.DurationVar(&o.cfg.ProbeTimeout, "probe-timeout", o.cfg.ProbeTimeout, "how long the first probe waits for a reply (doubles per retry)")
+	f.DurationVar(&o.cfg.ProbeTimeout, "probe-timeout", o.cfg.ProbeTimeout, "how long the first probe waits for a reply (doubles per retry, up to --probe-timeout-max)")
+	f.DurationVar(&o.cfg.MaxProbeTimeout, "probe-timeout-max", o.cfg.MaxProbeTimeout, "the longest a retry waits for a reply (0: no cap)")
 	f.IntVar(&o.cfg.Retries, "probe-retries", o.cfg.Retries, "retries of an unanswered probe before the binding is given up")
 	f.DurationVar(&o.cfg.Window, "cycle-window", o.cfg.Window, "how long after a probe cycle ends further RARPs for the same MAC belong to it")
 	f.BoolVar(&o.cfg.DryRun, "dry-run", false, "decide and log, but send and program nothing")
@@ -139,6 +146,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.StringVar(&o.stateFile, "state-file", "", "keep the binding memory in this file across restarts (saved periodically and at exit, loaded at start); off when empty")
 	f.DurationVar(&o.stateEvery, "state-interval", 30*time.Second, "how often to save --state-file")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. 127.0.0.1:9465); off when empty")
+	f.StringVar(&o.statusSock, "status-socket", status.DefaultSocket, "answer 'rarp-replay status' on this Unix socket (mode 0660); off when empty. The default is skipped with a warning when its directory is missing")
 	f.StringVar(&o.dumpNeigh, "dump-neigh", "", "on SIGUSR1 and at exit, write the neighbor mirror (remembered bindings included) to this file, in the JSON 'replay --neigh' reads")
 	return c
 }
@@ -204,6 +212,20 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		defer metricsLn.Close()
+	}
+	startTime := time.Now()
+	var statusLn net.Listener
+	if o.statusSock != "" {
+		ln, err := status.Listen(o.statusSock)
+		switch {
+		case err == nil:
+			statusLn = ln
+			defer ln.Close() // removes the socket file
+		case o.statusSet:
+			return fmt.Errorf("--status-socket: %w", err)
+		default:
+			log.Warn("status socket not opened: 'rarp-replay status' will not answer", "path", o.statusSock, "err", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -272,11 +294,13 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 			return out
 		},
 	})
+	recent := status.NewRecorder(status.DefaultMigrations)
 	eng = engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
 		if len(r.Programmed) > 0 {
 			coll.Latency.Observe(r.Latency.Seconds())
 		}
 		logReport(log, r, o.cfg.DryRun)
+		recent.Record(r)
 	})
 	eng.UseCounters(stats)
 	var healthy atomic.Bool
@@ -284,6 +308,14 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		wg.Go(func() {
 			if err := metrics.Serve(ctx, metricsLn, coll, &healthy, log); err != nil {
 				log.Error("metrics server stopped", "err", err)
+			}
+		})
+	}
+	if statusLn != nil {
+		doc := statusSource(startTime, recent, mgr.Ports, mirror.Len, stats.Snapshot)
+		wg.Go(func() {
+			if err := status.Serve(ctx, statusLn, doc); err != nil {
+				log.Error("status server stopped", "err", err)
 			}
 		})
 	}

@@ -284,7 +284,11 @@ func TestReplayMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{SVIMAC: svi, SVIAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}, Config: engine.DefaultConfig}
+	// The capture spaces its migrations for cycles that end 3 s after the
+	// RARP (200 ms doubling, 3 retries).
+	cfg := engine.DefaultConfig
+	cfg.Retries, cfg.MaxProbeTimeout = 3, 0
+	opts := Options{SVIMAC: svi, SVIAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}, Config: cfg}
 	text, jsonl, pcap := &countingWriter{}, &countingWriter{}, &countingWriter{}
 	peak, alloc := peakHeap(func() {
 		f, err := os.Open(path)

@@ -72,7 +72,7 @@ ip netns exec "$sw" "$bin" listen -i any --log-format json >"$tmp/log" 2>&1 &
 daemon=$!
 for _ in $(seq 100); do grep -q '"msg":"listening"' "$tmp/log" && break; sleep 0.05; done
 ip netns exec "$vm" "$bin" send-rarp --mac $mac -i eth0 >/dev/null
-for _ in $(seq 100); do grep -q '"msg":"migration handled"' "$tmp/log" && break; sleep 0.05; done
+for _ in $(seq 300); do grep -q '"msg":"migration handled"' "$tmp/log" && break; sleep 0.05; done
 show
 echo "   -> 192.0.2.10, .11 and 2001:db8:10::10 are local and reachable (zebra advertises"
 echo "      MAC+IP for them); 192.0.2.99 never answered, so it was never programmed."

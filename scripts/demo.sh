@@ -51,7 +51,7 @@ demo_run() {
     now=$(lab_now_ms)
     if ((now - t_rarp >= 2500)); then
       [[ $mode == without || -n $(lab_daemon_handled 2) ]] && break
-      ((now - t_rarp > 8000)) && break
+      ((now - t_rarp > 12000)) && break
     fi
     sleep 0.05
   done

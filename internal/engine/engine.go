@@ -68,8 +68,10 @@ type Programmer interface {
 // Config tunes the probe cycle.
 type Config struct {
 	// ProbeTimeout is how long the first probe waits for its reply; each
-	// retry waits twice as long as the one before.
-	ProbeTimeout time.Duration
+	// retry waits twice as long as the one before, up to MaxProbeTimeout
+	// (0: no cap).
+	ProbeTimeout    time.Duration
+	MaxProbeTimeout time.Duration
 	// Retries is how many times an unanswered probe is sent again before
 	// the binding is given up.
 	Retries int
@@ -91,7 +93,11 @@ type Config struct {
 
 // DefaultConfig is what `rarp-replay listen` uses unless told otherwise.
 var DefaultConfig = Config{
-	ProbeTimeout: 200 * time.Millisecond, Retries: 3, Window: 2 * time.Second,
+	// 0.2, 0.4, 0.8, then 1 s per retry: a binding is given up 5.4 s after
+	// the RARP, so a VM that answers late (a guest resuming, a saturated
+	// host) is still restored; the first answers still come in within
+	// milliseconds.
+	ProbeTimeout: 200 * time.Millisecond, MaxProbeTimeout: time.Second, Retries: 6, Window: 2 * time.Second,
 	ProbeRate: 20000, ProbeBurst: 20000, PortProbeRate: 10000, PortProbeBurst: 10000,
 	MaxCycles: 100000,
 }
@@ -355,7 +361,13 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	pr.attempts++
 	pr.seq++
-	timeout := e.cfg.ProbeTimeout << (pr.attempts - 1)
+	timeout := e.cfg.ProbeTimeout
+	for i := 1; i < pr.attempts && (e.cfg.MaxProbeTimeout == 0 || timeout < e.cfg.MaxProbeTimeout) && timeout < time.Hour; i++ {
+		timeout *= 2
+	}
+	if e.cfg.MaxProbeTimeout > 0 {
+		timeout = min(timeout, e.cfg.MaxProbeTimeout)
+	}
 	e.arm(timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
 	if !e.allow(now, c.port.Link.Index) {
 		e.stats.Count(ProbeRateLimited)

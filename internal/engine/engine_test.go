@@ -289,6 +289,47 @@ func TestRetryBackoff(t *testing.T) {
 	}
 }
 
+// TestLateAnswer: with the default schedule a VM that answers seconds
+// after the RARP (a resumed guest, a saturated host) is still restored.
+func TestLateAnswer(t *testing.T) {
+	f := newFixture(t, DefaultConfig)
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
+	var times []time.Duration
+	for ms := 0; ms <= 10000; ms += 10 {
+		n := len(f.send.frames)
+		f.e.Advance(t0.Add(time.Duration(ms) * time.Millisecond))
+		if len(f.send.frames) > n {
+			times = append(times, time.Duration(ms)*time.Millisecond)
+		}
+		if ms == 5000 { // the VM wakes up and answers the latest probe for .10
+			var last []byte
+			for _, s := range f.send.frames {
+				if target, _ := probeTarget(t, s.frame); target == ip10 {
+					last = s.frame
+				}
+			}
+			at := t0.Add(5 * time.Second)
+			if d := f.e.Process(at, replyTo(t, last, vmMAC, at)); d.Verdict != VerdictVerified {
+				t.Fatalf("answer 5 s after the RARP: %s (%s)", d.Verdict, d.Reason)
+			}
+		}
+	}
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	// Retries at 0.2, 0.6, 1.4, then every second (the cap) up to 6 retries.
+	if diff := cmp.Diff(ms(200, 600, 1400, 2400, 3400, 4400), times); diff != "" {
+		t.Errorf("retry times (-want +got):\n%s", diff)
+	}
+	if len(f.prog.got) != 1 || f.prog.got[0].ip != ip10 {
+		t.Errorf("programmed %v, want 192.0.2.10 answered 5 s late", f.prog.got)
+	}
+}
+
 func TestDrops(t *testing.T) {
 	f := newFixture(t, DefaultConfig)
 	truncated := rarp(t, vmMAC, idxPort, t0)
