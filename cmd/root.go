@@ -59,7 +59,7 @@ again at once instead of when the VM next speaks.`,
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version, commit, Go and libpcap versions (as the version command)")
 	root.PersistentFlags().StringVar(&lo.level, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&lo.format, "log-format", "text", "log format: text or json")
-	root.AddCommand(newListen(lo), newSendRARP(), newReplay(lo), newVersion())
+	root.AddCommand(newListen(lo), newSendRARP(), newReplay(lo), newStatus(), newVersion())
 	return root
 }
 

@@ -53,6 +53,7 @@ func TestImportRule(t *testing.T) {
 		"capture":          {"neigh", "replay", "internal/metrics", "cmd"},
 		"neigh":            {"capture", "replay", "internal/metrics", "cmd"},
 		"replay":           {"capture", "capture/pcapio", "internal/metrics", "cmd"},
+		"internal/status":  {"capture", "capture/pcapio", "neigh", "replay", "internal/metrics", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		deps := map[string]bool{}
