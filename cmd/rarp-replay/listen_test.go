@@ -840,20 +840,27 @@ func probesIn(t *testing.T, path string) map[string]bool {
 	return got
 }
 
-// probeSources returns, for every address probed by an ARP request or a
-// Neighbor Solicitation (hop limit 255) in a capture, the "source-IP
-// source-MAC" pairs it was probed from.
-func probeSources(t *testing.T, path string) map[string][]string {
+// openCapture opens the pcap file at path for reading until the test ends.
+func openCapture(t *testing.T, path string) *pcapgo.Reader {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	r, err := pcapgo.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// probeSources returns, for every address probed by an ARP request or a
+// Neighbor Solicitation (hop limit 255) in a capture, the "source-IP
+// source-MAC" pairs it was probed from.
+func probeSources(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	r := openCapture(t, path)
 	got := map[string][]string{}
 	for {
 		data, _, err := r.ReadPacketData()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 )
 
@@ -85,15 +84,7 @@ func TestReplaySignals(t *testing.T) {
 			// The four probes the RARP sent and the two retries due by the
 			// last frame's time (+200 and +600 ms; see qemu-announce.golden),
 			// in a complete pcap file.
-			f, err := os.Open(probes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			r, err := pcapgo.NewReader(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := openCapture(t, probes)
 			n := 0
 			for ; ; n++ {
 				if _, _, err := r.ReadPacketData(); err == io.EOF {
