@@ -88,9 +88,64 @@ func (o *listenOptions) validate() error {
 			}
 		}
 	}
+	if o.stateFile != "" {
+		if err := writableDir(filepath.Dir(o.stateFile)); err != nil {
+			return fmt.Errorf("--state-file %s: %w", o.stateFile, err)
+		}
+	}
 	var err error
-	o.overrides, err = parseSources(o.sources)
-	return err
+	if o.overrides, err = parseSources(o.sources); err != nil {
+		return err
+	}
+	return checkSources(o.overrides)
+}
+
+// writableDir reports why dir cannot hold the state file, if it cannot.
+func writableDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".rarp-replay-write-test-*")
+	if err != nil {
+		return fmt.Errorf("directory %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// checkSources checks that each --source SVI exists and that each address
+// is assigned to it or to a device stacked on it (an anycast macvlan such
+// as Cumulus's vlan10-v0, which shows as SVI-*).
+func checkSources(overrides map[string]link.Override) error {
+	for svi, ov := range overrides {
+		ifc, err := net.InterfaceByName(svi)
+		if err != nil {
+			return fmt.Errorf("--source %s=...: no interface %s", svi, svi)
+		}
+		held := map[netip.Addr]bool{}
+		ifcs, _ := net.Interfaces()
+		for _, other := range ifcs {
+			if other.Index != ifc.Index && !strings.HasPrefix(other.Name, svi+"-") {
+				continue
+			}
+			addrs, _ := other.Addrs()
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					held[p.Addr().Unmap()] = true
+				}
+			}
+		}
+		for _, ip := range []netip.Addr{ov.IPv4, ov.IPv6} {
+			if ip.IsValid() && !held[ip] {
+				return fmt.Errorf("--source %s=%s: %s is not an address of %s", svi, ip, ip, svi)
+			}
+		}
+	}
+	return nil
 }
 
 func newListen(lo *logOptions) *cobra.Command {
