@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 )
@@ -506,37 +504,6 @@ func sortedAddrs(as []string) []string {
 	return out
 }
 
-// captureFrame is one Ethernet frame of a capture, its 802.1Q tag (0:
-// none) removed.
-type captureFrame struct {
-	src, dst  net.HardwareAddr
-	vlan      uint16
-	etherType layers.EthernetType
-	payload   []byte
-}
-
-func readFrames(t *testing.T, path string) []captureFrame {
-	t.Helper()
-	r := openCapture(t, path)
-	var out []captureFrame
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			return out
-		}
-		if len(data) < 14 {
-			continue
-		}
-		fr := captureFrame{dst: data[0:6], src: data[6:12], etherType: layers.EthernetType(binary.BigEndian.Uint16(data[12:14])), payload: data[14:]}
-		if fr.etherType == layers.EthernetTypeDot1Q && len(fr.payload) >= 4 {
-			fr.vlan = binary.BigEndian.Uint16(fr.payload[0:2]) & 0xfff
-			fr.etherType = layers.EthernetType(binary.BigEndian.Uint16(fr.payload[2:4]))
-			fr.payload = fr.payload[4:]
-		}
-		out = append(out, fr)
-	}
-}
-
 // vlanProbes returns, for every address probed by an ARP request or a
 // Neighbor Solicitation (hop limit 255) in a capture, the distinct
 // "source-IP source-MAC vlan N" it was probed with (N 0: untagged).
@@ -550,26 +517,8 @@ func vlanProbes(t *testing.T, path string) map[string][]string {
 		}
 	}
 	for _, fr := range readFrames(t, path) {
-		switch fr.etherType {
-		case layers.EthernetTypeARP:
-			var a layers.ARP
-			if a.DecodeFromBytes(fr.payload, nil) == nil && a.Operation == 1 {
-				ip, _ := netip.AddrFromSlice(a.DstProtAddress)
-				src, _ := netip.AddrFromSlice(a.SourceProtAddress)
-				add(ip, src, fr)
-			}
-		case layers.EthernetTypeIPv6:
-			var ip6 layers.IPv6
-			var icmp layers.ICMPv6
-			var ns layers.ICMPv6NeighborSolicitation
-			if ip6.DecodeFromBytes(fr.payload, nil) == nil && ip6.HopLimit == 255 &&
-				icmp.DecodeFromBytes(ip6.Payload, nil) == nil &&
-				icmp.TypeCode.Type() == layers.ICMPv6TypeNeighborSolicitation &&
-				ns.DecodeFromBytes(icmp.Payload, nil) == nil {
-				ip, _ := netip.AddrFromSlice(ns.TargetAddress)
-				src, _ := netip.AddrFromSlice(ip6.SrcIP)
-				add(ip, src, fr)
-			}
+		if target, src, ok := probeIn(fr); ok {
+			add(target, src, fr)
 		}
 	}
 	for k := range got {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -860,37 +861,69 @@ func openCapture(t *testing.T, path string) *pcapgo.Reader {
 // source-MAC" pairs it was probed from.
 func probeSources(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	r := openCapture(t, path)
 	got := map[string][]string{}
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			break
-		}
-		var eth layers.Ethernet
-		if eth.DecodeFromBytes(data, nil) != nil {
-			continue
-		}
-		switch eth.EthernetType {
-		case layers.EthernetTypeARP:
-			var a layers.ARP
-			if a.DecodeFromBytes(eth.Payload, nil) == nil && a.Operation == 1 {
-				ip, _ := netip.AddrFromSlice(a.DstProtAddress)
-				src, _ := netip.AddrFromSlice(a.SourceProtAddress)
-				got[ip.String()] = append(got[ip.String()], src.String()+" "+eth.SrcMAC.String())
-			}
-		case layers.EthernetTypeIPv6:
-			var ip6 layers.IPv6
-			var icmp layers.ICMPv6
-			var ns layers.ICMPv6NeighborSolicitation
-			if ip6.DecodeFromBytes(eth.Payload, nil) == nil && ip6.HopLimit == 255 &&
-				icmp.DecodeFromBytes(ip6.Payload, nil) == nil &&
-				icmp.TypeCode.Type() == layers.ICMPv6TypeNeighborSolicitation &&
-				ns.DecodeFromBytes(icmp.Payload, nil) == nil {
-				ip, _ := netip.AddrFromSlice(ns.TargetAddress)
-				got[ip.String()] = append(got[ip.String()], ip6.SrcIP.String()+" "+eth.SrcMAC.String())
-			}
+	for _, fr := range readFrames(t, path) {
+		if target, src, ok := probeIn(fr); ok {
+			got[target.String()] = append(got[target.String()], src.String()+" "+fr.src.String())
 		}
 	}
 	return got
+}
+
+// captureFrame is one Ethernet frame of a capture, its 802.1Q tag (0:
+// none) removed.
+type captureFrame struct {
+	src, dst  net.HardwareAddr
+	vlan      uint16
+	etherType layers.EthernetType
+	payload   []byte
+}
+
+func readFrames(t *testing.T, path string) []captureFrame {
+	t.Helper()
+	r := openCapture(t, path)
+	var out []captureFrame
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			return out
+		}
+		if len(data) < 14 {
+			continue
+		}
+		fr := captureFrame{dst: data[0:6], src: data[6:12], etherType: layers.EthernetType(binary.BigEndian.Uint16(data[12:14])), payload: data[14:]}
+		if fr.etherType == layers.EthernetTypeDot1Q && len(fr.payload) >= 4 {
+			fr.vlan = binary.BigEndian.Uint16(fr.payload[0:2]) & 0xfff
+			fr.etherType = layers.EthernetType(binary.BigEndian.Uint16(fr.payload[2:4]))
+			fr.payload = fr.payload[4:]
+		}
+		out = append(out, fr)
+	}
+}
+
+// probeIn returns the target and source address of fr when it is a probe:
+// an ARP request, or a Neighbor Solicitation with hop limit 255.
+func probeIn(fr captureFrame) (target, src netip.Addr, ok bool) {
+	switch fr.etherType {
+	case layers.EthernetTypeARP:
+		var a layers.ARP
+		if a.DecodeFromBytes(fr.payload, nil) == nil && a.Operation == 1 {
+			target, _ = netip.AddrFromSlice(a.DstProtAddress)
+			src, _ = netip.AddrFromSlice(a.SourceProtAddress)
+			return target, src, true
+		}
+	case layers.EthernetTypeIPv6:
+		var ip6 layers.IPv6
+		var icmp layers.ICMPv6
+		var ns layers.ICMPv6NeighborSolicitation
+		if ip6.DecodeFromBytes(fr.payload, nil) == nil && ip6.HopLimit == 255 &&
+			icmp.DecodeFromBytes(ip6.Payload, nil) == nil &&
+			icmp.TypeCode.Type() == layers.ICMPv6TypeNeighborSolicitation &&
+			ns.DecodeFromBytes(icmp.Payload, nil) == nil {
+			target, _ = netip.AddrFromSlice(ns.TargetAddress)
+			src, _ = netip.AddrFromSlice(ip6.SrcIP)
+			return target, src, true
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
 }
