@@ -79,24 +79,18 @@ func (c *Counters) Count(e Event) {
 }
 
 // RARP counts a RARP decoded on an access port.
-func (c *Counters) RARP(port string) {
-	c.mu.Lock()
-	c.rarps[port]++
-	c.mu.Unlock()
-}
+func (c *Counters) RARP(port string) { c.inc(c.rarps, port) }
 
 // Drop counts a frame dropped for reason (a packet.DropError reason, an
 // eligibility reason or one of the engine's Drop* reasons).
-func (c *Counters) Drop(reason string) {
-	c.mu.Lock()
-	c.drops[reason]++
-	c.mu.Unlock()
-}
+func (c *Counters) Drop(reason string) { c.inc(c.drops, reason) }
 
 // Resync counts a netlink subscription that failed and was dumped again.
-func (c *Counters) Resync(subscription string) {
+func (c *Counters) Resync(subscription string) { c.inc(c.resyncs, subscription) }
+
+func (c *Counters) inc(m map[string]uint64, key string) {
 	c.mu.Lock()
-	c.resyncs[subscription]++
+	m[key]++
 	c.mu.Unlock()
 }
 
