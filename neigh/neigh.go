@@ -91,6 +91,7 @@ type Mirror struct {
 
 	mu    sync.RWMutex
 	byMAC map[macKey][]binding
+	n     int // bindings in byMAC, present or remembered
 	owner map[ipKey][6]byte // which MAC an address on an interface is bound to now
 }
 
@@ -149,6 +150,7 @@ func (m *Mirror) Update(e Entry) {
 		return
 	}
 	m.byMAC[k] = append(set, b)
+	m.n++
 }
 
 // Delete records that the kernel deleted an entry (RTM_DELNEIGH). The
@@ -179,6 +181,7 @@ func (m *Mirror) forget(k macKey, ip [16]byte) {
 	set := m.byMAC[k]
 	if i := find(set, ip); i >= 0 {
 		set = append(set[:i], set[i+1:]...)
+		m.n--
 	}
 	if len(set) == 0 {
 		delete(m.byMAC, k)
@@ -255,11 +258,7 @@ func (m *Mirror) Prune() int {
 func (m *Mirror) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := 0
-	for _, set := range m.byMAC {
-		n += len(set)
-	}
-	return n
+	return m.n
 }
 
 // saved is one binding as snapshot copies it.
@@ -284,8 +283,7 @@ var snapshotBatch = 1024
 // keeps one, the kernel's dump corrects it) or for neither (remembered
 // again at the next save).
 func (m *Mirror) snapshot(now int64) []saved {
-	n := 0
-	m.walk(func(_ macKey, set []binding) { n += len(set) })
+	n := m.Len()
 	out := make([]saved, 0, n+n/64+64) // room for bindings added meanwhile
 	m.walk(func(k macKey, set []binding) {
 		for i := range set {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -598,4 +599,52 @@ func FuzzStateLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLenCounts: Len, kept as bindings are added and forgotten, equals a
+// count of the mirror through random updates, moves, deletes, prunes and a
+// load.
+func TestLenCounts(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	now := time.Unix(1_700_000_000, 0)
+	m := NewMirror(time.Minute)
+	m.now = func() time.Time { return now }
+	count := func() int {
+		n := 0
+		for _, set := range m.byMAC {
+			n += len(set)
+		}
+		return n
+	}
+	for i := range 5000 {
+		e := Entry{IfIndex: 1 + r.IntN(2), IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(40))}),
+			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(1 + r.IntN(5))}, State: NUDReachable}
+		switch r.IntN(5) {
+		case 0:
+			m.Delete(e)
+		case 1:
+			now = now.Add(time.Duration(r.IntN(30)) * time.Second)
+			m.Prune()
+		default:
+			m.Update(e)
+		}
+		if got, want := m.Len(), count(); got != want {
+			t.Fatalf("step %d: Len() = %d, the mirror holds %d", i, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	if err := m.Save(&buf, func(i int) string { return fmt.Sprint("if", i) }); err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewMirror(time.Minute)
+	fresh.now = m.now
+	if _, err := fresh.Load(&buf, func(name string) (int, bool) { return int(name[2] - '0'), true }); err != nil {
+		t.Fatal(err)
+	}
+	m = fresh
+	if got, want := m.Len(), count(); got != want {
+		t.Fatalf("after Load: Len() = %d, the mirror holds %d", got, want)
+	}
 }

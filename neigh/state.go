@@ -234,6 +234,7 @@ func (m *Mirror) LoadLimited(r io.Reader, index func(name string) (int, bool), l
 			set[i] = b
 		} else {
 			m.byMAC[p.k] = append(set, b)
+			m.n++
 		}
 		m.owner[ik] = p.k.mac
 		n++
