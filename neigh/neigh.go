@@ -91,7 +91,7 @@ type Mirror struct {
 
 	mu    sync.RWMutex
 	byMAC map[macKey][]binding
-	n     int // bindings in byMAC, present or remembered
+	n     int               // bindings in byMAC, present or remembered
 	owner map[ipKey][6]byte // which MAC an address on an interface is bound to now
 }
 
