@@ -11,7 +11,7 @@ FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBr
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
-.PHONY: all build deps test test-unit test-uml fuzz soak pcaps demo demo-local deb clean
+.PHONY: all build deps test test-unit test-uml test-layouts fuzz soak pcaps demo demo-local deb bench bench-fabric clean
 
 all: build
 
@@ -87,19 +87,20 @@ demo: deps build
 demo-local: deps build
 	scripts/demo-local.sh bin/rarp-replay
 
-# The .deb: binary, systemd unit, default environment file, --help
-# reference and shell completions. nfpm runs as a Go tool pinned in
-# packaging/tools/go.mod (no prebuilt download).
+# The .deb (packaging/build-deb.sh): binary, systemd unit, default
+# environment file, man pages, shell completions. nfpm runs as a Go tool
+# pinned in packaging/tools/go.mod (no prebuilt download).
 deb: build
-	mkdir -p build
-	bin/rarp-replay version | grep -qxF 'rarp-replay $(VERSION)' || { echo "bin/rarp-replay is not stamped $(VERSION)" >&2; exit 1; }
-	{ bin/rarp-replay version; echo; bin/rarp-replay --help; } > build/reference.txt
-	for c in listen send-rarp replay; do echo; echo "== rarp-replay $$c"; bin/rarp-replay $$c --help; done >> build/reference.txt
-	bin/rarp-replay completion bash > build/completion.bash
-	bin/rarp-replay completion zsh > build/completion.zsh
-	bin/rarp-replay completion fish > build/completion.fish
-	VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) $(GO) tool -modfile=packaging/tools/go.mod nfpm \
-		package --config packaging/nfpm.yaml --packager deb --target build/
+	VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) GO=$(GO) packaging/build-deb.sh
+
+# Benchmarks, as root; not part of `make test`. `make bench` rewrites the
+# tables in docs/PERFORMANCE.md; `make bench-fabric` runs the two-leaf FRR
+# fabric at scale (200 VMs by default).
+bench: deps build
+	scripts/bench/run.sh bin/rarp-replay
+
+bench-fabric: deps build
+	scripts/bench/fabric.sh bin/rarp-replay
 
 clean:
 	rm -rf bin build
