@@ -37,6 +37,7 @@ type liveLayout struct {
 	anycast                        string // the macvlan anycast gateway on svi10 (Cumulus); "": the SVIs carry vrrMAC themselves (SONiC)
 	bondSlave                      string // the trunk is an active-backup bond with this veth as its slave
 	lateAccess                     bool   // the access port appears, is enslaved and comes up 10 ms before its VM's RARP
+	singleVXLAN                    bool   // one VXLAN device for all VNIs (external vnifilter, VLAN-to-VNI tunnel mapping), as Cumulus 5 and SONiC run it
 	gw10MAC, gw20MAC               string // the MAC probes in VLAN 10 and 20 must come from
 	gw10v4, gw10v6, gw20v4, gw20v6 string // and the addresses
 }
@@ -54,8 +55,9 @@ func cumulus(name string) liveLayout {
 // layouts", built in namespaces: Cumulus-style (VLAN-aware `bridge`, trunk
 // swp1, access swp2, `vlan10`/`vlan20` in VRF tenant1, anycast macvlan
 // vlan10-v0), SONiC-style names (`Bridge`, `Ethernet0`, `Vlan10` carrying the
-// anycast MAC itself), the trunk as an active-backup bond, and an access
-// port created 10 ms before the RARP. Each VM announces itself the way QEMU
+// anycast MAC itself), the trunk as an active-backup bond, an access port
+// created 10 ms before the RARP, and a single VXLAN device for all VNIs
+// (external vnifilter, VLAN-to-VNI tunnel mapping). Each VM announces itself the way QEMU
 // does; every binding of its MAC is probed tagged or untagged as the port
 // carries its VLAN, from the gateway address and MAC; the ones it owns are
 // programmed local on the SVI (or the macvlan) they were found on, the decoy
@@ -75,6 +77,8 @@ func TestLayouts(t *testing.T) {
 	bonded.trunk, bonded.bondSlave = "bond1", "swp3"
 	late := cumulus("Cumulus, access port created 10 ms before the RARP")
 	late.lateAccess = true
+	svd := cumulus("Cumulus, single VXLAN device")
+	svd.vxlan, svd.singleVXLAN = "vxlan48", true
 	for _, l := range []liveLayout{
 		cumulus("Cumulus"),
 		{
@@ -85,6 +89,7 @@ func TestLayouts(t *testing.T) {
 		},
 		bonded,
 		late,
+		svd,
 	} {
 		t.Run(l.name, func(t *testing.T) { testLayout(t, l) })
 	}
@@ -107,6 +112,7 @@ func requireLayoutKernel(t *testing.T) {
 		{"bonding", []string{"link", "add", "p0", "type", "bond", "mode", "active-backup"}},
 		{"macvlan", []string{"link", "add", "link", "pv0", "name", "p0", "type", "macvlan", "mode", "private"}},
 		{"VXLAN", []string{"link", "add", "p0", "type", "vxlan", "id", "10", "dstport", "4789"}},
+		{"VXLAN vnifilter (single VXLAN device)", []string{"link", "add", "p0", "type", "vxlan", "dstport", "4789", "external", "vnifilter"}},
 	} {
 		if _, err := nstest.Output("ip", append([]string{"-n", ns}, f.args...)...); err != nil {
 			missing = append(missing, f.name)
@@ -174,9 +180,22 @@ addrs $sw $svi20 198.51.100.1/24 2001:db8:20::1/64
 ip -n $sw link add uplink type veth peer name eth0 netns $rl
 ip -n $sw link set uplink up
 ip -n $sw addr add 198.18.0.1/31 dev uplink
-ip -n $sw link add $vx type vxlan id 10 local 198.18.0.1 remote 198.18.0.0 dstport 4789 nolearning
-ip -n $sw link set $vx master $br
-bridge -n $sw vlan add dev $vx vid 10 pvid untagged
+if [ "$svd" = 1 ]; then
+  # One device for every VNI: VLAN 10 <-> VNI 10, VLAN 20 <-> VNI 20, the
+  # remote leaf as each VNI's flood destination.
+  ip -n $sw link add $vx type vxlan local 198.18.0.1 dstport 4789 nolearning external vnifilter
+  ip -n $sw link set $vx master $br
+  bridge -n $sw link set dev $vx vlan_tunnel on neigh_suppress on learning off
+  for v in 10 20; do
+    bridge -n $sw vlan add dev $vx vid $v
+    bridge -n $sw vlan add dev $vx vid $v tunnel_info id $v
+    bridge -n $sw vni add dev $vx vni $v remote 198.18.0.0
+  done
+else
+  ip -n $sw link add $vx type vxlan id 10 local 198.18.0.1 remote 198.18.0.0 dstport 4789 nolearning
+  ip -n $sw link set $vx master $br
+  bridge -n $sw vlan add dev $vx vid 10 pvid untagged
+fi
 bridge -n $sw vlan del dev $vx vid 1
 ip -n $sw link set $vx up
 ip -n $rl link set eth0 up
@@ -254,18 +273,21 @@ func testLayout(t *testing.T, l liveLayout) {
 	vm3 := nstest.Namespace(t, "vm3")
 	rl := nstest.Namespace(t, "rl")
 	park := nstest.Namespace(t, "park")
-	svimac, late := "", "0"
+	svimac, late, svd := "", "0", "0"
 	if l.anycast == "" {
 		svimac = vrrMAC
 	}
 	if l.lateAccess {
 		late = "1"
 	}
+	if l.singleVXLAN {
+		svd = "1"
+	}
 	vars := map[string]string{
 		"sw": sw, "hv": hv, "vm3": vm3, "rl": rl, "park": park,
 		"br": l.bridge, "brmac": sviMAC, "vrf": l.vrf, "vx": l.vxlan,
 		"svi10": l.svi10, "svi20": l.svi20, "svimac": svimac, "anycast": l.anycast, "vrr": vrrMAC,
-		"trunk": l.trunk, "slave": l.bondSlave, "access": l.access, "late": late,
+		"trunk": l.trunk, "slave": l.bondSlave, "access": l.access, "late": late, "svd": svd,
 		"hvmac": hvMAC, "vm1": vm1MAC, "vm2": vm2MAC, "vm3mac": vm3MAC, "remote": remoteMAC,
 	}
 	var script strings.Builder
