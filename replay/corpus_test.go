@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
@@ -39,6 +40,8 @@ var sviMACCorpus = []byte{2, 0, 0x5e, 0x10, 0, 1}
 // decisions, migrations and the probes that would have been sent with the
 // golden file beside the capture.
 func TestCorpus(t *testing.T) {
+	compat.Note(t, "bridge-per-vni", compat.Fixture)
+	compat.Note(t, "tagged-rarp", compat.Fixture)
 	caps, _ := filepath.Glob(filepath.Join(corpusDir, "*.pcap*"))
 	if len(caps) < 10 {
 		t.Fatalf("found %d captures in %s; regenerate with go run ./scripts/gen-pcaps", len(caps), corpusDir)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
 )
@@ -20,6 +21,7 @@ func TestLayouts(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
+			compat.Note(t, filepath.Base(dir), compat.Fixture)
 			open := func(name string) *os.File {
 				f, err := os.Open(filepath.Join(dir, name))
 				if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 )
@@ -30,7 +31,7 @@ const (
 // trunk port with two VMs tagged 10 and 20 (one hypervisor namespace with
 // eth0.10 and eth0.20), and an access port with PVID 10 and one untagged VM.
 type liveLayout struct {
-	name                           string
+	name, id                       string // id: the row of README's compatibility table (scripts/gen-compat)
 	bridge, vrf, vxlan             string
 	svi10, svi20                   string
 	trunk, access                  string // the bridge ports
@@ -44,7 +45,7 @@ type liveLayout struct {
 
 func cumulus(name string) liveLayout {
 	return liveLayout{
-		name: name, bridge: "bridge", vrf: "tenant1", vxlan: "vni10",
+		name: name, id: "cumulus", bridge: "bridge", vrf: "tenant1", vxlan: "vni10",
 		svi10: "vlan10", svi20: "vlan20", trunk: "swp1", access: "swp2", anycast: "vlan10-v0",
 		gw10MAC: vrrMAC, gw20MAC: sviMAC,
 		gw10v4: "192.0.2.1", gw10v6: "2001:db8:10::1", gw20v4: "198.51.100.1", gw20v6: "2001:db8:20::1",
@@ -69,20 +70,20 @@ func cumulus(name string) liveLayout {
 // RARP_REPLAY_UML=1 turns a missing feature into a failure.
 func TestLayouts(t *testing.T) {
 	nstest.RequireRoot(t)
-	requireLayoutKernel(t)
+	requireLayoutKernel(t, "cumulus", "sonic", "bond-trunk", "late-port", "single-vxlan")
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatal("tcpdump is missing: apt-get install tcpdump")
 	}
 	bonded := cumulus("Cumulus, bond trunk")
-	bonded.trunk, bonded.bondSlave = "bond1", "swp3"
+	bonded.id, bonded.trunk, bonded.bondSlave = "bond-trunk", "bond1", "swp3"
 	late := cumulus("Cumulus, access port created 10 ms before the RARP")
-	late.lateAccess = true
+	late.id, late.lateAccess = "late-port", true
 	svd := cumulus("Cumulus, single VXLAN device")
-	svd.vxlan, svd.singleVXLAN = "vxlan48", true
+	svd.id, svd.vxlan, svd.singleVXLAN = "single-vxlan", "vxlan48", true
 	for _, l := range []liveLayout{
 		cumulus("Cumulus"),
 		{
-			name: "SONiC", bridge: "Bridge", vrf: "Vrf_tenant1", vxlan: "vtep-10",
+			name: "SONiC", id: "sonic", bridge: "Bridge", vrf: "Vrf_tenant1", vxlan: "vtep-10",
 			svi10: "Vlan10", svi20: "Vlan20", trunk: "Ethernet0", access: "Ethernet4",
 			gw10MAC: vrrMAC, gw20MAC: vrrMAC,
 			gw10v4: "192.0.2.1", gw10v6: "2001:db8:10::1", gw20v4: "198.51.100.1", gw20v6: "2001:db8:20::1",
@@ -91,14 +92,18 @@ func TestLayouts(t *testing.T) {
 		late,
 		svd,
 	} {
-		t.Run(l.name, func(t *testing.T) { testLayout(t, l) })
+		t.Run(l.name, func(t *testing.T) {
+			compat.Note(t, l.id, compat.Live)
+			testLayout(t, l)
+		})
 	}
 }
 
 // requireLayoutKernel probes for the kernel features the layouts need, as
 // newModel does, and skips (fails under RARP_REPLAY_UML=1) when one is
-// missing.
-func requireLayoutKernel(t *testing.T) {
+// missing, recording the skip for the layouts ids (README's compatibility
+// table).
+func requireLayoutKernel(t *testing.T, ids ...string) {
 	ns := nstest.Namespace(t, "probe")
 	nstest.Run(t, "ip", "-n", ns, "link", "add", "pv0", "type", "veth", "peer", "name", "pv1")
 	var missing []string
@@ -124,6 +129,9 @@ func requireLayoutKernel(t *testing.T) {
 		return
 	}
 	msg := "kernel lacks " + strings.Join(missing, ", ") + ": runs in make test-uml (user-mode Linux)"
+	for _, id := range ids {
+		compat.Note(t, id, compat.Live)
+	}
 	if os.Getenv("RARP_REPLAY_UML") == "1" {
 		t.Fatal("RARP_REPLAY_UML=1: " + msg)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/rarp-replay/rarp-replay/capture/pcapio"
+	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/replay"
@@ -41,6 +42,8 @@ const (
 // (as FRR installs remote EVPN bindings), plus one binding to the VM's MAC
 // for an address the VM does not own; `listen -i any`; a RARP from the VM.
 func TestListen(t *testing.T) {
+	compat.Note(t, "bridge-per-vni", compat.Live)
+	compat.Note(t, "l3-port", compat.Live)
 	nstest.RequireRoot(t)
 	t.Run("as root", func(t *testing.T) { testListen(t, nil) })
 	// Least privilege: an unprivileged user holding only the two ambient
@@ -416,6 +419,7 @@ func TestListenDryRun(t *testing.T) {
 // Probes come from the anycast address and MAC; a binding the kernel holds
 // on the macvlan is programmed there, one on the SVI on the SVI.
 func TestListenAnycastMacvlan(t *testing.T) {
+	compat.Note(t, "anycast-macvlan", compat.Live)
 	nstest.RequireRoot(t)
 	bin := nstest.Binary(t)
 	sw := nstest.Namespace(t, "sw")

@@ -28,6 +28,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/vishvananda/netns"
@@ -49,6 +50,7 @@ var (
 // tunnel, bridge or macvlan may ever be a captured port. A failure prints
 // the seed and the operations that led to it; -model.seed replays it.
 func TestKernelModel(t *testing.T) {
+	compat.Note(t, "kernel-model", compat.Live)
 	nstest.RequireRoot(t)
 	seed := *modelSeed
 	if seed == 0 {
