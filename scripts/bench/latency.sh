@@ -1,33 +1,57 @@
 #!/usr/bin/env bash
-# RARP -> first probe on the wire, p50/p99, with N bindings mirrored, against
-# the floor: a raw-socket responder that answers each RARP with a fixed ARP
-# request and looks nothing up. Both run in one switch namespace on their
-# own veth, and each RARP and probe is captured at the VM side of the veth
-# (kernel timestamps, tcpdump in immediate mode).
-# Usage: sudo scripts/bench/latency.sh [bin/rarp-replay] [N=100000] [RARPS=200] [RUNS=3]
+# RARP -> first probe on the wire, with N bindings mirrored, against the
+# floor, in one invocation so that the ratio comes from one run:
+#   rarp-replay  `listen -i pd` on a bridge port, N+RARPS bindings mirrored
+#   C floor      scripts/bench/floor.c: raw AF_PACKET socket bound to RARP,
+#                blocking recv in a tight loop, a prebuilt ARP request back,
+#                no lookup (compiled here with gcc -O2)
+#   Go floor     the same in Go (scripts/bench/latency floor): what the
+#                language and its runtime add, with nothing of the daemon
+# Each responder has its own veth into one switch namespace; RARPs for
+# distinct MACs are sent from the VM side, SPACING apart, and tcpdump
+# (immediate mode, kernel timestamps) on the VM side records each RARP going
+# out and each probe coming in: latency is first probe minus RARP, per MAC.
+# Blocks of RARPS RARPs alternate between the responders, both spacings, RUNS
+# rounds, the order rotating each round. Prints each block, then a Markdown
+# table (also written to $BENCH_TABLE when set). Exits non-zero only when a
+# run is broken (a responder answered nothing, tcpdump saw no RARP), never on
+# a time.
+# Usage: sudo scripts/bench/latency.sh [bin/rarp-replay] [N=100000] [RARPS=200] [RUNS=5] [SPACINGS="5ms 20ms"]
 set -euo pipefail
-bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-100000} k=${3:-200} runs=${4:-3}
+bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-100000} k=${3:-200} runs=${4:-5} spacings=${5:-5ms 20ms}
 here=$(cd "$(dirname "$0")" && pwd)
-id=$$-$RANDOM sw=rr-lat-sw-$id vd=rr-lat-vd-$id vf=rr-lat-vf-$id tmp=$(mktemp -d)
+export PATH=$PATH:/usr/local/go/bin
+id=$$-$RANDOM sw=rr-lat-sw-$id fs=rr-lat-fs-$id tmp=$(mktemp -d)
+sides=(d c g)                                           # daemon, C floor, Go floor
+declare -A vm=([d]=rr-lat-vd-$id [c]=rr-lat-vc-$id [g]=rr-lat-vg-$id)
+declare -A name=([d]=rarp-replay [c]="C floor" [g]="Go floor")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for ns in "$sw" "$vd" "$vf"; do ip netns del "$ns" 2>/dev/null || true; done
+  ip netns del "$sw" 2>/dev/null || true
+  ip netns del "$fs" 2>/dev/null || true
+  for s in "${sides[@]}"; do ip netns del "${vm[$s]}" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 (cd "$here/../.." && go build -o "$tmp/latency" ./scripts/bench/latency)
-for ns in "$sw" "$vd" "$vf"; do ip netns add "$ns"; done
+gcc -O2 -Wall -o "$tmp/floor" "$here/floor.c"
+# The floors live in a namespace of their own: the daemon's any-device
+# handle would otherwise wake up for their RARPs too.
+ip netns add "$sw"; ip netns add "$fs"
+for s in "${sides[@]}"; do ip netns add "${vm[$s]}"; done
 ip -n "$sw" link add br0 address 02:00:5e:10:00:01 type bridge
 ip -n "$sw" link set br0 up
 ip -n "$sw" addr add 192.0.2.1/24 dev br0
 ip -n "$sw" addr add 198.18.0.1/15 dev br0
-ip -n "$sw" link add pd type veth peer name eth0 netns "$vd"   # the daemon's port
-ip -n "$sw" link set pd master br0 up
-ip -n "$sw" link add pf type veth peer name eth0 netns "$vf"   # the floor's port
-ip -n "$sw" link set pf up
-for ns in "$vd" "$vf"; do ip -n "$ns" link set eth0 up; done
+declare -A home=([d]=$sw [c]=$fs [g]=$fs)
+for s in "${sides[@]}"; do
+  ip -n "${home[$s]}" link add "p$s" type veth peer name eth0 netns "${vm[$s]}"
+  ip -n "${vm[$s]}" link set eth0 up
+  ip -n "${home[$s]}" link set "p$s" up
+done
+ip -n "$sw" link set pd master br0   # the daemon serves bridge ports only
 base=02aa00000000
 awk -v n="$n" -v k="$k" 'BEGIN {
   for (i = 0; i < n; i++)
@@ -39,21 +63,39 @@ awk -v n="$n" -v k="$k" 'BEGIN {
 ip -n "$sw" -batch "$tmp/batch"
 ip netns exec "$sw" "$bin" listen -i pd --probe-retries 0 --probe-timeout 50ms --cycle-window 100ms --log-format json >"$tmp/daemon.log" 2>&1 &
 pids+=($!)
-ip netns exec "$sw" "$tmp/latency" floor pf &
+ip netns exec "$fs" "$tmp/floor" pc >"$tmp/c.out" 2>&1 &
 pids+=($!)
-until grep -q '"msg":"listening"' "$tmp/daemon.log"; do sleep 0.01; done
-echo "mirrored: $(grep -o '"bindings":[0-9]*' "$tmp/daemon.log" | cut -d: -f2) bindings; $k RARPs per run, 20 ms apart"
+ip netns exec "$fs" "$tmp/latency" floor pg >"$tmp/g.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 3000); do
+  grep -q '"msg":"listening"' "$tmp/daemon.log" && grep -q ready "$tmp/c.out" && grep -q ready "$tmp/g.out" && break
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { cat "$tmp/daemon.log" "$tmp/c.out" "$tmp/g.out" >&2; echo "latency: a responder exited" >&2; exit 1; }; done
+  sleep 0.01
+done
+bindings=$(grep -o '"bindings":[0-9]*' "$tmp/daemon.log" | head -1 | cut -d: -f2)
+echo "mirrored: $bindings bindings; $runs rounds of $k RARPs per responder and spacing ($spacings)"
+mkdir "$tmp/raw"
+broken=0
 for r in $(seq "$runs"); do
-  for side in d f; do
-    ns=$vd; [ $side = f ] && ns=$vf
-    ip netns exec "$ns" tcpdump --immediate-mode -i eth0 -U -n -w "$tmp/$side.pcap" 'rarp or arp or icmp6' 2>"$tmp/$side.err" &
-    dump=$!
-    until grep -q 'listening on' "$tmp/$side.err"; do sleep 0.01; done
-    ip netns exec "$ns" "$tmp/latency" send eth0 "$k" 20ms "$base"
-    sleep 0.3
-    kill -INT "$dump"; wait "$dump" || true
-    result=$("$tmp/latency" analyze "$tmp/$side.pcap")
-    [ $side = d ] && who="rarp-replay" || who="floor      "
-    echo "run $r $who $result"
+  for sp in $spacings; do
+    for j in 0 1 2; do
+      s=${sides[$(( (r + j) % 3 ))]}
+      ns=${vm[$s]}
+      ip netns exec "$ns" tcpdump --immediate-mode -i eth0 -U -n -w "$tmp/$s.pcap" 'rarp or arp or icmp6' 2>"$tmp/$s.err" &
+      dump=$!
+      until grep -q 'listening on' "$tmp/$s.err"; do sleep 0.01; done
+      ip netns exec "$ns" "$tmp/latency" send eth0 "$k" "$sp" "$base"
+      sleep 0.2
+      kill -INT "$dump"; wait "$dump" || true
+      if ! result=$("$tmp/latency" analyze "$tmp/$s.pcap" "$tmp/raw/$sp.$s.$r"); then
+        echo "round $r $sp ${name[$s]}: broken run" >&2; broken=1; continue
+      fi
+      printf 'round %d %-5s %-12s %s\n' "$r" "$sp" "${name[$s]}" "$result"
+      case $result in *" answered=0 "*) echo "round $r $sp ${name[$s]}: no probe seen" >&2; broken=1 ;; esac
+    done
   done
 done
+echo
+"$tmp/latency" summary "$tmp/raw" "$spacings" "$bindings" | tee "$tmp/table.md"
+[ -n "${BENCH_TABLE:-}" ] && cp "$tmp/table.md" "$BENCH_TABLE"
+exit $broken

@@ -5,7 +5,9 @@
 //
 //	latency send IFACE COUNT INTERVAL BASE   send COUNT RARPs for MACs BASE+i
 //	latency floor IFACE                       the floor: answer each RARP with a fixed ARP request, no lookup
-//	latency analyze FILE.pcap                 per-MAC latency from RARP out to first probe in, p50/p99
+//	latency analyze FILE.pcap [RAW]           per-MAC latency from RARP out to first probe in, p50/p99;
+//	                                          each latency in ns appended to RAW
+//	latency summary DIR SPACINGS BINDINGS     the Markdown table of latency.sh from DIR/SPACING.SIDE.ROUND
 //	latency mass IFACE COUNT BASE             QEMU's five rounds (0, 50, 200, 450, 800 ms) for COUNT MACs
 //	latency respond IFACE                     answer every ARP request as the VM it is addressed to
 //	latency get URL                           print a URL's body (/metrics inside a namespace)
@@ -19,8 +21,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -91,7 +95,16 @@ func run(args []string) error {
 		_, err = io.Copy(os.Stdout, resp.Body)
 		return err
 	case "analyze":
-		return analyze(args[1])
+		raw := ""
+		if len(args) > 2 {
+			raw = args[2]
+		}
+		return analyze(args[1], raw)
+	case "summary":
+		if len(args) < 4 {
+			return fmt.Errorf("usage: summary DIR SPACINGS BINDINGS")
+		}
+		return summary(args[1], strings.Fields(args[2]), args[3])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
@@ -111,6 +124,7 @@ func floor(ifname string) error {
 	}
 	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
 	buf := make([]byte, 2048)
+	fmt.Println("ready")
 	for {
 		n, from, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
@@ -151,7 +165,7 @@ func rawSocket(ifname string, proto uint16) (*net.Interface, int, error) {
 // analyze reads a capture taken on the VM side: RARPs going out, probes
 // (ARP requests, NS) coming in; per announced MAC, the time from its RARP to
 // its first probe.
-func analyze(path string) error {
+func analyze(path, raw string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -188,13 +202,129 @@ func analyze(path string) error {
 		return fmt.Errorf("no RARP in %s", path)
 	}
 	slices.Sort(lat)
-	q := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+	if raw != "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "sent %d\n", len(sent))
+		for _, l := range lat {
+			fmt.Fprintf(&b, "%d\n", l.Nanoseconds())
 		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+		if err := os.WriteFile(raw, []byte(b.String()), 0o644); err != nil {
+			return err
+		}
 	}
-	fmt.Printf("rarps=%d answered=%d p50_us=%d p99_us=%d max_us=%d\n", len(sent), len(lat), q(0.5).Microseconds(), q(0.99).Microseconds(), q(1).Microseconds())
+	fmt.Printf("rarps=%d answered=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", len(sent), len(lat), us(quantile(lat, 0.5)), us(quantile(lat, 0.99)), us(quantile(lat, 1)))
+	return nil
+}
+
+// quantile returns the p-quantile of sorted (nearest rank), 0 when empty.
+func quantile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// block is one responder's block of RARPs at one spacing in one round.
+type block struct {
+	sent int
+	lat  []time.Duration // sorted
+}
+
+func readBlock(path string) (block, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return block{}, err
+	}
+	var b block
+	for i, line := range strings.Fields(strings.TrimPrefix(string(data), "sent")) {
+		v, err := strconv.ParseInt(line, 10, 64)
+		if err != nil {
+			return block{}, fmt.Errorf("%s: %w", path, err)
+		}
+		if i == 0 {
+			b.sent = int(v)
+			continue
+		}
+		b.lat = append(b.lat, time.Duration(v))
+	}
+	slices.Sort(b.lat)
+	return b, nil
+}
+
+// summary prints latency.sh's table: per spacing and responder, the RARPs
+// answered, p50 over all rounds pooled and per round, p99 pooled, and the
+// ratio to the C floor's pooled p50 (and the range of the per-round ratios).
+func summary(dir string, spacings []string, bindings string) error {
+	sides := []struct{ key, name string }{{"d", "rarp-replay"}, {"c", "C floor"}, {"g", "Go floor"}}
+	fmt.Printf("RARP → first probe on the wire, %s bindings mirrored; p50 and p99 pool every round, \"per round\" lists each round's p50, ratios are to the C floor's p50 (pooled, and the range over the rounds).\n\n", bindings)
+	fmt.Println("| RARPs every | responder | answered | p50 µs | p99 µs | p50 per round µs | p50 / C floor | per round |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, sp := range spacings {
+		type agg struct {
+			sent, answered int
+			all            []time.Duration
+			rounds         map[int]time.Duration
+		}
+		res := map[string]*agg{}
+		for _, s := range sides {
+			a := &agg{rounds: map[int]time.Duration{}}
+			res[s.key] = a
+			files, _ := filepath.Glob(filepath.Join(dir, sp+"."+s.key+".*"))
+			for _, f := range files {
+				round, err := strconv.Atoi(f[strings.LastIndexByte(f, '.')+1:])
+				if err != nil {
+					continue
+				}
+				b, err := readBlock(f)
+				if err != nil {
+					return err
+				}
+				a.sent += b.sent
+				a.answered += len(b.lat)
+				a.all = append(a.all, b.lat...)
+				if len(b.lat) > 0 {
+					a.rounds[round] = quantile(b.lat, 0.5)
+				}
+			}
+			slices.Sort(a.all)
+		}
+		c := res["c"]
+		for _, s := range sides {
+			a := res[s.key]
+			var rounds []int
+			for r := range a.rounds {
+				rounds = append(rounds, r)
+			}
+			slices.Sort(rounds)
+			var per []string
+			var lo, hi float64
+			n := 0
+			for _, r := range rounds {
+				per = append(per, fmt.Sprintf("%.0f", us(a.rounds[r])))
+				if cr, ok := c.rounds[r]; ok && cr > 0 {
+					x := float64(a.rounds[r]) / float64(cr)
+					if n == 0 || x < lo {
+						lo = x
+					}
+					if n == 0 || x > hi {
+						hi = x
+					}
+					n++
+				}
+			}
+			ratio, span := "–", "–"
+			if p := quantile(c.all, 0.5); p > 0 && len(a.all) > 0 {
+				ratio = fmt.Sprintf("%.2f×", float64(quantile(a.all, 0.5))/float64(p))
+			}
+			if n > 0 {
+				span = fmt.Sprintf("%.2f – %.2f×", lo, hi)
+			}
+			fmt.Printf("| %s | %s | %d / %d | %.0f | %.0f | %s | %s | %s |\n", sp, s.name, a.answered, a.sent,
+				us(quantile(a.all, 0.5)), us(quantile(a.all, 0.99)), strings.Join(per, " / "), ratio, span)
+		}
+	}
 	return nil
 }
 
