@@ -3,6 +3,8 @@ package replay
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -162,4 +164,151 @@ func describe(frame []byte) string {
 		return fmt.Sprintf("%s ns who-has %s from %s hlim %d options %d", s, ns.TargetAddress, ip.SrcIP, ip.HopLimit, len(ns.Options))
 	}
 	return fmt.Sprintf("%s ethertype %v", s, et)
+}
+
+// records returns the offsets at which the capture's records end, the
+// offset its file header ends (the pcapng section header and first
+// interface description, which the reader needs before any frame), and
+// which records are frames, read from the file format by hand, not by the
+// reader under test.
+func records(t *testing.T, b []byte) (header int, ends []int, frames []bool) {
+	t.Helper()
+	if bytes.Equal(b[:4], []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
+		order := binary.ByteOrder(binary.LittleEndian)
+		if binary.BigEndian.Uint32(b[8:12]) == 0x1a2b3c4d {
+			order = binary.BigEndian
+		}
+		for off := 0; off < len(b); {
+			typ, n := order.Uint32(b[off:]), int(order.Uint32(b[off+4:]))
+			off += n
+			if typ == 1 && header == 0 { // the first interface description
+				header = off
+				continue
+			}
+			if header != 0 {
+				ends = append(ends, off)
+				frames = append(frames, typ == 2 || typ == 3 || typ == 6) // packet, simple packet, enhanced packet
+			}
+		}
+		return header, ends, frames
+	}
+	order := binary.ByteOrder(binary.LittleEndian)
+	if b[0] == 0xa1 {
+		order = binary.BigEndian
+	}
+	for off := 24; off < len(b); {
+		off += 16 + int(order.Uint32(b[off+8:]))
+		ends = append(ends, off)
+		frames = append(frames, true)
+	}
+	return 24, ends, frames
+}
+
+// TestCut replays every capture of the corpus cut at every byte (the
+// large flood at every record boundary and next to it). A capture cut
+// inside a record replays exactly as the capture of its complete records
+// does, decisions, migrations and probes alike, and then returns a
+// *TruncatedError counting those frames and saying where the cut is; one
+// cut at a record boundary is a complete capture; one cut inside the file
+// header is a TruncatedError with no frames, and one shorter than a magic
+// number is not a capture.
+func TestCut(t *testing.T) {
+	caps, _ := filepath.Glob(filepath.Join(corpusDir, "*.pcap*"))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	neighbors := loadCorpusNeighbors(t)
+	for _, path := range caps {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			header, ends, isFrame := records(t, data)
+			if ends[len(ends)-1] != len(data) {
+				t.Fatalf("records end at %d, file at %d", ends[len(ends)-1], len(data))
+			}
+			replay := func(n int) (string, error) {
+				var out bytes.Buffer
+				_, err := Stream(context.Background(), bytes.NewReader(data[:n]), neighbors, corpusOptions(), log,
+					Sinks(NewTextWriter(&out), &probeLog{w: &out}))
+				return out.String(), err
+			}
+			whole := map[int]string{} // replay of the capture cut at a record boundary
+			for _, end := range append([]int{header}, ends...) {
+				out, err := replay(end)
+				if err != nil {
+					t.Fatalf("cut at record boundary %d: %v", end, err)
+				}
+				whole[end] = out
+			}
+			cuts := []int{}
+			for n := range len(data) {
+				cuts = append(cuts, n)
+			}
+			if len(data) > 4096 {
+				cuts = []int{0, 3, 4, 5, header - 1}
+				for _, end := range ends[:len(ends)-1] {
+					cuts = append(cuts, end-1, end+1, end+15, end+16, end+17)
+				}
+			}
+			for _, n := range cuts {
+				out, err := replay(n)
+				switch {
+				case n < 4:
+					if !errors.Is(err, ErrNotCapture) {
+						t.Errorf("%d bytes: error %v, want ErrNotCapture", n, err)
+					}
+					continue
+				case n < header:
+					if diff := cmp.Diff(&TruncatedError{Part: "file header"}, err); diff != "" {
+						t.Errorf("%d bytes: error (-want +got)\n%s", n, diff)
+					}
+					continue
+				}
+				if _, ok := whole[n]; ok {
+					continue // a boundary, replayed above
+				}
+				prev, frames := header, 0
+				for i, end := range ends {
+					if end > n {
+						break
+					}
+					prev = end
+					if isFrame[i] {
+						frames++
+					}
+				}
+				part := "block"
+				if !bytes.Equal(data[:4], []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
+					part = "record header"
+					if n-prev >= 16 {
+						part = "record data"
+					}
+				}
+				want := &TruncatedError{Frames: frames, Part: part}
+				if diff := cmp.Diff(want, err); diff != "" {
+					t.Errorf("%d bytes: error (-want +got)\n%s", n, diff)
+				}
+				if !errors.Is(err, ErrTruncated) {
+					t.Errorf("%d bytes: errors.Is(%v, ErrTruncated) is false", n, err)
+				}
+				if diff := cmp.Diff(whole[prev], out); diff != "" {
+					t.Errorf("%d bytes: replay differs from the capture of its %d complete records (-want +got)\n%s", n, frames, diff)
+				}
+			}
+		})
+	}
+}
+
+func loadCorpusNeighbors(t *testing.T) []Neighbor {
+	t.Helper()
+	f, err := os.Open(filepath.Join(corpusDir, "neigh.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	neighbors, err := LoadNeighbors(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return neighbors
 }

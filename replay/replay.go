@@ -30,6 +30,33 @@ import (
 // ErrNotCapture is returned for input that is neither pcap nor pcapng.
 var ErrNotCapture = errors.New("not a pcap or pcapng capture")
 
+// ErrTruncated matches (errors.Is) the *TruncatedError Stream and Run
+// return for a capture cut short.
+var ErrTruncated = errors.New("capture cut short")
+
+// TruncatedError is a capture cut short: its file ends inside a record (a
+// tcpdump killed or still writing, a copy interrupted). Every complete frame
+// before the cut has been replayed, and every probe cycle run to its end, as
+// for a complete capture.
+type TruncatedError struct {
+	// Frames is the number of complete frames replayed.
+	Frames int
+	// Part is what the file ends inside: "file header", "record header",
+	// "record data" (pcap) or "block" (pcapng).
+	Part string
+}
+
+func (e *TruncatedError) Error() string {
+	if e.Part == "file header" {
+		return "capture cut short: the file ends inside its file header; no frames"
+	}
+	return fmt.Sprintf("capture cut short: the file ends inside the %s of frame %d; the %d complete frames before it were replayed",
+		e.Part, e.Frames+1, e.Frames)
+}
+
+// Is makes errors.Is(err, ErrTruncated) true.
+func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }
+
 // Options describe the switch the capture was taken on.
 type Options struct {
 	// SVI is the device, as named in the snapshot, that serves the captured
@@ -224,7 +251,9 @@ func Run(r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger) (Result
 // holding nothing per frame: memory does not grow with the capture. It
 // stops with ctx's error when ctx is done (checked before each frame; a
 // read that blocks is the caller's to abandon). It returns the engine's
-// counters.
+// counters. For a capture cut short it replays every complete frame, runs
+// the open probe cycles to their end, and then returns a *TruncatedError
+// (ErrTruncated); for input that is not a capture, ErrNotCapture.
 func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, log *slog.Logger, sink Sink) (map[string]uint64, error) {
 	src, err := open(r)
 	if err != nil {
@@ -259,15 +288,19 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 		return rec.err
 	}
 	var last time.Time
+	var cut error
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return eng.Stats().Snapshot().Flat(), err
 		}
 		data, ci, err := src.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
+			if cut = src.truncated(n-1, ci, err); cut != nil {
+				break
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
 			return eng.Stats().Snapshot().Flat(), fmt.Errorf("frame %d: %w", n, err)
 		}
 		lt, name, ifindex := src.port(ci, data)
@@ -290,7 +323,9 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 		}
 	}
 	// Let every open cycle run to its end, as the daemon would have.
-	err = advance(last.Add(24 * time.Hour))
+	if err = advance(last.Add(24 * time.Hour)); err == nil {
+		err = cut
+	}
 	return eng.Stats().Snapshot().Flat(), err
 }
 
@@ -377,22 +412,67 @@ func (s source) port(ci gopacket.CaptureInfo, data []byte) (layers.LinkType, str
 	return lt, name, portBase + idx
 }
 
+// truncated returns a *TruncatedError when err, from reading the record
+// after frame complete, means the file ends inside that record; nil for
+// the clean end of the file (io.EOF before a record's first byte) and for
+// any other error. A pcap record's data cut before its first byte also
+// reads as io.EOF, but after a record header: ci carries its length.
+func (s source) truncated(complete int, ci gopacket.CaptureInfo, err error) error {
+	eof := errors.Is(err, io.EOF)
+	if !eof && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	switch {
+	case s.ng != nil && eof:
+		return nil
+	case s.ng != nil:
+		return &TruncatedError{Frames: complete, Part: "block"}
+	case ci.CaptureLength > 0 || ci.Length > 0 || !ci.Timestamp.IsZero():
+		return &TruncatedError{Frames: complete, Part: "record data"}
+	case eof:
+		return nil
+	}
+	return &TruncatedError{Frames: complete, Part: "record header"}
+}
+
+// pcap and pcapng magic numbers, as the first four bytes of a file.
+var magics = [][]byte{
+	{0xa1, 0xb2, 0xc3, 0xd4}, {0xd4, 0xc3, 0xb2, 0xa1}, // microseconds
+	{0xa1, 0xb2, 0x3c, 0x4d}, {0x4d, 0x3c, 0xb2, 0xa1}, // nanoseconds
+	{0x0a, 0x0d, 0x0d, 0x0a}, // pcapng section header block
+}
+
 func open(r io.Reader) (source, error) {
 	br := bufio.NewReader(r)
 	magic, err := br.Peek(4)
-	if err != nil {
+	switch {
+	case errors.Is(err, io.EOF):
+		return source{}, fmt.Errorf("%w: %d bytes long", ErrNotCapture, len(magic))
+	case err != nil:
+		return source{}, err
+	}
+	// A file that starts as a capture and ends inside its file header is
+	// a capture cut short, not something else.
+	fail := func(err error) (source, error) {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			for _, m := range magics {
+				if bytes.Equal(magic, m) {
+					return source{}, &TruncatedError{Part: "file header"}
+				}
+			}
+		}
 		return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
 	}
 	if bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
 		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 		if err != nil {
-			return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
+			return fail(err)
 		}
 		return source{PacketDataSource: ng, lt: ng.LinkType(), ng: ng}, nil
 	}
 	pr, err := pcapgo.NewReader(br)
 	if err != nil {
-		return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
+		return fail(err)
 	}
 	return source{PacketDataSource: pr, lt: pr.LinkType()}, nil
 }
