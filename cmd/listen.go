@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -350,10 +351,8 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		},
 	})
 	recent := status.NewRecorder(status.DefaultMigrations)
-	eng = engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{}, log, func(r engine.Report) {
-		if len(r.Programmed) > 0 {
-			coll.Latency.Observe(r.Latency.Seconds())
-		}
+	eng = engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{Log: log}, log, func(r engine.Report) {
+		coll.Migrated(r, time.Now())
 		logReport(log, r, o.cfg.DryRun)
 		recent.Record(r)
 	})
@@ -384,8 +383,20 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	eng.Run(ctx)
 	cancel()
 	wg.Wait()
-	log.Info("stopped", "counters", stats.Snapshot().Flat())
+	log.Info("stopped", "counters", counterAttrs(stats.Snapshot()))
 	return nil
+}
+
+// counterAttrs is the non-zero counters as a group of attributes, sorted
+// by name (counters.probe-sent=2 in text logs, an object in JSON ones),
+// rather than a Go map, which a text log would print as map[...].
+func counterAttrs(s engine.Snapshot) slog.Value {
+	flat := s.Flat()
+	attrs := make([]slog.Attr, 0, len(flat))
+	for _, k := range slices.Sorted(maps.Keys(flat)) {
+		attrs = append(attrs, slog.Uint64(k, flat[k]))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // logReport logs one migration: at INFO when something was programmed (or,

@@ -6,6 +6,7 @@
 package neigh
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -43,6 +44,36 @@ type Entry struct {
 // ExternLearned reports whether a control plane (zebra, for EVPN) installed
 // the entry: on an EVPN leaf, a remote binding.
 func (e Entry) ExternLearned() bool { return e.Flags&NTFExtLearned != 0 }
+
+// StateString names e's NUD state bits as `ip neigh` does ("REACHABLE",
+// "NOARP", "STALE|...") for log lines; "NONE" when no bit is set.
+func (e Entry) StateString() string {
+	return bitNames(e.State, []string{"INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP", "PERMANENT"}, "NONE")
+}
+
+// FlagsString names e's NTF flag bits as `ip neigh` does ("extern_learn",
+// "router", "use|self|...") for log lines; "none" when no bit is set.
+func (e Entry) FlagsString() string {
+	return bitNames(e.Flags, []string{"use", "self", "master", "proxy", "extern_learn", "offload", "sticky", "router"}, "none")
+}
+
+// bitNames joins the names of the bits set in v, bit 0 first, with "|";
+// bits without a name show as hexadecimal.
+func bitNames(v int, names []string, zero string) string {
+	if v == 0 {
+		return zero
+	}
+	var out []string
+	for i, n := range names {
+		if v&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	if rest := v &^ (1<<len(names) - 1); rest != 0 {
+		out = append(out, fmt.Sprintf("%#x", rest))
+	}
+	return strings.Join(out, "|")
+}
 
 // usable reports whether e binds a unicast IP to a unicast MAC.
 func (e Entry) usable() bool {

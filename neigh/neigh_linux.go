@@ -179,15 +179,21 @@ func fromNetlink(n netlink.Neigh) Entry {
 // Program makes ip a local, reachable neighbor with lladdr mac on the
 // interface ifindex, replacing any entry there (a NOARP extern_learn remote
 // binding included: the replace clears the extern_learn flag, which is what
-// makes zebra treat the binding as local and advertise MAC+IP).
+// makes zebra treat the binding as local and advertise MAC+IP). With k.Log
+// at debug level it logs the entry before and after.
 // Equivalent to `ip neigh replace IP lladdr MAC dev SVI nud reachable`.
-func (Kernel) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
+func (k Kernel) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
 	if !ip.IsValid() || len(mac) != 6 {
 		return fmt.Errorf("%w: %v %v", ErrInvalid, ip, mac)
 	}
 	fam := netlink.FAMILY_V4
 	if ip.Is6() {
 		fam = netlink.FAMILY_V6
+	}
+	debug := k.Log != nil && k.Log.Enabled(context.Background(), slog.LevelDebug)
+	var before []any
+	if debug {
+		before = entryAttrs("old", ifindex, ip)
 	}
 	err := netlink.NeighSet(&netlink.Neigh{
 		LinkIndex:    ifindex,
@@ -197,7 +203,62 @@ func (Kernel) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
 		HardwareAddr: mac,
 	})
 	if err != nil {
-		return fmt.Errorf("replace neighbor %s lladdr %s ifindex %d: %w", ip, mac, ifindex, err)
+		err = fmt.Errorf("replace neighbor %s lladdr %s ifindex %d: %w", ip, mac, ifindex, err)
+		if debug {
+			k.Log.Debug("neighbor not programmed", append([]any{"ip", ip, "mac", mac.String(), "ifindex", ifindex, "err", err}, before...)...)
+		}
+		return err
+	}
+	if debug {
+		attrs := append([]any{"ip", ip, "mac", mac.String(), "ifindex", ifindex}, before...)
+		k.Log.Debug("programmed neighbor", append(attrs, entryAttrs("new", ifindex, ip)...)...)
 	}
 	return nil
+}
+
+// entryAttrs reads the kernel's entry for ip on ifindex and returns it as
+// log attributes PREFIX_state, PREFIX_flags and PREFIX_mac; the state is
+// "ABSENT" when there is none.
+func entryAttrs(prefix string, ifindex int, ip netip.Addr) []any {
+	e, err := get(ifindex, ip)
+	state, flags, mac := e.StateString(), e.FlagsString(), macOrNone(e.MAC)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		state = "ABSENT"
+	case err != nil:
+		state = "unknown (" + err.Error() + ")"
+	}
+	return []any{prefix + "_state", state, prefix + "_flags", flags, prefix + "_mac", mac}
+}
+
+func macOrNone(mac net.HardwareAddr) string {
+	if len(mac) == 0 {
+		return "none"
+	}
+	return mac.String()
+}
+
+// get reads the kernel's neighbor entry for ip on ifindex (an RTM_GETNEIGH
+// request, not a dump); unix.ENOENT when there is none.
+// Equivalent to `ip neigh get IP dev DEV`.
+func get(ifindex int, ip netip.Addr) (Entry, error) {
+	fam := unix.AF_INET
+	if ip.Is6() {
+		fam = unix.AF_INET6
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, 0)
+	req.AddData(&netlink.Ndmsg{Family: uint8(fam), Index: uint32(ifindex)})
+	req.AddData(nl.NewRtAttr(unix.NDA_DST, ip.AsSlice()))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNEIGH)
+	if err != nil {
+		return Entry{}, err
+	}
+	if len(msgs) == 0 {
+		return Entry{}, unix.ENOENT
+	}
+	n, err := netlink.NeighDeserialize(msgs[0])
+	if err != nil {
+		return Entry{}, err
+	}
+	return fromNetlink(*n), nil
 }

@@ -2,6 +2,7 @@ package neigh
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/vishvananda/netns"
 )
@@ -13,7 +14,13 @@ var ErrNotImplemented = errors.New("not implemented on this operating system: ra
 var ErrInvalid = errors.New("invalid neighbor")
 
 // Kernel programs verified bindings into the kernel's neighbor table.
-type Kernel struct{}
+type Kernel struct {
+	// Log, when not nil and enabled at debug level, gets one line per
+	// binding programmed, with the entry's state, flags and MAC before and
+	// after (read back from the kernel: two more netlink round trips, made
+	// only at debug level).
+	Log *slog.Logger
+}
 
 // WatchOptions tune Watch. The zero value follows this process's network
 // namespace with an 8 MiB receive buffer.

@@ -8,6 +8,7 @@ package engine
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -371,10 +372,12 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	e.arm(timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
 	if !e.allow(now, c.port.Link.Index) {
 		e.stats.Count(ProbeRateLimited)
+		e.debugProbe("probe not sent: rate limit", c, pr, timeout)
 		return nil
 	}
 	if e.cfg.DryRun {
 		e.stats.Count(ProbeDryRun)
+		e.debugProbe("probe not sent: dry run", c, pr, timeout)
 		return nil
 	}
 	if err := e.send.Send(c.port.Link.Index, pr.frame); err != nil {
@@ -383,7 +386,25 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 		return err
 	}
 	e.stats.Count(ProbeSent)
+	e.debugProbe("probe sent", c, pr, timeout)
 	return nil
+}
+
+// debugEnabled reports whether debug lines are logged: the callers build
+// their attributes only then.
+func (e *Engine) debugEnabled() bool { return e.log.Enabled(context.Background(), slog.LevelDebug) }
+
+// debugProbe logs one step of pr's life at debug level: sent (or why not),
+// retried, given up. wait is how long it waits for the answer, if it does.
+func (e *Engine) debugProbe(msg string, c *cycle, pr *probe, wait time.Duration) {
+	if !e.debugEnabled() {
+		return
+	}
+	attrs := []any{"mac", c.mac.String(), "ip", pr.ip, "port", c.port.Link.Name, "svi", c.port.SVI.Name, "attempt", pr.attempts}
+	if wait > 0 {
+		attrs = append(attrs, "wait_ms", wait.Milliseconds())
+	}
+	e.log.Debug(msg, attrs...)
 }
 
 // Reasons a reply to a pending probe is not believed (counted as drops).
@@ -437,7 +458,10 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	e.stats.Count(Verified)
 	c.report.Verified = append(c.report.Verified, f.IP)
 	d.Verdict = VerdictVerified
-	if !e.cfg.DryRun {
+	if e.cfg.DryRun {
+		e.debugProbe("verified: would program (dry run)", c, pr, 0)
+	} else {
+		e.debugProbe("verified: programming", c, pr, 0)
 		if err := e.prog.Program(pr.dev, f.IP, c.mac); err != nil {
 			e.stats.Count(ProgramError)
 			e.log.Error("program neighbor", "mac", c.mac.String(), "ip", f.IP, "svi", port.SVI.Name, "err", err)
@@ -499,9 +523,11 @@ func (e *Engine) advance(now time.Time) {
 		}
 		if t.p.attempts <= e.cfg.Retries {
 			e.stats.Count(ProbeRetry)
+			e.debugProbe("probe unanswered: retrying", t.c, t.p, 0)
 			e.transmit(t.at, t.c, t.p)
 			continue
 		}
+		e.debugProbe("probe unanswered: given up after every retry", t.c, t.p, 0)
 		t.p.state = stateFailed
 		delete(e.pending, pendingKey{t.c.key.svi, t.p.ip})
 		t.c.open--

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/internal/version"
 )
 
@@ -24,6 +26,27 @@ type Sources struct {
 	Bindings func() int               // bindings in the neighbor mirror
 	Ports    func() int               // ports being captured
 	Kernel   func() map[string][2]int // per port: packets received, dropped by the kernel
+}
+
+// DropReasons are the reasons a frame can be dropped for: the decoder's
+// (packet), the link table's (a RARP on a port that cannot be served), the
+// engine's and the capture manager's. rarp_replay_drops_total has a series
+// for each from the start, at zero, so that alerts on its increase see the
+// first drop. A reason missing here is still counted, from its first drop
+// (TestDropReasonsListed keeps the list complete).
+var DropReasons = []string{
+	// packet.Decode
+	packet.ErrTruncated.Reason, packet.ErrLinkType.Reason, packet.ErrEtherType.Reason,
+	packet.ErrBadHeader.Reason, packet.ErrOpcode.Reason, packet.ErrMACMismatch.Reason,
+	packet.ErrBadMAC.Reason, packet.ErrNotNA.Reason, packet.ErrTooManyVLANs.Reason,
+	packet.ErrOutbound.Reason, packet.ErrChecksum.Reason, packet.ErrBadOption.Reason,
+	// link: the port cannot be served
+	"not-access-port", "unknown-port", "no-vlan", "no-svi",
+	// engine
+	"cycle-limit", "unknown-mac", "no-probe",
+	engine.DropUnsolicited, engine.DropWrongPort, engine.DropEthSource, engine.DropNotAnswer,
+	// capture (it counts truncated frames as "truncated", like the decoder)
+	"port-rate-limit",
 }
 
 // EventMetric returns the metric name (without the rarp_replay_ prefix)
@@ -67,6 +90,9 @@ func EventMetric(e engine.Event) (name, help string) {
 type Collector struct {
 	src     Sources
 	Latency prometheus.Histogram
+	// LastMigration is the Unix time the last migration was handled at;
+	// set by Migrated.
+	LastMigration prometheus.Gauge
 
 	rarps, drops        *prometheus.Desc
 	resyncs             *prometheus.Desc
@@ -87,6 +113,10 @@ func New(src Sources) *Collector {
 			Help:    "Time from a migration's first RARP to its last binding programmed.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
+		LastMigration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: n("last_migration_timestamp_seconds"),
+			Help: "Unix time the last migration was handled at (its probe cycle ended, programmed or not); 0 until one is.",
+		}),
 		rarps:     prometheus.NewDesc(n("rarps_total"), "RARP announcements decoded, by access port.", []string{"port"}, nil),
 		drops:     prometheus.NewDesc(n("drops_total"), "Frames dropped, by reason.", []string{"reason"}, nil),
 		resyncs:   prometheus.NewDesc(n("netlink_resyncs_total"), "Times a netlink subscription failed (the kernel outran the reader: ENOBUFS) and its table was dumped again.", []string{"subscription"}, nil),
@@ -104,6 +134,15 @@ func New(src Sources) *Collector {
 	return c
 }
 
+// Migrated records a migration the engine handled (its report) at time
+// at: the latency when something was programmed, and the time.
+func (c *Collector) Migrated(r engine.Report, at time.Time) {
+	if len(r.Programmed) > 0 {
+		c.Latency.Observe(r.Latency.Seconds())
+	}
+	c.LastMigration.Set(float64(at.UnixNano()) / 1e9)
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rarps, c.drops, c.resyncs, c.bindings, c.ports, c.pcapRecv, c.pcapDrops, c.buildInfo} {
@@ -113,6 +152,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.Latency.Describe(ch)
+	c.LastMigration.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -121,6 +161,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.build.Version, c.build.Commit, c.build.GoVersion)
+	var kernel map[string][2]int
+	if c.src.Kernel != nil {
+		kernel = c.src.Kernel()
+	}
 	if c.src.Counters != nil {
 		snap := c.src.Counters()
 		for _, e := range engine.Events() {
@@ -132,8 +176,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for port, v := range snap.RARPs {
 			counter(c.rarps, float64(v), port)
 		}
+		for port := range kernel { // every port captured, from zero
+			if _, ok := snap.RARPs[port]; !ok {
+				counter(c.rarps, 0, port)
+			}
+		}
 		for reason, v := range snap.Drops {
 			counter(c.drops, float64(v), reason)
+		}
+		for _, reason := range DropReasons { // every known reason, from zero
+			if _, ok := snap.Drops[reason]; !ok {
+				counter(c.drops, 0, reason)
+			}
 		}
 	}
 	if c.src.Bindings != nil {
@@ -142,13 +196,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Ports != nil {
 		ch <- prometheus.MustNewConstMetric(c.ports, prometheus.GaugeValue, float64(c.src.Ports()))
 	}
-	if c.src.Kernel != nil {
-		for port, st := range c.src.Kernel() {
-			counter(c.pcapRecv, float64(st[0]), port)
-			counter(c.pcapDrops, float64(st[1]), port)
-		}
+	for port, st := range kernel {
+		counter(c.pcapRecv, float64(st[0]), port)
+		counter(c.pcapDrops, float64(st[1]), port)
 	}
 	c.Latency.Collect(ch)
+	c.LastMigration.Collect(ch)
 }
 
 // Options bound what clients of the metrics server can hold: time,
@@ -312,7 +365,10 @@ func ServeWith(ctx context.Context, ln net.Listener, c *Collector, healthy *atom
 	return serve(ctx, newLimitListener(ln, o.MaxConns, log), c, healthy, log, o)
 }
 
-func serve(ctx context.Context, ln *limitListener, c *Collector, healthy *atomic.Bool, log *slog.Logger, o Options) error {
+// registry returns what /metrics serves: c, the metrics server's own
+// connection counts (from ln), and the process_* and go_* metrics of the
+// Prometheus client's collectors.
+func registry(c *Collector, ln *limitListener) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -323,7 +379,14 @@ func serve(ctx context.Context, ln *limitListener, c *Collector, healthy *atomic
 			Name: "rarp_replay_metrics_connections_refused_total",
 			Help: "Connections to this metrics server closed at once because the most it holds were open.",
 		}, func() float64 { return float64(ln.refused.Load()) }),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
 	)
+	return reg
+}
+
+func serve(ctx context.Context, ln *limitListener, c *Collector, healthy *atomic.Bool, log *slog.Logger, o Options) error {
+	reg := registry(c, ln)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

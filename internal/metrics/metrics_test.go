@@ -4,11 +4,22 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +27,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/version"
 )
@@ -291,7 +304,10 @@ func TestOptionsDefaults(t *testing.T) {
 }
 
 // TestEveryEventHasAMetric: each engine event is exported under its own
-// name, from zero.
+// name, and every series alerting may rely on exists from the start, at
+// zero: one per event, per netlink subscription, per known drop reason, per
+// captured port; the last migration's time; the process_* and go_*
+// metrics.
 func TestEveryEventHasAMetric(t *testing.T) {
 	seen := map[string]engine.Event{}
 	for _, e := range engine.Events() {
@@ -304,24 +320,291 @@ func TestEveryEventHasAMetric(t *testing.T) {
 		}
 		seen[name] = e
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(New(Sources{Counters: engine.NewCounters().Snapshot}))
-	mfs, err := reg.Gather()
+	got := map[string]float64{} // series (name{labels}) -> value
+	for _, mf := range gather(t, startSources()) {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			series := mf.GetName()
+			if len(labels) > 0 {
+				series += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				got[series] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				got[series] = m.GetGauge().GetValue()
+			default:
+				got[series] = 0
+			}
+		}
+	}
+	want := []string{
+		`rarp_replay_rarps_total{port="vm1"}`, `rarp_replay_pcap_received_total{port="vm1"}`,
+		`rarp_replay_pcap_kernel_drops_total{port="vm1"}`, `rarp_replay_last_migration_timestamp_seconds`,
+		`rarp_replay_metrics_connections_refused_total`,
+	}
+	for name := range seen {
+		want = append(want, "rarp_replay_"+name)
+	}
+	for _, sub := range engine.Subscriptions {
+		want = append(want, fmt.Sprintf("rarp_replay_netlink_resyncs_total{subscription=%q}", sub))
+	}
+	for _, reason := range DropReasons {
+		want = append(want, fmt.Sprintf("rarp_replay_drops_total{reason=%q}", reason))
+	}
+	for _, series := range want {
+		if v, ok := got[series]; !ok || v != 0 {
+			t.Errorf("%s: %v (exported: %v), want it exported at 0 from the start", series, v, ok)
+		}
+	}
+	for _, name := range []string{"process_start_time_seconds", "process_open_fds", "process_resident_memory_bytes", "go_goroutines", "go_memstats_heap_inuse_bytes"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s not exported", name)
+		}
+	}
+}
+
+// startSources are a daemon's sources just after it started: counters at
+// zero, one port captured.
+func startSources() Sources {
+	return Sources{
+		Counters: engine.NewCounters().Snapshot,
+		Bindings: func() int { return 0 },
+		Ports:    func() int { return 1 },
+		Kernel:   func() map[string][2]int { return map[string][2]int{"vm1": {}} },
+	}
+}
+
+// gather returns what /metrics serves for src.
+func gather(t *testing.T, src Sources) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := registry(New(src), newLimitListener(nil, 1, nil)).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = true
+	return mfs
+}
+
+// TestMigrated: a migration handled sets the last migration's time, and
+// adds to the latency histogram when something was programmed.
+func TestMigrated(t *testing.T) {
+	c := New(Sources{})
+	at := time.Unix(1_800_000_000, 500_000_000)
+	c.Migrated(engine.Report{Failed: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}, at)
+	if got := gaugeValue(t, c.LastMigration); got != 1_800_000_000.5 {
+		t.Errorf("last migration %v after a migration at %v, want 1800000000.5", got, at)
 	}
-	for name := range seen {
-		if !got["rarp_replay_"+name] {
-			t.Errorf("rarp_replay_%s not exported at zero", name)
+	if n := histogramCount(t, c.Latency); n != 0 {
+		t.Errorf("latency observed %d times for a migration that programmed nothing, want 0", n)
+	}
+	c.Migrated(engine.Report{Programmed: []netip.Addr{netip.MustParseAddr("192.0.2.10")}, Latency: 3 * time.Millisecond}, at.Add(time.Second))
+	if got := gaugeValue(t, c.LastMigration); got != 1_800_000_001.5 {
+		t.Errorf("last migration %v, want 1800000001.5", got)
+	}
+	if n := histogramCount(t, c.Latency); n != 1 {
+		t.Errorf("latency observed %d times, want 1", n)
+	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// TestDropReasonsListed: DropReasons names every drop reason the daemon's
+// code counts, and no other: string literals given as a DropError's or
+// IneligibleError's Reason, assigned to a Reason field, passed to
+// Counters.Drop, and the engine's Drop* constants.
+func TestDropReasonsListed(t *testing.T) {
+	root := filepath.Join("..", "..")
+	found := map[string]string{} // reason -> where
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") && path != root) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		lit := func(e ast.Expr) (string, bool) {
+			b, ok := e.(*ast.BasicLit)
+			if !ok || b.Kind != token.STRING {
+				return "", false
+			}
+			v, err := strconv.Unquote(b.Value)
+			return v, err == nil
+		}
+		add := func(e ast.Expr) {
+			if v, ok := lit(e); ok {
+				found[v] = fset.Position(e.Pos()).String()
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.KeyValueExpr: // DropError{Reason: "..."}, IneligibleError{Reason: "..."}
+				if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Reason" {
+					add(n.Value)
+				}
+			case *ast.AssignStmt: // d.Verdict, d.Reason = VerdictDrop, "..."
+				for i, l := range n.Lhs {
+					if sel, ok := l.(*ast.SelectorExpr); ok && sel.Sel.Name == "Reason" && i < len(n.Rhs) {
+						add(n.Rhs[i])
+					}
+				}
+			case *ast.CallExpr: // stats.Drop("...")
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Drop" && len(n.Args) == 1 {
+					add(n.Args[0])
+				}
+			case *ast.ValueSpec: // const DropUnsolicited = "..."
+				for i, name := range n.Names {
+					if strings.HasPrefix(name.Name, "Drop") && i < len(n.Values) && f.Name.Name == "engine" {
+						add(n.Values[i])
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) < 10 {
+		t.Fatalf("found only %d drop reasons in the source: %v; the scan is broken", len(found), found)
+	}
+	listed := map[string]bool{}
+	for _, r := range DropReasons {
+		if listed[r] {
+			t.Errorf("DropReasons lists %q twice", r)
+		}
+		listed[r] = true
+		if _, ok := found[r]; !ok {
+			t.Errorf("DropReasons lists %q, which no code counts", r)
 		}
 	}
-	if !got["rarp_replay_netlink_resyncs_total"] {
-		t.Error("rarp_replay_netlink_resyncs_total not exported at zero")
+	for r, where := range found {
+		if !listed[r] {
+			t.Errorf("drop reason %q (%s) is not in DropReasons: it would not be exported from zero", r, where)
+		}
 	}
+}
+
+// update rewrites docs/METRICS.md from the registry:
+// go test ./internal/metrics -run TestMetricsDoc -update
+var update = flag.Bool("update", false, "rewrite docs/METRICS.md")
+
+// TestMetricsDoc: docs/METRICS.md lists every metric /metrics serves, with
+// its type, labels and help, as the registry has them.
+func TestMetricsDoc(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the process_* metrics documented are Linux's")
+	}
+	got := metricsDoc(gather(t, startSources()))
+	path := filepath.Join("..", "..", "docs", "METRICS.md")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("docs/METRICS.md is not what the registry serves (-file +registry); run go test ./internal/metrics -run TestMetricsDoc -update:\n%s", diff)
+	}
+}
+
+// docLabelValues are the labels whose values are fixed sets, listed in the
+// doc.
+var docLabelValues = map[string]bool{"reason": true, "subscription": true}
+
+// metricsDoc renders the families as docs/METRICS.md.
+func metricsDoc(mfs []*dto.MetricFamily) string {
+	var b strings.Builder
+	b.WriteString(`# Metrics
+
+<!-- Generated from the registry by: go test ./internal/metrics -run TestMetricsDoc -update
+     Edit the help texts in internal/metrics (or the engine's events), not this file. -->
+
+` + "`rarp-replay listen --metrics-addr 127.0.0.1:9465`" + ` serves these in the Prometheus text format on
+` + "`/metrics`" + ` (and ` + "`/healthz`" + `: 200 once the daemon listens, 503 before). Every counter exists
+from the start at zero: one series per event, per netlink subscription, per drop reason listed
+below and per captured port, so that ` + "`increase()`" + ` sees the first event.
+
+Alerting rules using them: ` + "`packaging/prometheus/rarp-replay-alerts.yml`" + `; a Grafana dashboard:
+` + "`packaging/grafana/rarp-replay-dashboard.json`" + ` (installed under
+` + "`/usr/share/doc/rarp-replay/examples/`" + `). Both expect the scrape job to be named ` + "`rarp-replay`" + `.
+
+`)
+	sections := []struct{ title, prefix, intro string }{
+		{"rarp-replay", "rarp_replay_", "The daemon's own."},
+		{"Process", "process_", "The Prometheus client's process collector (Linux)."},
+		{"Go runtime", "go_", "The Prometheus client's Go collector; the set follows the Go version the binary was built with."},
+	}
+	for _, sec := range sections {
+		fmt.Fprintf(&b, "## %s\n\n%s\n\n| Metric | Type | Labels | Help |\n| --- | --- | --- | --- |\n", sec.title, sec.intro)
+		for _, mf := range mfs {
+			if !strings.HasPrefix(mf.GetName(), sec.prefix) {
+				continue
+			}
+			values := map[string][]string{}
+			var names []string
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if _, ok := values[l.GetName()]; !ok {
+						names = append(names, l.GetName())
+						values[l.GetName()] = nil
+					}
+					if docLabelValues[l.GetName()] && !slices.Contains(values[l.GetName()], l.GetValue()) {
+						values[l.GetName()] = append(values[l.GetName()], l.GetValue())
+					}
+				}
+			}
+			if mf.GetType() == dto.MetricType_HISTOGRAM {
+				names = append(names, "le")
+			}
+			if mf.GetType() == dto.MetricType_SUMMARY {
+				names = append(names, "quantile")
+			}
+			var labels []string
+			for _, n := range names {
+				l := "`" + n + "`"
+				if vs := values[n]; len(vs) > 0 {
+					slices.Sort(vs)
+					l += ": " + strings.Join(vs, ", ")
+				}
+				labels = append(labels, l)
+			}
+			help := strings.ReplaceAll(mf.GetHelp(), "|", "\\|")
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", mf.GetName(), strings.ToLower(mf.GetType().String()), strings.Join(labels, "; "), help)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // TestBuildInfo: rarp_replay_build_info says which build is running.
