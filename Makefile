@@ -11,7 +11,7 @@ FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBr
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
-.PHONY: all build deps test test-unit test-uml test-layouts fuzz soak pcaps demo demo-local deb bench bench-fabric clean
+.PHONY: all build deps test test-unit test-uml test-layouts test-evpn-vlan compat-table fuzz soak pcaps demo demo-local deb bench bench-fabric clean
 
 all: build
 
@@ -27,15 +27,21 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# Every test, the namespace ones included: run as root. RARP_REPLAY_REQUIRE_ROOT
-# makes a namespace test fail, not skip, when it cannot run.
-# Every test, as root: unit, golden and namespace tests, the FRR EVPN
-# end-to-end test, the .deb (install, systemd-analyze verify, remove, purge),
-# then each fuzz target briefly.
+# Every test, as root: unit, golden and namespace tests, the layout matrix
+# and the kernel model in user-mode Linux, the FRR EVPN end-to-end tests
+# (ordinary bridges on this kernel, a VLAN-aware bridge with symmetric IRB in
+# UML), README's compatibility table regenerated from this run, the .deb
+# (lintian, install, upgrade, purge), then each fuzz target briefly.
+# RARP_REPLAY_REQUIRE_ROOT makes a namespace test fail, not skip, when it
+# cannot run.
+COMPAT = $(CURDIR)/build/compat
 test: deps build
-	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
+	rm -rf $(COMPAT) && mkdir -p $(COMPAT)
+	RARP_REPLAY_COMPAT_DIR=$(COMPAT) RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
 	$(MAKE) test-uml
-	RARP_REPLAY=bin/rarp-replay scripts/lab/e2e.sh
+	RARP_REPLAY_COMPAT_DIR=$(COMPAT) RARP_REPLAY=bin/rarp-replay scripts/lab/e2e.sh
+	$(MAKE) test-evpn-vlan
+	$(MAKE) compat-table
 	$(MAKE) deb
 	packaging/test-deb.sh
 	$(MAKE) fuzz
@@ -52,16 +58,37 @@ fuzz:
 
 # The tests that need kernel features the host may lack, inside user-mode
 # Linux (Debian's kernel 6.1: vlan devices, bridge VLAN filtering, VRF,
-# bond, dummy): the kernel model and overflow tests again, and the live
-# layout matrix (TestLayouts: Cumulus- and SONiC-style VLAN-aware leaves,
-# a bond trunk, a port created 10 ms before its RARP). Without linux.uml it
-# fails with one line naming the package (scripts/uml/run.sh).
+# bond, dummy, VXLAN vnifilter): the kernel model and overflow tests again,
+# the ordinary-bridge namespace tests, and the live layout matrix
+# (TestLayouts: Cumulus- and SONiC-style VLAN-aware leaves, a bond trunk, a
+# port created 10 ms before its RARP, a single VXLAN device). Without
+# linux.uml it fails with one line naming the package (scripts/uml/run.sh).
+UML_TESTS ?= ^(TestKernelModel|TestNetlinkOverflow|TestListen|TestListenAnycastMacvlan|TestLayouts)$$
 test-uml: build
-	mkdir -p build
+	mkdir -p build $(COMPAT)
 	$(GO) test -c -o build/rr-cmd.test ./cmd/rarp-replay
-	scripts/uml/run.sh -q -e RARP_REPLAY_UML=1 -e RARP_REPLAY_BIN=$(CURDIR)/bin/rarp-replay -- \
-		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps 300 \
-		-test.run "^(TestKernelModel|TestNetlinkOverflow|TestLayouts)$$"'
+	scripts/uml/run.sh -q --rw $(COMPAT) -e RARP_REPLAY_UML=1 -e RARP_REPLAY_BIN=$(CURDIR)/bin/rarp-replay \
+		-e RARP_REPLAY_COMPAT_DIR=$(COMPAT) -e RARP_REPLAY_REQUIRE_ROOT=1 -- \
+		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps 300 -test.run "$(UML_TESTS)"'
+
+# FRR EVPN end to end on a Cumulus-style VLAN-aware bridge with symmetric
+# IRB, both migration orders, without and with the daemon, in user-mode Linux.
+test-evpn-vlan: build
+	mkdir -p $(COMPAT)
+	scripts/uml/run.sh -q --timeout 500 --rw $(COMPAT) -e RARP_REPLAY_UML=1 -e RARP_REPLAY=$(CURDIR)/bin/rarp-replay \
+		-e RARP_REPLAY_COMPAT_DIR=$(COMPAT) -- scripts/lab/e2e-vlan.sh
+
+# The live layout matrix alone (UML), the FRR EVPN test on the VLAN-aware
+# bridge, then README's compatibility table from what they recorded.
+test-layouts: build
+	$(MAKE) test-uml UML_TESTS='^(TestListen|TestListenAnycastMacvlan|TestLayouts)$$$$'
+	$(MAKE) test-evpn-vlan
+	$(MAKE) compat-table
+
+# README's compatibility table, from the results the last test run recorded
+# in build/compat (each cell: live or fixture, passed or failed).
+compat-table:
+	$(GO) run ./scripts/gen-compat -results $(COMPAT) -readme README.md
 
 # The kernel model test for as long as asked (SOAK, a Go duration): random
 # leaf operations in a namespace, the daemon's tables compared with the

@@ -492,4 +492,6 @@ echo "=== summary: $pass passed, $fail failed, $(( ($(lab_now_ms) - t_start) / 1
   printf '%s\n' "${rows[@]}"
 } | awk '{ printf "  %-8s %-11s %10s %9s %17s %7s %15s %10s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 echo "  (ms after send-rarp started; @arrival: after the RARP reached leaf2's bridge; daemon_ms: leaf2's rarp_to_programmed_ms)"
+. "$here/compat.sh"
+compat_record bridge-per-vni "$( ((fail == 0)) && echo pass || echo fail)" "scripts/lab/e2e.sh"
 ((fail == 0))
