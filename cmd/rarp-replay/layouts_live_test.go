@@ -36,7 +36,8 @@ type liveLayout struct {
 	svi10, svi20                   string
 	trunk, access                  string // the bridge ports
 	anycast                        string // the macvlan anycast gateway on svi10 (Cumulus); "": the SVIs carry vrrMAC themselves (SONiC)
-	bondSlave                      string // the trunk is an active-backup bond with this veth as its slave
+	bondSlave                      string // the trunk is a bond with this veth as its slave
+	bondMode                       string // active-backup, or 802.3ad (the hypervisor's NIC is then an LACP bond too)
 	lateAccess                     bool   // the access port appears, is enslaved and comes up 10 ms before its VM's RARP
 	singleVXLAN                    bool   // one VXLAN device for all VNIs (external vnifilter, VLAN-to-VNI tunnel mapping), as Cumulus 5 and SONiC run it
 	gw10MAC, gw20MAC               string // the MAC probes in VLAN 10 and 20 must come from
@@ -56,7 +57,8 @@ func cumulus(name string) liveLayout {
 // layouts", built in namespaces: Cumulus-style (VLAN-aware `bridge`, trunk
 // swp1, access swp2, `vlan10`/`vlan20` in VRF tenant1, anycast macvlan
 // vlan10-v0), SONiC-style names (`Bridge`, `Ethernet0`, `Vlan10` carrying the
-// anycast MAC itself), the trunk as an active-backup bond, an access port
+// anycast MAC itself), the trunk as an active-backup bond and as an 802.3ad
+// bond negotiating LACP with the hypervisor's, an access port
 // created 10 ms before the RARP, and a single VXLAN device for all VNIs
 // (external vnifilter, VLAN-to-VNI tunnel mapping). Each VM announces itself the way QEMU
 // does; every binding of its MAC is probed tagged or untagged as the port
@@ -75,7 +77,9 @@ func TestLayouts(t *testing.T) {
 		t.Fatal("tcpdump is missing: apt-get install tcpdump")
 	}
 	bonded := cumulus("Cumulus, bond trunk")
-	bonded.id, bonded.trunk, bonded.bondSlave = "bond-trunk", "bond1", "swp3"
+	bonded.id, bonded.trunk, bonded.bondSlave, bonded.bondMode = "bond-trunk", "bond1", "swp3", "active-backup"
+	lacp := cumulus("Cumulus, 802.3ad bond trunk")
+	lacp.id, lacp.trunk, lacp.bondSlave, lacp.bondMode = "bond-trunk", "bond1", "swp3", "802.3ad"
 	late := cumulus("Cumulus, access port created 10 ms before the RARP")
 	late.id, late.lateAccess = "late-port", true
 	svd := cumulus("Cumulus, single VXLAN device")
@@ -89,6 +93,7 @@ func TestLayouts(t *testing.T) {
 			gw10v4: "192.0.2.1", gw10v6: "2001:db8:10::1", gw20v4: "198.51.100.1", gw20v6: "2001:db8:20::1",
 		},
 		bonded,
+		lacp,
 		late,
 		svd,
 	} {
@@ -212,9 +217,17 @@ ip -n $rl link add vx10 type vxlan id 10 local 198.18.0.0 remote 198.18.0.1 dstp
 ip -n $rl link set vx10 address 02:00:5e:20:00:01 up
 
 # The trunk: VMs tagged 10 and 20 behind one hypervisor NIC.
-if [ -n "$slave" ]; then
+if [ "$bondmode" = 802.3ad ]; then
+  # LACP on both ends: the hypervisor's eth0 is a bond as well.
+  ip -n $sw link add $slave type veth peer name nic0 netns $hv
+  ip -n $hv link add eth0 type bond mode 802.3ad miimon 100 lacp_rate fast
+  ip -n $hv link set nic0 master eth0
+  ip -n $sw link add $trunk type bond mode 802.3ad miimon 100 lacp_rate fast
+  ip -n $sw link set $slave master $trunk
+  ip -n $sw link set $slave up
+elif [ -n "$slave" ]; then
   ip -n $sw link add $slave type veth peer name eth0 netns $hv
-  ip -n $sw link add $trunk type bond mode active-backup miimon 100
+  ip -n $sw link add $trunk type bond mode $bondmode miimon 100
   ip -n $sw link set $slave master $trunk
   ip -n $sw link set $slave up
 else
@@ -295,7 +308,7 @@ func testLayout(t *testing.T, l liveLayout) {
 		"sw": sw, "hv": hv, "vm3": vm3, "rl": rl, "park": park,
 		"br": l.bridge, "brmac": sviMAC, "vrf": l.vrf, "vx": l.vxlan,
 		"svi10": l.svi10, "svi20": l.svi20, "svimac": svimac, "anycast": l.anycast, "vrr": vrrMAC,
-		"trunk": l.trunk, "slave": l.bondSlave, "access": l.access, "late": late, "svd": svd,
+		"trunk": l.trunk, "slave": l.bondSlave, "bondmode": l.bondMode, "access": l.access, "late": late, "svd": svd,
 		"hvmac": hvMAC, "vm1": vm1MAC, "vm2": vm2MAC, "vm3mac": vm3MAC, "remote": remoteMAC,
 	}
 	var script strings.Builder
@@ -304,8 +317,11 @@ func testLayout(t *testing.T, l liveLayout) {
 	}
 	script.WriteString(layoutScript)
 	nstest.Sh(t, script.String())
-	if l.bondSlave != "" {
+	switch l.bondMode {
+	case "active-backup":
 		waitActiveSlave(t, sw, l.trunk, l.bondSlave)
+	case "802.3ad":
+		waitLACPPartner(t, sw, l.trunk)
 	}
 
 	at12 := l.svi10
@@ -519,6 +535,22 @@ func waitActiveSlave(t *testing.T, ns, bond, slave string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s: active slave %q, want %s within 5s", bond, strings.TrimSpace(got), slave)
+}
+
+// waitLACPPartner waits until the 802.3ad bond in ns has negotiated with
+// its partner (the hypervisor's bond).
+func waitLACPPartner(t *testing.T, ns, bond string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got, _ = nstest.Output("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+bond+"/bonding/ad_partner_mac")
+		if got = strings.TrimSpace(got); got != "" && got != "00:00:00:00:00:00" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: no LACP partner within 10s (ad_partner_mac %q)", bond, got)
 }
 
 // sortedAddrs returns the addresses in address order (IPv4 first); nil

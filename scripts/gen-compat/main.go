@@ -33,7 +33,7 @@ var rows = []struct{ id, text string }{
 	{"anycast-macvlan", "anycast gateway macvlan on an ordinary bridge"},
 	{"cumulus", "Cumulus: VLAN-aware `bridge`, trunk (tagged 10, 20) and access (PVID) ports, `vlan10`/`vlan20` in a VRF, `vlan10-v0` anycast with the VRR MAC; with FRR: symmetric IRB, L3 VNI"},
 	{"sonic", "SONiC: `Bridge`, `EthernetN` ports, `VlanN` SVIs with the anycast MAC, in a VRF"},
-	{"bond-trunk", "a bond (active-backup) as the VMs' trunk port"},
+	{"bond-trunk", "a bond (active-backup; 802.3ad with LACP to the hypervisor's bond) as the VMs' trunk port"},
 	{"late-port", "a port created and enslaved 10 ms before its RARP (VLAN-aware bridge)"},
 	{"single-vxlan", "a single VXLAN device for all VNIs (`external vnifilter`, VLAN-to-VNI tunnel mapping)"},
 	{"tagged-rarp", "802.1Q-tagged and QinQ RARPs"},
