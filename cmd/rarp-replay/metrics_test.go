@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +112,163 @@ ip -n `+sw+` link set vm2 master br0 up`)
 			t.Errorf("daemon: %s", l)
 		}
 	}
+}
+
+// TestListenExplains (issue 15 items 6 and 7): a daemon at debug level,
+// with text logs and metrics, and a VM whose MAC the leaf binds to two
+// addresses, only one of which the VM holds. Before the migration /metrics
+// has every counter at zero (each event, drop reason, netlink subscription,
+// the port's RARPs), no migration time, and the process_* and go_*
+// metrics. The migration's debug lines tell each probe sent, each retry,
+// the give-up, and the programming with the entry before (NOARP
+// extern_learn) and after (REACHABLE, the flag cleared); /metrics then has
+// the migration's time and counts. No log line prints a Go map or struct.
+func TestListenExplains(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw, vm := oneVM(t)
+	// Bound to the VM's MAC, but the VM does not hold it: never answered.
+	nstest.Run(t, "ip", "-n", sw, "neigh", "replace", "192.0.2.11", "lladdr", vm1MAC, "dev", "br0", "nud", "noarp", "extern_learn")
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--metrics-addr", "127.0.0.1:9465", "--status-socket", "",
+		"--log-level", "debug", "--log-format", "text", "--probe-timeout", "20ms", "--probe-timeout-max", "40ms", "--probe-retries", "2")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon:\n%s", strings.Join(listen.Lines(), "\n"))
+		}
+	})
+	listen.WaitFor(t, "msg=listening", 10*time.Second)
+
+	before := scrape(t, sw)
+	for series, v := range before {
+		if strings.HasPrefix(series, "rarp_replay_") && strings.Contains(series, "_total") && v != 0 {
+			t.Errorf("before any migration: %s %v, want 0", series, v)
+		}
+	}
+	want := []string{
+		`rarp_replay_rarps_total{port="vm1"}`, `rarp_replay_netlink_resyncs_total{subscription="neigh"}`,
+		`rarp_replay_state_save_errors_total`, `rarp_replay_program_errors_total`, `rarp_replay_migrations_total`,
+		`rarp_replay_last_migration_timestamp_seconds`,
+		"process_start_time_seconds", "process_open_fds", "process_resident_memory_bytes", "go_goroutines", "go_info",
+	}
+	for _, reason := range metrics.DropReasons {
+		want = append(want, fmt.Sprintf("rarp_replay_drops_total{reason=%q}", reason))
+	}
+	for _, series := range want {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(before)), func(s string) bool {
+			return s == series || strings.HasPrefix(s, series+"{")
+		}) {
+			t.Errorf("before any migration /metrics has no %s", series)
+		}
+	}
+	if v := before["rarp_replay_last_migration_timestamp_seconds"]; v != 0 {
+		t.Errorf("last migration %v before any, want 0", v)
+	}
+
+	sent := time.Now()
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	listen.WaitFor(t, `msg="migration handled"`, 10*time.Second)
+	after := scrape(t, sw)
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	if at := after["rarp_replay_last_migration_timestamp_seconds"]; at < float64(sent.Unix()) || at > float64(time.Now().Unix()+1) {
+		t.Errorf("last migration at %v, want between the RARP (%d) and now", at, sent.Unix())
+	}
+	for series, n := range map[string]float64{
+		"rarp_replay_migrations_total": 1, "rarp_replay_bindings_programmed_total": 1, "rarp_replay_bindings_failed_total": 1,
+		"rarp_replay_probe_retries_total": 2, `rarp_replay_rarps_total{port="vm1"}`: 1,
+	} {
+		if after[series] != n {
+			t.Errorf("after the migration: %s %v, want %v", series, after[series], n)
+		}
+	}
+
+	// The story of each address, at debug level.
+	type step struct {
+		msg   string
+		attrs map[string]string
+	}
+	for _, s := range []step{
+		{"probe sent", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC, "port": "vm1", "svi": "br0", "attempt": "1", "wait_ms": "20"}},
+		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "1", "wait_ms": "20"}},
+		{"probe unanswered: retrying", map[string]string{"ip": "192.0.2.11", "attempt": "1"}},
+		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "2", "wait_ms": "40"}},
+		{"probe unanswered: retrying", map[string]string{"ip": "192.0.2.11", "attempt": "2"}},
+		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "3", "wait_ms": "40"}},
+		{"probe unanswered: given up after every retry", map[string]string{"ip": "192.0.2.11", "attempt": "3"}},
+		{"verified: programming", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC}},
+		{"programmed neighbor", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC,
+			"old_state": "NOARP", "old_flags": "extern_learn", "old_mac": vm1MAC,
+			"new_state": "REACHABLE", "new_flags": "none", "new_mac": vm1MAC}},
+	} {
+		if !slices.ContainsFunc(listen.Lines(), func(l string) bool {
+			a := logAttrs(l)
+			if a["level"] != "DEBUG" || a["msg"] != s.msg {
+				return false
+			}
+			for k, v := range s.attrs {
+				if a[k] != v {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Errorf("no debug line %q with %v", s.msg, s.attrs)
+		}
+	}
+	for _, l := range listen.Lines() {
+		if strings.Contains(l, "map[") || strings.Contains(l, "&{") || strings.Contains(l, "{") {
+			t.Errorf("log line with Go map or struct syntax: %s", l)
+		}
+	}
+	if l := listen.WaitFor(t, "msg=stopped", time.Second); !strings.Contains(l, "counters.probe-retry=2") {
+		t.Errorf("stopped line %s, want counters.probe-retry=2", l)
+	}
+}
+
+// scrape returns the series /metrics serves on 127.0.0.1:9465 in namespace
+// ns, by name{labels}, with their values.
+func scrape(t *testing.T, ns string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, l := range strings.Split(httpGet(t, ns, "http://127.0.0.1:9465/metrics"), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("/metrics line %q: %v", l, err)
+		}
+		out[l[:i]] = v
+	}
+	return out
+}
+
+// logAttrs parses a line of slog's text format into its keys and values
+// (quoted values unquoted).
+func logAttrs(line string) map[string]string {
+	out := map[string]string{}
+	for line != "" {
+		k, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			break
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				break
+			}
+			v, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(rest, " ")
+			rest = " " + rest
+		}
+		out[k] = v
+		line = strings.TrimLeft(rest, " ")
+	}
+	return out
 }
 
 // daemonFDs returns the targets of the file descriptors of process pid.
