@@ -37,6 +37,7 @@ type listenOptions struct {
 	ifaces     string
 	include    []string // with -i any: path.Match patterns of the ports to serve
 	exclude    []string // with -i any: path.Match patterns of the ports not to serve
+	routed     bool     // with -i any: serve interfaces that are no bridge member too
 	retention  time.Duration
 	dumpNeigh  string
 	metrics    string
@@ -78,6 +79,8 @@ func (o *listenOptions) validate() error {
 		return fmt.Errorf("--max-migrations %d: must not be negative (0: no limit)", o.cfg.MaxCycles)
 	case len(o.include)+len(o.exclude) > 0 && o.ifaces != "any" && o.ifaces != "":
 		return fmt.Errorf("--include and --exclude select among -i any; -i %q names the ports itself", o.ifaces)
+	case !o.routed && o.ifaces != "any" && o.ifaces != "":
+		return fmt.Errorf("--routed-ports=false selects among -i any; -i %q names the ports itself", o.ifaces)
 	}
 	for _, f := range []struct {
 		flag     string
@@ -184,6 +187,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.StringVarP(&o.ifaces, "interface", "i", "any", `access ports to serve: "any" (every eligible port, tracked live) or a comma-separated list`)
 	f.StringArrayVar(&o.include, "include", nil, "with -i any: serve only ports whose name matches this glob (repeatable; * ? [a-z]; default: every port)")
 	f.StringArrayVar(&o.exclude, "exclude", nil, "with -i any: never serve ports whose name matches this glob, e.g. 'swp5*' for uplinks (repeatable; wins over --include)")
+	f.BoolVar(&o.routed, "routed-ports", true, "with -i any: also serve interfaces that are no bridge member (routed access ports; on a leaf also the uplinks and the management port, where a RARP finds nothing to probe); false: bridge members only")
 	f.DurationVar(&o.retention, "retention", 15*time.Minute, "how long to remember a binding after the kernel deleted it")
 	f.DurationVar(&o.cfg.ProbeTimeout, "probe-timeout", o.cfg.ProbeTimeout, "how long the first probe waits for a reply (doubles per retry, up to --probe-timeout-max)")
 	f.DurationVar(&o.cfg.MaxProbeTimeout, "probe-timeout-max", o.cfg.MaxProbeTimeout, "the longest a retry waits for a reply (0: no cap)")
@@ -205,6 +209,17 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.StringVar(&o.statusSock, "status-socket", status.DefaultSocket, "answer 'rarp-replay status' on this Unix socket (mode 0660); off when empty. The default is skipped with a warning when its directory is missing")
 	f.StringVar(&o.dumpNeigh, "dump-neigh", "", "on SIGUSR1 and at exit, write the neighbor mirror (remembered bindings included) to this file, in the JSON 'replay --neigh' reads")
 	return c
+}
+
+// bridgeMembersOnly narrows a port filter to bridge members
+// (--routed-ports=false): the underlay uplinks, the management port and any
+// other routed interface are then not served, whatever their names, also
+// when they are created or enslaved later.
+func bridgeMembersOnly(selected func(link.Link) bool, links *link.Table) func(link.Link) bool {
+	return func(l link.Link) bool {
+		m, ok := links.Get(l.MasterIndex)
+		return ok && m.Kind == "bridge" && selected(l)
+	}
 }
 
 // selection returns the port filter for -i, --include and --exclude,
@@ -328,6 +343,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	selected, err := selection(o.ifaces, o.include, o.exclude, links)
 	if err != nil {
 		return err
+	}
+	if !o.routed {
+		selected = bridgeMembersOnly(selected, links)
 	}
 
 	// The capture goroutines hand each frame to the engine themselves; a

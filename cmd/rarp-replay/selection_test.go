@@ -64,3 +64,58 @@ port vm1 `+vm1+` `+vm1MAC+` 192.0.2.10/24
 		t.Errorf("RARPs decoded on vm2 %d, on vm1 %d; want none on the excluded port and some on the other", c["rarp[vm2]"], c["rarp[vm1]"])
 	}
 }
+
+// TestListenRoutedPortsOff: with --routed-ports=false only bridge members
+// are served: a routed interface (an uplink, the management port) never
+// gets a handle, also when it appears after start, and a RARP arriving on
+// it is not even decoded, while a bridge port is served as usual.
+func TestListenRoutedPortsOff(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw := nstest.Namespace(t, "sw")
+	vm1 := nstest.Namespace(t, "vm1")
+	peer := nstest.Namespace(t, "up")
+	nstest.Sh(t, `
+ip -n `+sw+` link add br0 address `+sviMAC+` type bridge
+ip -n `+sw+` link set br0 up
+ip -n `+sw+` addr add 192.0.2.1/24 dev br0
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+`)
+	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--routed-ports=false",
+		"--log-format", "json", "--probe-timeout", "100ms", "--probe-retries", "1")
+	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+
+	// The routed uplink first, with a binding of its own for vm2's MAC:
+	// once the bridge port is added, the uplink's link events have been
+	// applied.
+	nstest.Sh(t, `
+ip -n `+sw+` link add up1 type veth peer name eth0 netns `+peer+`
+ip -n `+sw+` addr add 198.51.100.1/24 dev up1
+ip -n `+sw+` link set up1 up
+ip -n `+sw+` neigh replace 198.51.100.20 lladdr `+vm2MAC+` dev up1 nud noarp extern_learn
+ip -n `+peer+` link set eth0 address `+vm2MAC+` up
+ip -n `+sw+` link add vm1 type veth peer name eth0 netns `+vm1+`
+ip -n `+sw+` link set vm1 master br0 up
+ip -n `+vm1+` link set eth0 address `+vm1MAC+`
+ip -n `+vm1+` addr add 192.0.2.10/24 dev eth0
+ip -n `+vm1+` link set eth0 up
+`)
+	listen.WaitFor(t, `"msg":"port added","ifname":"vm1"`, 5*time.Second)
+	nstest.Run(t, "ip", "netns", "exec", peer, bin, "send-rarp", "--mac", vm2MAC, "-i", "eth0", "--count", "2", "--interval", "10ms")
+	nstest.Run(t, "ip", "netns", "exec", vm1, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10")
+	listen.WaitFor(t, `"msg":"migration handled","mac":"`+vm1MAC+`"`, 5*time.Second)
+	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
+
+	for _, l := range listen.Lines() {
+		if strings.Contains(l, `"ifname":"up1"`) || strings.Contains(l, vm2MAC) {
+			t.Errorf("the routed uplink was served: %s", l)
+		}
+	}
+	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "198.51.100.20"); !strings.Contains(out, "extern_learn") {
+		t.Errorf("198.51.100.20 on the uplink is now %q, want it left extern_learn", out)
+	}
+	if c := stoppedCounters(t, listen); c["rarp[up1]"] != 0 || c["rarp[vm1]"] == 0 {
+		t.Errorf("RARPs decoded on up1 %d, on vm1 %d; want none on the routed uplink and some on the bridge port", c["rarp[up1]"], c["rarp[vm1]"])
+	}
+}
