@@ -6,21 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/link"
+	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"github.com/rarp-replay/rarp-replay/replay"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 type replayOptions struct {
-	opts replay.Options // built from the flags by validate
+	opts      replay.Options    // built from the flags by validate
+	neighbors []replay.Neighbor // --neigh, read by validate
 
 	neigh  string
 	svi    string
@@ -45,9 +52,32 @@ frame number, time, verdict, MAC, and the addresses probed or verified, or
 the reason the frame was dropped; one per binding it would program; and one
 per migration when its probe cycle ends. ARP replies and Neighbor
 Advertisements in the capture verify probes. Output streams as the capture
-is read; SIGINT or SIGTERM stops it (exit status 130 or 143).`,
-		Args:    usageArgs(cobra.ExactArgs(1)),
-		PreRunE: validated(o.validate),
+is read; SIGINT or SIGTERM stops it (exit status 130 or 143).
+
+A capture cut short (tcpdump killed or still writing, a copy interrupted:
+the file ends inside a record) is replayed up to its last complete frame,
+its open probe cycles run to their end, and then a warning on standard
+error says where the file ends ("warning: FILE: capture cut short: ...").
+
+Exit status:
+  0    the whole capture was replayed
+  1    the capture was cut short (the warning above; everything before the
+       cut was replayed and printed), or it cannot be read, or is not a
+       pcap or pcapng capture
+  2    usage error: a flag's value, or the file a flag names, is wrong: not
+       found, not the dump the flag wants (--links given a neighbor dump,
+       --neigh given an interface dump), or matching nothing (--svi naming
+       a device the snapshot lacks, --port an interface --links lacks, a
+       capture none of whose ports is in --links); the message names the
+       flag
+  130  stopped by SIGINT; 143 by SIGTERM`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		PreRunE: func(c *cobra.Command, _ []string) error {
+			if err := o.validate(c.Flags()); err != nil {
+				return &UsageError{Err: err}
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			log, err := lo.logger(c.ErrOrStderr())
 			if err != nil {
@@ -71,24 +101,6 @@ is read; SIGINT or SIGTERM stops it (exit status 130 or 143).`,
 
 // run replays the capture at path into out.
 func (o *replayOptions) run(ctx context.Context, path string, opts replay.Options, log *slog.Logger, out *replayOutput) error {
-	if o.links != "" {
-		var err error
-		if opts.Links, err = loadLinks(o.links, o.vlans); err != nil {
-			return err
-		}
-	}
-	var neighbors []replay.Neighbor
-	if o.neigh != "" {
-		f, err := os.Open(o.neigh)
-		if err != nil {
-			return err
-		}
-		neighbors, err = replay.LoadNeighbors(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.neigh, err)
-		}
-	}
 	log.Debug("opening capture", "file", path) // a FIFO's open waits for a writer
 	f, err := os.Open(path)
 	if err != nil {
@@ -102,16 +114,33 @@ func (o *replayOptions) run(ctx context.Context, path string, opts replay.Option
 		out.flush()
 		return f.Read(p)
 	})
-	_, err = replay.Stream(ctx, in, neighbors, opts, log, out)
+	_, err = replay.Stream(ctx, in, o.neighbors, opts, log, out)
 	var oerr outputError
-	if errors.As(err, &oerr) {
+	var uerr *replay.UnmatchedPortsError
+	switch {
+	case errors.As(err, &oerr):
 		return oerr.error
-	}
-	if err != nil {
+	case errors.Is(err, replay.ErrNoPort):
+		return &UsageError{Err: fmt.Errorf("--port: %s is a plain pcap, which does not say which port it was captured on: name the port with --port", path)}
+	case errors.As(err, &uerr):
+		return &UsageError{Err: fmt.Errorf("--links %s: %w (the capture's ports are its pcapng interface names, the ifindex of a 'tcpdump -i any' capture, or --port)", o.links, err)}
+	case errors.Is(err, replay.ErrTruncated):
+		return &truncatedWarning{path: path, err: err}
+	case err != nil:
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
+
+// truncatedWarning is a capture cut short and replayed up to its last
+// complete frame: a warning, with exit status 1.
+type truncatedWarning struct {
+	path string
+	err  error
+}
+
+func (w *truncatedWarning) Error() string { return "warning: " + w.path + ": " + w.err.Error() }
+func (w *truncatedWarning) Unwrap() error { return w.err }
 
 // outputError is an error writing the replay's output, not reading it.
 type outputError struct{ error }
@@ -255,43 +284,155 @@ func (o *replayOutput) close(complete bool) error {
 	return err
 }
 
-func loadLinks(linksPath, vlansPath string) (*link.Table, error) {
-	lf, err := os.Open(linksPath)
+// readFlagFile reads the file a flag names with load, naming the flag and
+// the file in any error ("--links FILE: ..."), and, for a dump another
+// flag reads, that flag.
+func readFlagFile[T any](flag, path string, load func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
-	}
-	defer lf.Close()
-	var vr io.Reader
-	if vlansPath != "" {
-		vf, err := os.Open(vlansPath)
-		if err != nil {
-			return nil, err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
 		}
-		defer vf.Close()
-		vr = vf
+		return zero, fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	t, err := link.FromIPRoute2(lf, vr)
+	defer f.Close()
+	v, err := load(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", linksPath, err)
+		var we *replay.WrongDumpError
+		if errors.As(err, &we) && dumpFlags[we.Got] != "" {
+			return zero, fmt.Errorf("%s %s: %w: that is what %s reads", flag, path, err, dumpFlags[we.Got])
+		}
+		return zero, fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	return t, nil
+	return v, nil
 }
 
-// validate parses the flags into o.opts.
-func (o *replayOptions) validate() error {
+// dumpFlags are the flags that read each kind of dump.
+var dumpFlags = map[replay.Dump]string{
+	replay.DumpNeighbors:   "--neigh",
+	replay.DumpLinks:       "--links",
+	replay.DumpBridgeVLANs: "--bridge-vlans",
+}
+
+// validate parses the flags into o.opts and reads the files they name.
+// Every error names its flag.
+func (o *replayOptions) validate(flags *pflag.FlagSet) error {
 	o.opts = replay.Options{SVI: o.svi, Config: engine.DefaultConfig, Port: o.port}
-	var err error
-	if o.opts.SVIMAC, err = net.ParseMAC(o.sviMAC); err != nil {
-		return fmt.Errorf("--svi-mac: %w", err)
+	mac, err := net.ParseMAC(o.sviMAC)
+	if err != nil || !packet.UnicastMAC(mac) {
+		return fmt.Errorf("--svi-mac %q: want a unicast Ethernet address such as 02:00:5e:10:00:01", o.sviMAC)
 	}
+	o.opts.SVIMAC = mac
 	for _, a := range o.addrs {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
-			return fmt.Errorf("--svi-addr: %w", err)
+			return fmt.Errorf("--svi-addr %q: want an address with its prefix length, such as 192.0.2.1/24 or 2001:db8:10::1/64", a)
 		}
 		o.opts.SVIAddrs = append(o.opts.SVIAddrs, p)
 	}
+	if o.neigh != "" {
+		if o.neighbors, err = readFlagFile("--neigh", o.neigh, replay.LoadNeighbors); err != nil {
+			return err
+		}
+	}
+	if o.links == "" {
+		for _, f := range []string{"bridge-vlans", "port"} {
+			if flags.Changed(f) {
+				return fmt.Errorf("--%s: only with --links", f)
+			}
+		}
+		return o.checkSVI()
+	}
+	for _, f := range []string{"svi", "svi-mac", "svi-addr"} {
+		if flags.Changed(f) {
+			return fmt.Errorf("--%s: not with --links, which gives every SVI with its MAC and addresses", f)
+		}
+	}
+	return o.loadLinks()
+}
+
+// devices returns the devices the --neigh snapshot names, sorted.
+func (o *replayOptions) devices() []string {
+	var devs []string
+	for _, n := range o.neighbors {
+		if !slices.Contains(devs, n.Dev) {
+			devs = append(devs, n.Dev)
+		}
+	}
+	slices.Sort(devs)
+	return devs
+}
+
+// checkSVI checks --svi against the devices the --neigh snapshot names.
+// Without --links each is modelled as a bridge, and --svi picks the one
+// that serves the captured port (default: the only one).
+func (o *replayOptions) checkSVI() error {
+	devs := o.devices()
+	switch {
+	case o.svi != "" && o.neigh == "":
+		return fmt.Errorf("--svi %s: names a device of the --neigh snapshot, and there is no --neigh", o.svi)
+	case o.svi != "" && len(devs) == 0:
+		return fmt.Errorf("--svi %s: the --neigh snapshot %s is empty", o.svi, o.neigh)
+	case o.svi != "" && !slices.Contains(devs, o.svi):
+		return fmt.Errorf("--svi %s: no such device in the --neigh snapshot %s, which names %s", o.svi, o.neigh, list(devs))
+	case o.svi == "" && len(devs) > 1:
+		return fmt.Errorf("--svi: the --neigh snapshot %s names %d devices (%s): say which one serves the captured port", o.neigh, len(devs), list(devs))
+	}
 	return nil
+}
+
+// loadLinks reads --links and --bridge-vlans into the link model, and
+// checks that --bridge-vlans, --port and the --neigh snapshot name
+// interfaces in it, and --port an access port.
+func (o *replayOptions) loadLinks() error {
+	links, err := readFlagFile("--links", o.links, replay.LoadLinks)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(links))
+	for i, l := range links {
+		names[i] = l.Name
+	}
+	known := func(name string) bool { return slices.Contains(names, name) }
+	var vlans map[string][]link.PortVLAN
+	if o.vlans != "" {
+		if vlans, err = readFlagFile("--bridge-vlans", o.vlans, replay.LoadBridgeVLANs); err != nil {
+			return err
+		}
+		ports := slices.Sorted(maps.Keys(vlans))
+		if len(ports) > 0 && !slices.ContainsFunc(ports, known) {
+			return fmt.Errorf("--bridge-vlans %s: none of its ports (%s) is in --links %s", o.vlans, list(ports), o.links)
+		}
+	}
+	t := replay.LinkTable(links, vlans)
+	if o.port != "" {
+		l, ok := t.ByName(o.port)
+		if !ok {
+			return fmt.Errorf("--port %s: no such interface in --links %s, which has %s", o.port, o.links, list(names))
+		}
+		if err := t.AccessPort(l.Index); err != nil {
+			var ie *link.IneligibleError
+			if errors.As(err, &ie) {
+				return fmt.Errorf("--port %s: not an access port: %s", o.port, ie.Detail)
+			}
+			return fmt.Errorf("--port %s: %w", o.port, err)
+		}
+	}
+	if devs := o.devices(); len(devs) > 0 && !slices.ContainsFunc(devs, known) {
+		return fmt.Errorf("--neigh %s: none of its devices (%s) is in --links %s", o.neigh, list(devs), o.links)
+	}
+	o.opts.Links = t
+	return nil
+}
+
+// list joins names, the first ten of them.
+func list(names []string) string {
+	if len(names) > 10 {
+		return strings.Join(names[:10], ", ") + fmt.Sprintf(" and %d more", len(names)-10)
+	}
+	return strings.Join(names, ", ")
 }
 
 // runReplay replays the capture at path to stdout. The replay runs in a
@@ -305,7 +446,9 @@ func runReplay(ctx context.Context, o *replayOptions, path string, stdout io.Wri
 	select {
 	case err := <-done:
 		if ctx.Err() == nil || err == nil {
-			if cerr := out.close(err == nil); err == nil {
+			// A capture cut short was replayed to its end all the same.
+			complete := err == nil || errors.Is(err, replay.ErrTruncated)
+			if cerr := out.close(complete); err == nil || complete && cerr != nil {
 				err = cerr
 			}
 			return err

@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -50,12 +52,34 @@ func (e *TruncatedError) Error() string {
 	if e.Part == "file header" {
 		return "capture cut short: the file ends inside its file header; no frames"
 	}
+	switch e.Frames {
+	case 0:
+		return fmt.Sprintf("capture cut short: the file ends inside the %s of frame 1; no frame before it", e.Part)
+	case 1:
+		return fmt.Sprintf("capture cut short: the file ends inside the %s of frame 2; the complete frame before it was replayed", e.Part)
+	}
 	return fmt.Sprintf("capture cut short: the file ends inside the %s of frame %d; the %d complete frames before it were replayed",
 		e.Part, e.Frames+1, e.Frames)
 }
 
 // Is makes errors.Is(err, ErrTruncated) true.
 func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }
+
+// ErrNoPort is returned, before any frame is replayed, for a plain pcap of
+// Ethernet frames replayed against a link model (Options.Links) without
+// Options.Port: nothing in such a file says which port it was captured on.
+var ErrNoPort = errors.New("the capture does not say which port it was captured on")
+
+// UnmatchedPortsError is returned, after the replay, when a link model
+// (Options.Links) was given and none of the capture's ports is in it:
+// every frame was dropped as unknown-port.
+type UnmatchedPortsError struct {
+	Ports []string // the capture's ports, as far as they were named
+}
+
+func (e *UnmatchedPortsError) Error() string {
+	return fmt.Sprintf("none of the capture's ports (%s) is in the link model", strings.Join(e.Ports, ", "))
+}
 
 // Options describe the switch the capture was taken on.
 type Options struct {
@@ -259,6 +283,9 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 	if err != nil {
 		return nil, err
 	}
+	if o.Links != nil && o.Port == "" && src.ng == nil && src.lt != layers.LinkTypeLinuxSLL2 {
+		return nil, ErrNoPort
+	}
 	links, svi, err := o.Links, 0, error(nil)
 	if links == nil {
 		if links, svi, err = switchModel(neighbors, o); err != nil {
@@ -289,6 +316,7 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 	}
 	var last time.Time
 	var cut error
+	matched, unmatched := false, []string(nil) // with o.Links: the capture's ports found in it, and some not
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return eng.Stats().Snapshot().Flat(), err
@@ -305,7 +333,20 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 		}
 		lt, name, ifindex := src.port(ci, data)
 		if o.Links != nil {
-			ifindex = realPort(links, lt, name, ifindex-portBase, o.Port)
+			idx := ifindex - portBase
+			ifindex = realPort(links, lt, name, idx, o.Port)
+			if _, ok := links.Get(ifindex); ok {
+				matched = true
+			} else if !matched && len(unmatched) < 8 {
+				if lt == layers.LinkTypeLinuxSLL2 {
+					name = fmt.Sprintf("ifindex %d", idx)
+				} else if name == "capture" {
+					name = o.Port
+				}
+				if !slices.Contains(unmatched, name) {
+					unmatched = append(unmatched, name)
+				}
+			}
 		} else if _, ok := links.Get(ifindex); !ok {
 			links.Set(link.Link{Index: ifindex, Name: name, Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}, MasterIndex: svi, Up: true})
 		}
@@ -325,6 +366,9 @@ func Stream(ctx context.Context, r io.Reader, neighbors []Neighbor, o Options, l
 	// Let every open cycle run to its end, as the daemon would have.
 	if err = advance(last.Add(24 * time.Hour)); err == nil {
 		err = cut
+		if o.Links != nil && !matched && len(unmatched) > 0 {
+			err = &UnmatchedPortsError{Ports: unmatched}
+		}
 	}
 	return eng.Stats().Snapshot().Flat(), err
 }

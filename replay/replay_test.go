@@ -57,6 +57,76 @@ func TestLoadNeighbors(t *testing.T) {
 	}
 }
 
+// TestDumpErrors: a dump of the wrong kind, or a malformed one, is refused
+// saying which kind it is, or what is wrong where, in the dump's terms:
+// never Go's type names.
+func TestDumpErrors(t *testing.T) {
+	neighDump := `[{"dst":"192.0.2.10","dev":"br10","lladdr":"02:00:5e:10:00:0a","state":["REACHABLE"]}]`
+	linkDump := `[{"ifindex":1,"ifname":"br10","flags":["UP"],"address":"02:00:5e:10:00:01","linkinfo":{"info_kind":"bridge"}}]`
+	vlanDump := `[{"ifname":"swp1","vlans":[{"vlan":10,"flags":["PVID","Egress Untagged"]}]}]`
+	fdbDump := `[{"mac":"02:00:5e:10:00:0a","ifname":"swp1","master":"br10","state":""}]`
+	routeDump := `[{"dst":"192.0.2.0/24","dev":"br10","protocol":"kernel","scope":"link","prefsrc":"192.0.2.1","flags":[]}]`
+	stateV1 := `[{"dev":"br10","mac":"02:00:5e:10:00:0a","ip":"192.0.2.10","seen":"2026-01-01T00:00:00Z"}]`
+	neighbors := func(r io.Reader) error { _, err := LoadNeighbors(r); return err }
+	links := func(r io.Reader) error { _, err := LoadLinks(r); return err }
+	vlans := func(r io.Reader) error { _, err := LoadBridgeVLANs(r); return err }
+	tests := []struct {
+		name string
+		load func(io.Reader) error
+		in   string
+		want string // "" for no error
+	}{
+		{"neighbors", neighbors, neighDump, ""},
+		{"links", links, linkDump, ""},
+		{"bridge vlans", vlans, vlanDump, ""},
+		{"neighbors given links", neighbors, linkDump, "this is an interface dump (`ip -d -j addr show` or `ip -d -j link show`), not a neighbor table"},
+		{"neighbors given bridge vlans", neighbors, vlanDump, "this is a bridge VLAN dump"},
+		{"neighbors given fdb", neighbors, fdbDump, "this is a bridge FDB dump (`bridge -j fdb show`)"},
+		{"neighbors given routes", neighbors, routeDump, "this is a route table (`ip -j route show`)"},
+		{"neighbors given the state file", neighbors, stateV1, "this is a rarp-replay state file"},
+		{"neighbors: no device", neighbors, `[{"dst":"192.0.2.10","lladdr":"02:00:5e:10:00:0a"}]`, "entry 1 (192.0.2.10) names no device"},
+		{"neighbors: dst not an address", neighbors, `[{"dst":"192.0.2.300","dev":"br10"}]`, `entry 1: "dst" "192.0.2.300" is not an IP address`},
+		{"neighbors: dst a number", neighbors, `[{"dst":5,"dev":"br10"}]`, `entry 1: "dst" is a number, want a string`},
+		{"neighbors: state a string", neighbors, `[{"dst":"192.0.2.1","dev":"br10","state":"STALE"}]`, `entry 1: "state" is a string, want an array`},
+		{"neighbors: unknown entry", neighbors, `[{"x":1}]`, "entry 1 is not from a neighbor table"},
+		{"neighbors: not an object", neighbors, `[1]`, "an entry is a number, want an object"},
+		{"neighbors: cut JSON", neighbors, `[{"dst":`, "not valid JSON at byte"},
+		{"links given neighbors", links, neighDump, "this is a neighbor table (`ip -j neigh show`), not an interface dump"},
+		{"links given bridge vlans", links, vlanDump, "this is a bridge VLAN dump (`bridge -j vlan show`), not an interface dump"},
+		{"links given /proc/net/arp", links, "IP address       HW type     Flags       HW address            Mask     Device\n", "not JSON, want an interface dump"},
+		{"links: empty file", links, "", "empty, want an interface dump"},
+		{"links: no links", links, "[]", "no entries"},
+		{"links: an object", links, `{"ifindex":1}`, "a JSON object; want an interface dump"},
+		{"links: without -d", links, `[{"ifindex":2,"ifname":"swp1","master":"br10"},{"ifindex":1,"ifname":"br10"}]`, "dump with `ip -d -j addr show`, with -d"},
+		{"links: ifindex a string", links, `[{"ifindex":1,"ifname":"lo"},{"ifindex":"2","ifname":"swp1"}]`, `entry 2 (swp1): "ifindex" is a string, want an integer`},
+		{"links: vlan id too large", links, `[{"ifindex":1,"ifname":"v","linkinfo":{"info_kind":"vlan","info_data":{"id":1e99}}}]`, `entry 1 (v): "linkinfo.info_data.id" is 1e99, want an integer`},
+		{"links: bad STP state", links, `[{"ifindex":1,"ifname":"swp1","linkinfo":{"info_slave_kind":"bridge","info_slave_data":{"state":"dancing"}}}]`, `swp1: bridge port state "dancing"`},
+		{"bridge vlans given links", vlans, linkDump, "this is an interface dump"},
+		{"bridge vlans given neighbors", vlans, neighDump, "this is a neighbor table"},
+		{"bridge vlans: vlan a string", vlans, `[{"ifname":"swp1","vlans":[{"vlan":"10"}]}]`, `entry 1 (swp1): "vlans.vlan" is a string, want an integer`},
+		{"bridge vlans: vlan out of range", vlans, `[{"ifname":"swp1","vlans":[{"vlan":4095}]}]`, "swp1: VLAN 4095-4095"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.load(strings.NewReader(tt.in))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			for _, goism := range []string{"Go struct", "Go value", "unmarshal", "strconv.", "json:", "[]link.", "ipLinkJSON"} {
+				if strings.Contains(err.Error(), goism) {
+					t.Errorf("error %q speaks Go (%q)", err, goism)
+				}
+			}
+		})
+	}
+}
+
 type frame struct {
 	at   time.Duration
 	data []byte

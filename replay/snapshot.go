@@ -49,10 +49,13 @@ func LoadNeighbors(r io.Reader) ([]Neighbor, error) {
 	return nil, ErrSnapshot
 }
 
+// loadJSON reads `ip -j neigh show` JSON. Another iproute2 dump is a
+// *WrongDumpError; an entry without a device (`ip neigh show dev X` leaves
+// it out) or without an IP address is an error naming the entry.
 func loadJSON(b []byte) ([]Neighbor, error) {
-	var raw []map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSnapshot, err)
+	_, raw, err := readDump(bytes.NewReader(b), DumpNeighbors)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Neighbor, 0, len(raw))
 	for i, m := range raw {
@@ -60,9 +63,19 @@ func loadJSON(b []byte) ([]Neighbor, error) {
 		for k, dst := range map[string]any{"dst": &n.Dst, "dev": &n.Dev, "lladdr": &n.LLAddr, "state": &n.State, "remembered": &n.Remembered} {
 			if v, ok := m[k]; ok {
 				if err := json.Unmarshal(v, dst); err != nil {
-					return nil, fmt.Errorf("neighbor snapshot entry %d: %s: %w", i+1, k, err)
+					var te *json.UnmarshalTypeError
+					if errors.As(err, &te) {
+						te.Field = k
+					}
+					return nil, fmt.Errorf("entry %d: %s", i+1, explainJSON(err))
 				}
 			}
+		}
+		if _, err := netip.ParseAddr(n.Dst); err != nil {
+			return nil, fmt.Errorf("entry %d: \"dst\" %q is not an IP address", i+1, n.Dst)
+		}
+		if n.Dev == "" {
+			return nil, fmt.Errorf("entry %d (%s) names no device: dump every device's neighbors, `ip -j neigh show` without `dev`", i+1, n.Dst)
 		}
 		_, n.ExternLearn = m["extern_learn"]
 		out = append(out, n)
@@ -76,7 +89,8 @@ func loadJSON(b []byte) ([]Neighbor, error) {
 func loadProcARP(b []byte) ([]Neighbor, error) {
 	var out []Neighbor
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Scan() // header
+	sc.Buffer(nil, len(b)+1) // a line as long as the file is still one line
+	sc.Scan()                // header
 	for line := 2; sc.Scan(); line++ {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
@@ -98,7 +112,10 @@ func loadProcARP(b []byte) ([]Neighbor, error) {
 		}
 		out = append(out, Neighbor{Dst: f[0], Dev: f[5], LLAddr: f[3], State: state})
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("/proc/net/arp: %w", err)
+	}
+	return out, nil
 }
 
 // entry converts n for the mirror of the replayed switch.
