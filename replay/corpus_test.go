@@ -312,3 +312,43 @@ func loadCorpusNeighbors(t *testing.T) []Neighbor {
 	}
 	return neighbors
 }
+
+// TestCutFixtures replays the captures cut short in pcaps/cut (written by
+// scripts/gen-pcaps from the corpus): each is a prefix of its corpus
+// capture, and replays to a TruncatedError saying where it ends.
+func TestCutFixtures(t *testing.T) {
+	neighbors := loadCorpusNeighbors(t)
+	for _, tt := range []struct {
+		file, from string
+		want       *TruncatedError
+	}{
+		{"qemu-announce-cut-data.pcap", "qemu-announce.pcap", &TruncatedError{Frames: 7, Part: "record data"}},
+		{"qemu-announce-cut-header.pcap", "qemu-announce.pcap", &TruncatedError{Frames: 7, Part: "record header"}},
+		{"multi-interface-cut.pcapng", "multi-interface.pcapng", &TruncatedError{Frames: 5, Part: "block"}},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			cut, err := os.ReadFile(filepath.Join("..", "pcaps", "cut", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, err := os.ReadFile(filepath.Join(corpusDir, tt.from))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cut) >= len(whole) || !bytes.Equal(cut, whole[:len(cut)]) {
+				t.Fatalf("%s is not %s cut short; regenerate with go run ./scripts/gen-pcaps", tt.file, tt.from)
+			}
+			var out bytes.Buffer
+			_, err = Stream(context.Background(), bytes.NewReader(cut), neighbors, corpusOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)), NewTextWriter(&out))
+			if diff := cmp.Diff(tt.want, err); diff != "" {
+				t.Errorf("error (-want +got)\n%s", diff)
+			}
+			if n := strings.Count(out.String(), "\n#"); n+1 != tt.want.Frames {
+				t.Errorf("%d frames replayed, want %d:\n%s", n+1, tt.want.Frames, out.String())
+			}
+			if !strings.Contains(out.String(), "\nmigration ") {
+				t.Errorf("no migration reported:\n%s", out.String())
+			}
+		})
+	}
+}

@@ -4,7 +4,10 @@
 // neighbor snapshots they replay against. The output is byte-for-byte
 // reproducible: fixed timestamps, a seeded generator, fixed pcapng options.
 //
-//	go run ./scripts/gen-pcaps [-out pcaps/corpus]
+//	go run ./scripts/gen-pcaps [-out pcaps/corpus] [-cut pcaps/cut]
+//
+// pcaps/cut holds corpus captures cut short (the file ends inside a
+// record), for replay's truncation warning.
 //
 // `go test ./replay` replays every capture and compares the decisions with
 // the golden file beside it (`go test ./replay -update` rewrites them).
@@ -275,45 +278,89 @@ func layoutCaptures() map[string]capture {
 }
 
 func write(dir string, c capture) error {
+	b, ext, err := encode(c)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, c.name+ext), b, 0o644)
+}
+
+// encode returns the capture file of c, and its extension: pcap, or pcapng
+// when c names interfaces.
+func encode(c capture) ([]byte, string, error) {
 	var buf bytes.Buffer
 	if c.ifaces == nil {
 		w := pcapgo.NewWriterNanos(&buf)
 		if err := w.WriteFileHeader(65535, c.lt); err != nil {
-			return err
+			return nil, "", err
 		}
 		for _, f := range c.frames {
 			ci := gopacket.CaptureInfo{Timestamp: t0.Add(f.at), CaptureLength: len(f.data), Length: len(f.data)}
 			if err := w.WritePacket(ci, f.data); err != nil {
-				return err
+				return nil, "", err
 			}
 		}
-		return os.WriteFile(filepath.Join(dir, c.name+".pcap"), buf.Bytes(), 0o644)
+		return buf.Bytes(), ".pcap", nil
 	}
 	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "rarp-replay gen-pcaps"}}
 	w, err := pcapgo.NewNgWriterInterface(&buf, pcapgo.NgInterface{Name: c.ifaces[0], LinkType: c.lt, TimestampResolution: 9}, opts)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	for _, name := range c.ifaces[1:] {
 		if _, err := w.AddInterface(pcapgo.NgInterface{Name: name, LinkType: c.lt, TimestampResolution: 9}); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	for _, f := range c.frames {
 		ci := gopacket.CaptureInfo{Timestamp: t0.Add(f.at), CaptureLength: len(f.data), Length: len(f.data), InterfaceIndex: f.iface}
 		if err := w.WritePacket(ci, f.data); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return nil, "", err
 	}
-	return os.WriteFile(filepath.Join(dir, c.name+".pcapng"), buf.Bytes(), 0o644)
+	return buf.Bytes(), ".pcapng", nil
+}
+
+// writeCuts writes captures cut short, as a tcpdump killed (or still
+// writing) leaves them, for `replay`'s truncation handling: corpus
+// captures ending inside their last frame's record data, inside its
+// record header, and inside a pcapng block.
+func writeCuts(dir string, corpus []capture) error {
+	byName := map[string]capture{}
+	for _, c := range corpus {
+		byName[c.name] = c
+	}
+	for _, cut := range []struct {
+		from, name string
+		keep       func(b []byte, last int) int // how many bytes to keep of b, whose last frame is last bytes long
+	}{
+		{"qemu-announce", "qemu-announce-cut-data", func(b []byte, last int) int { return len(b) - last/2 }},
+		{"qemu-announce", "qemu-announce-cut-header", func(b []byte, last int) int { return len(b) - last - 16 + 7 }},
+		{"multi-interface", "multi-interface-cut", func(b []byte, last int) int { return len(b) - 10 }},
+	} {
+		c, ok := byName[cut.from]
+		if !ok {
+			return fmt.Errorf("no capture %s to cut", cut.from)
+		}
+		b, ext, err := encode(c)
+		if err != nil {
+			return err
+		}
+		n := cut.keep(b, len(c.frames[len(c.frames)-1].data))
+		if err := os.WriteFile(filepath.Join(dir, cut.name+ext), b[:n], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func main() {
 	out := flag.String("out", "pcaps/corpus", "directory to write the corpus to")
 	layouts := flag.String("layouts", "pcaps/layouts", "directory of the switch layout fixtures to write captures into")
+	cuts := flag.String("cut", "pcaps/cut", "directory to write the captures cut short to")
 	flag.Parse()
 	for name, c := range layoutCaptures() {
 		if err := write(filepath.Join(*layouts, name), c); err != nil {
@@ -337,5 +384,13 @@ func main() {
 			fmt.Fprintf(os.Stderr, "gen-pcaps: %s: %v\n", c.name, err)
 			os.Exit(1)
 		}
+	}
+	if err := os.MkdirAll(*cuts, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "gen-pcaps:", err)
+		os.Exit(1)
+	}
+	if err := writeCuts(*cuts, corpus()); err != nil {
+		fmt.Fprintln(os.Stderr, "gen-pcaps: cut:", err)
+		os.Exit(1)
 	}
 }
