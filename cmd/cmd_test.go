@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -245,6 +247,98 @@ func TestLogReport(t *testing.T) {
 			for _, n := range tt.not {
 				if strings.Contains(buf.String(), n) {
 					t.Errorf("log %s has %s", buf.String(), n)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayInputs: the replay command's inputs that are missing, of the
+// wrong kind, malformed, or matching nothing are usage errors (exit 2)
+// naming the flag, in the input's terms, not Go's; a capture cut short is
+// replayed and then a warning (exit 1).
+func TestReplayInputs(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const (
+		corpus  = "../pcaps/corpus/"
+		cumulus = "../pcaps/layouts/cumulus/"
+	)
+	capture := corpus + "qemu-announce.pcap"
+	links, vlans := cumulus+"links.json", cumulus+"bridge-vlan.json"
+	neighJSON := corpus + "neigh.json"
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		want   []string // all in the message
+	}{
+		{"neigh: no such file", []string{"--neigh", "/nonexistent/neigh.json", capture}, 2, []string{"--neigh /nonexistent/neigh.json: no such file"}},
+		{"neigh: a link dump", []string{"--neigh", links, capture}, 2, []string{"--neigh", "this is an interface dump", "that is what --links reads"}},
+		{"neigh: a bridge vlan dump", []string{"--neigh", vlans, capture}, 2, []string{"--neigh", "bridge VLAN dump", "--bridge-vlans"}},
+		{"neigh: a capture", []string{"--neigh", capture, capture}, 2, []string{"--neigh", "not a neighbor snapshot"}},
+		{"neigh: dst a number", []string{"--neigh", file("n1.json", `[{"dst":5,"dev":"br10"}]`), capture}, 2, []string{"--neigh", `entry 1: "dst" is a number, want a string`}},
+		{"neigh: bad address", []string{"--neigh", file("n2.json", `[{"dst":"192.0.2.300","dev":"br10"}]`), capture}, 2, []string{"--neigh", `"192.0.2.300" is not an IP address`}},
+		{"neigh: proc flags", []string{"--neigh", file("arp", "IP address HW type Flags HW address Mask Device\n192.0.2.1 0x1 0xZZ 02:00:5e:10:00:0a * br10\n"), capture}, 2, []string{"--neigh", `line 2: flags "0xZZ"`}},
+		{"neigh: cut JSON", []string{"--neigh", file("n3.json", `[{"dst":"192.0`), capture}, 2, []string{"--neigh", "not valid JSON"}},
+		{"svi: not in the snapshot", []string{"--neigh", neighJSON, "--svi", "vlan99", capture}, 2, []string{"--svi vlan99: no such device", "br10"}},
+		{"svi: without a snapshot", []string{"--svi", "br10", capture}, 2, []string{"--svi br10", "no --neigh"}},
+		{"svi: several devices", []string{"--neigh", cumulus + "neigh.json", capture}, 2, []string{"--svi: the --neigh snapshot", "say which"}},
+		{"svi: with links", []string{"--links", links, "--svi", "vlan10", capture}, 2, []string{"--svi: not with --links"}},
+		{"svi-addr: no prefix length", []string{"--svi-addr", "192.0.2.1", capture}, 2, []string{`--svi-addr "192.0.2.1"`, "prefix length"}},
+		{"svi-mac: multicast", []string{"--svi-mac", "01:00:5e:00:00:01", capture}, 2, []string{`--svi-mac "01:00:5e:00:00:01"`, "unicast"}},
+		{"links: no such file", []string{"--links", "/nonexistent/links.json", capture}, 2, []string{"--links /nonexistent/links.json: no such file"}},
+		{"links: a neighbor dump", []string{"--links", neighJSON, capture}, 2, []string{"--links", "this is a neighbor table", "that is what --neigh reads"}},
+		{"links: a bridge vlan dump", []string{"--links", vlans, capture}, 2, []string{"--links", "bridge VLAN dump", "that is what --bridge-vlans reads"}},
+		{"links: /proc/net/arp", []string{"--links", corpus + "neigh.arp", capture}, 2, []string{"--links", "not JSON"}},
+		{"links: ifindex a string", []string{"--links", file("l1.json", `[{"ifindex":"1","ifname":"lo"}]`), capture}, 2, []string{"--links", `entry 1 (lo): "ifindex" is a string, want an integer`}},
+		{"links: an object", []string{"--links", file("l2.json", `{"ifindex":1}`), capture}, 2, []string{"--links", "a JSON object"}},
+		{"links: without -d", []string{"--links", file("l3.json", `[{"ifindex":2,"ifname":"swp1","master":"br10"},{"ifindex":1,"ifname":"br10"}]`), "--port", "swp1", capture}, 2, []string{"--links", "-d"}},
+		{"links: empty", []string{"--links", file("l4.json", `[]`), capture}, 2, []string{"--links", "no entries"}},
+		{"links: plain pcap without port", []string{"--links", links, capture}, 2, []string{"--port", "plain pcap"}},
+		{"links: no port of the capture", []string{"--links", links, "../pcaps/layouts/sonic/migrations.pcapng"}, 2, []string{"--links", "none of the capture's ports (Ethernet4, Ethernet0, PortChannel01)"}},
+		{"links: snapshot devices not in it", []string{"--links", links, "--neigh", neighJSON, "--port", "swp1", capture}, 2, []string{"--neigh", "none of its devices (br10) is in --links"}},
+		{"bridge-vlans: without links", []string{"--bridge-vlans", vlans, capture}, 2, []string{"--bridge-vlans: only with --links"}},
+		{"bridge-vlans: a link dump", []string{"--links", links, "--bridge-vlans", links, "--port", "swp1", capture}, 2, []string{"--bridge-vlans", "this is an interface dump", "that is what --links reads"}},
+		{"bridge-vlans: no port in links", []string{"--links", links, "--bridge-vlans", "../pcaps/layouts/sonic/bridge-vlan.json", "--port", "swp1", capture}, 2, []string{"--bridge-vlans", "none of its ports"}},
+		{"bridge-vlans: vlan a string", []string{"--links", links, "--bridge-vlans", file("v1.json", `[{"ifname":"swp1","vlans":[{"vlan":"10"}]}]`), "--port", "swp1", capture}, 2, []string{"--bridge-vlans", `"vlans.vlan" is a string, want an integer`}},
+		{"port: without links", []string{"--port", "swp1", capture}, 2, []string{"--port: only with --links"}},
+		{"port: not in links", []string{"--links", links, "--port", "swp9", capture}, 2, []string{"--port swp9: no such interface in --links"}},
+		{"port: a bridge", []string{"--links", links, "--port", "bridge", capture}, 2, []string{"--port bridge: not an access port", "SVI of its members"}},
+		{"port: a vxlan device", []string{"--links", links, "--port", "vni10", capture}, 2, []string{"--port vni10: not an access port", "vxlan"}},
+		{"capture: cut short", []string{"--neigh", neighJSON, "../pcaps/cut/qemu-announce-cut-data.pcap"}, 1, []string{"warning: ../pcaps/cut/qemu-announce-cut-data.pcap: capture cut short", "frame 8", "7 complete frames"}},
+		{"capture: cut in its header", []string{file("h.pcap", "\xd4\xc3\xb2\xa1\x02\x00")}, 1, []string{"warning:", "capture cut short", "file header"}},
+		{"capture: not a capture", []string{neighJSON}, 1, []string{"neigh.json: not a pcap or pcapng capture"}},
+		{"whole capture and a good layout", []string{"--links", links, "--bridge-vlans", vlans, "--neigh", cumulus + "neigh.json", cumulus + "migrations.pcapng"}, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New()
+			var out bytes.Buffer
+			c.SetOut(&out)
+			c.SetErr(&out)
+			c.SetArgs(append([]string{"replay"}, tt.args...))
+			err := c.ExecuteContext(context.Background())
+			if got := exitStatus(err); got != tt.status {
+				t.Errorf("exit status %d, want %d (error %v)", got, tt.status, err)
+			}
+			if err == nil {
+				return
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			for _, goism := range []string{"Go struct", "Go value", "unmarshal", "strconv.", "netip.", " json:", "bufio.", "open /"} {
+				if strings.Contains(err.Error(), goism) {
+					t.Errorf("error %q speaks Go (%q)", err, goism)
 				}
 			}
 		})

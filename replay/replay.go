@@ -495,15 +495,15 @@ func open(r io.Reader) (source, error) {
 	case err != nil:
 		return source{}, err
 	}
+	gzipped := bytes.HasPrefix(magic, []byte{0x1f, 0x8b}) // pcapgo reads gzipped pcap
+	if !gzipped && !slices.ContainsFunc(magics, func(m []byte) bool { return bytes.Equal(magic, m) }) {
+		return source{}, fmt.Errorf("%w: it starts with % x", ErrNotCapture, magic)
+	}
 	// A file that starts as a capture and ends inside its file header is
 	// a capture cut short, not something else.
 	fail := func(err error) (source, error) {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			for _, m := range magics {
-				if bytes.Equal(magic, m) {
-					return source{}, &TruncatedError{Part: "file header"}
-				}
-			}
+			return source{}, &TruncatedError{Part: "file header"}
 		}
 		return source{}, fmt.Errorf("%w: %v", ErrNotCapture, err)
 	}

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 )
 
@@ -95,6 +99,88 @@ func TestReplaySignals(t *testing.T) {
 			}
 			if n != 6 {
 				t.Errorf("%d probes written, want 6", n)
+			}
+		})
+	}
+}
+
+// TestReplayCut runs the binary on captures cut short (pcaps/cut): every
+// complete frame is decided and printed on standard output, the open probe
+// cycle runs to its end (its migration line and retries), the --write
+// probes file is a complete capture, and then a single warning on standard
+// error says where the file ends, with exit status 1. The same capture
+// uncut prints the same up to the cut and exits 0. No root needed.
+func TestReplayCut(t *testing.T) {
+	bin := nstest.Binary(t)
+	pcaps := filepath.Join("..", "..", "pcaps")
+	for _, tt := range []struct {
+		file, whole, warning string
+		frames               int
+	}{
+		{"qemu-announce-cut-data.pcap", "qemu-announce.pcap", "the file ends inside the record data of frame 8; the 7 complete frames before it were replayed", 7},
+		{"qemu-announce-cut-header.pcap", "qemu-announce.pcap", "the file ends inside the record header of frame 8; the 7 complete frames before it were replayed", 7},
+		{"multi-interface-cut.pcapng", "multi-interface.pcapng", "the file ends inside the block of frame 6; the 5 complete frames before it were replayed", 5},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			run := func(capture string) (stdout, stderr string, status int, probes int) {
+				t.Helper()
+				written := filepath.Join(t.TempDir(), "probes.pcap")
+				cmd := exec.Command(bin, "replay", "--neigh", filepath.Join(pcaps, "corpus", "neigh.json"),
+					"--svi-mac", "02:00:5e:10:00:01", "--svi-addr", "192.0.2.1/24", "--svi-addr", "2001:db8:10::1/64",
+					"--write", written, capture)
+				var out, errs bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errs
+				err := cmd.Run()
+				var ee *exec.ExitError
+				if err != nil && !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				r := openCapture(t, written)
+				for ; ; probes++ {
+					if _, _, err := r.ReadPacketData(); err == io.EOF {
+						break
+					} else if err != nil {
+						t.Fatalf("%s: probe %d: %v", written, probes+1, err)
+					}
+				}
+				return out.String(), errs.String(), cmd.ProcessState.ExitCode(), probes
+			}
+			stdout, stderr, status, probes := run(filepath.Join(pcaps, "cut", tt.file))
+			if status != 1 {
+				t.Errorf("exit status %d, want 1", status)
+			}
+			want := "rarp-replay: warning: " + filepath.Join(pcaps, "cut", tt.file) + ": capture cut short: " + tt.warning + "\n"
+			if stderr != want {
+				t.Errorf("stderr\n%q\nwant\n%q", stderr, want)
+			}
+			if n := strings.Count("\n"+stdout, "\n#"); n != tt.frames {
+				t.Errorf("%d frames decided, want %d:\n%s", n, tt.frames, stdout)
+			}
+			if !strings.Contains(stdout, "\nmigration mac=02:00:5e:10:00:0a ") {
+				t.Errorf("no migration line:\n%s", stdout)
+			}
+			if probes == 0 {
+				t.Error("no probes written")
+			}
+			// The uncut capture: the same frames first, then more; exit 0,
+			// nothing on stderr.
+			wout, werr, wstatus, _ := run(filepath.Join(pcaps, "corpus", tt.whole))
+			if wstatus != 0 || werr != "" {
+				t.Errorf("uncut %s: exit status %d, stderr %q", tt.whole, wstatus, werr)
+			}
+			var cutFrames, wholeFrames []string
+			for _, l := range strings.Split(stdout, "\n") {
+				if strings.HasPrefix(l, "#") {
+					cutFrames = append(cutFrames, l)
+				}
+			}
+			for _, l := range strings.Split(wout, "\n") {
+				if strings.HasPrefix(l, "#") && len(wholeFrames) < len(cutFrames) {
+					wholeFrames = append(wholeFrames, l)
+				}
+			}
+			if diff := cmp.Diff(wholeFrames, cutFrames); diff != "" {
+				t.Errorf("frames differ from the uncut capture's (-uncut +cut):\n%s", diff)
 			}
 		})
 	}
