@@ -176,8 +176,11 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// TestAlertRulesPromtool: Prometheus' own checker accepts the rules, where
-// promtool is installed (Debian: the prometheus package).
+// TestAlertRulesPromtool: Prometheus' own checker accepts the rules, and
+// its rule tester (promtool test rules) sees each alert fire on a series
+// that should fire it, with its labels and its annotations filled in, and
+// not fire on one that should not; where promtool is installed (Debian:
+// the prometheus package).
 func TestAlertRulesPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -185,6 +188,156 @@ func TestAlertRulesPromtool(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, "check", "rules", alertsFile).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
+	}
+	src, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := parseYAML(string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]map[string]any{}
+	for _, g := range doc.(map[string]any)["groups"].([]any) {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			rules[r.(map[string]any)["alert"].(string)] = r.(map[string]any)
+		}
+	}
+	type series struct {
+		Series string `json:"series"`
+		Values string `json:"values"`
+	}
+	const leaf = `job="rarp-replay", instance="leaf1:9465"`
+	leafLabels := map[string]string{"job": "rarp-replay", "instance": "leaf1:9465"}
+	// Each case: input series, the minute the alert fires at with these
+	// labels (besides its own), and a minute it must not have fired yet.
+	cases := []struct {
+		alert   string
+		input   []series
+		quiet   int
+		fires   int
+		labels  map[string]string
+		value   string // {{ $value }}, where the annotations use it
+		without []series // the same alert must not fire on these
+	}{
+		{alert: "RarpReplayDown", input: []series{{`up{` + leaf + `}`, "1 0x10"}}, quiet: 3, fires: 10, labels: leafLabels,
+			without: []series{{`up{` + leaf + `}`, "1x10"}}},
+		{alert: "RarpReplayAbsent", input: []series{{`up{` + leaf + `}`, "1x20"}}, quiet: 5, fires: 15, labels: map[string]string{"job": "rarp-replay"},
+			without: []series{{`rarp_replay_build_info{` + leaf + `, version="1.0.0", commit="abc", goversion="go1.26"}`, "1x20"}}},
+		{alert: "RarpReplayRestarting", input: []series{{`process_start_time_seconds{` + leaf + `}`, "100 200 300 400x10"}}, quiet: 2, fires: 5, labels: leafLabels, value: "3",
+			without: []series{{`process_start_time_seconds{` + leaf + `}`, "100 200 200x10"}}},
+		{alert: "RarpReplayNoPortsServed", input: []series{{`rarp_replay_captured_ports{` + leaf + `}`, "1 0x15"}}, quiet: 5, fires: 12, labels: leafLabels,
+			without: []series{{`rarp_replay_captured_ports{` + leaf + `}`, "1x15"}}},
+		{alert: "RarpReplayProgramErrors", input: []series{{`rarp_replay_program_errors_total{` + leaf + `}`, "0 0 0 1x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_program_errors_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayBindingsUnverified", input: []series{
+			{`rarp_replay_bindings_failed_total{` + leaf + `}`, "0+1x30"}, {`rarp_replay_bindings_verified_total{` + leaf + `}`, "0x30"}},
+			quiet: 3, fires: 30, labels: map[string]string{"instance": "leaf1:9465"},
+			without: []series{{`rarp_replay_bindings_failed_total{` + leaf + `}`, "0+1x30"}, {`rarp_replay_bindings_verified_total{` + leaf + `}`, "0+2x30"}}},
+		{alert: "RarpReplayMigrationsSlow", input: []series{ // every migration between 1 and 2.5 s
+			{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="1"}`, "0x60"},
+			{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="2.5"}`, "0+1x60"},
+			{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="+Inf"}`, "0+1x60"}},
+			quiet: 10, fires: 40, labels: map[string]string{"instance": "leaf1:9465"},
+			without: []series{ // every one under 1 s
+				{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="1"}`, "0+1x60"},
+				{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="2.5"}`, "0+1x60"},
+				{`rarp_replay_rarp_to_programmed_seconds_bucket{` + leaf + `, le="+Inf"}`, "0+1x60"}}},
+		{alert: "RarpReplayProbeSendErrors", input: []series{{`rarp_replay_probe_send_errors_total{` + leaf + `}`, "0 0 0 2x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_probe_send_errors_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayProbesRateLimited", input: []series{{`rarp_replay_probes_rate_limited_total{` + leaf + `}`, "0 0 0 9x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_probes_rate_limited_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayMigrationsDropped", input: []series{{`rarp_replay_drops_total{` + leaf + `, reason="cycle-limit"}`, "0 0 0 5x5"}}, quiet: 2, fires: 5,
+			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "reason": "cycle-limit"},
+			without: []series{{`rarp_replay_drops_total{` + leaf + `, reason="unknown-mac"}`, "0 0 0 5x5"}}},
+		{alert: "RarpReplayNetlinkResyncs", input: []series{{`rarp_replay_netlink_resyncs_total{` + leaf + `, subscription="neigh"}`, "0+1x20"}}, quiet: 2, fires: 15,
+			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "subscription": "neigh"},
+			without: []series{{`rarp_replay_netlink_resyncs_total{` + leaf + `, subscription="neigh"}`, "0 1 1 2x17"}}},
+		{alert: "RarpReplayStateSaveErrors", input: []series{{`rarp_replay_state_save_errors_total{` + leaf + `}`, "0 0 0 1x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_state_save_errors_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayStateLoadError", input: []series{{`rarp_replay_state_load_errors_total{` + leaf + `}`, "0 0 0 1x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_state_load_errors_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayPcapKernelDrops", input: []series{{`rarp_replay_pcap_kernel_drops_total{` + leaf + `, port="swp1"}`, "0 0 0 7x5"}}, quiet: 2, fires: 5,
+			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "port": "swp1"},
+			without: []series{{`rarp_replay_pcap_kernel_drops_total{` + leaf + `, port="swp1"}`, "3x10"}}},
+		{alert: "RarpReplayMetricsConnectionsRefused", input: []series{{`rarp_replay_metrics_connections_refused_total{` + leaf + `}`, "0 0 0 4x5"}}, quiet: 2, fires: 5, labels: leafLabels,
+			without: []series{{`rarp_replay_metrics_connections_refused_total{` + leaf + `}`, "0x10"}}},
+		{alert: "RarpReplayFileDescriptors", input: []series{{`process_open_fds{` + leaf + `}`, "100 900x15"}, {`process_max_fds{` + leaf + `}`, "1000x15"}},
+			quiet: 5, fires: 12, labels: leafLabels,
+			without: []series{{`process_open_fds{` + leaf + `}`, "100 700x15"}, {`process_max_fds{` + leaf + `}`, "1000x15"}}},
+	}
+	type expAlert struct {
+		ExpLabels      map[string]string `json:"exp_labels"`
+		ExpAnnotations map[string]string `json:"exp_annotations"`
+	}
+	type ruleTest struct {
+		EvalTime  string     `json:"eval_time"`
+		Alertname string     `json:"alertname"`
+		ExpAlerts []expAlert `json:"exp_alerts"`
+	}
+	type test struct {
+		Name        string     `json:"name"`
+		Interval    string     `json:"interval"`
+		InputSeries []series   `json:"input_series"`
+		Alerts      []ruleTest `json:"alert_rule_test"`
+	}
+	var tests []test
+	covered := map[string]bool{}
+	for _, c := range cases {
+		r, ok := rules[c.alert]
+		if !ok {
+			t.Errorf("no alert %s in %s", c.alert, alertsFile)
+			continue
+		}
+		covered[c.alert] = true
+		labels := map[string]string{}
+		for k, v := range r["labels"].(map[string]any) {
+			labels[k] = v.(string)
+		}
+		for k, v := range c.labels {
+			labels[k] = v
+		}
+		annotations := map[string]string{}
+		for k, v := range r["annotations"].(map[string]any) {
+			a := strings.ReplaceAll(v.(string), "{{ $value }}", c.value)
+			for l, lv := range labels {
+				a = strings.ReplaceAll(a, "{{ $labels."+l+" }}", lv)
+			}
+			if strings.Contains(a, "{{") {
+				t.Errorf("%s: annotation %s %q: a template this test does not fill in", c.alert, k, a)
+			}
+			annotations[k] = a
+		}
+		at := func(min int) string { return strconv.Itoa(min) + "m" }
+		tests = append(tests,
+			test{Name: c.alert + " fires", Interval: "1m", InputSeries: c.input, Alerts: []ruleTest{
+				{EvalTime: at(c.quiet), Alertname: c.alert, ExpAlerts: []expAlert{}},
+				{EvalTime: at(c.fires), Alertname: c.alert, ExpAlerts: []expAlert{{labels, annotations}}},
+			}},
+			test{Name: c.alert + " stays quiet", Interval: "1m", InputSeries: c.without, Alerts: []ruleTest{
+				{EvalTime: at(c.fires), Alertname: c.alert, ExpAlerts: []expAlert{}},
+			}})
+	}
+	for name := range rules {
+		if !covered[name] {
+			t.Errorf("alert %s has no promtool test case", name)
+		}
+	}
+	abs, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// JSON is YAML: promtool reads it as its test file.
+	b, err := json.MarshalIndent(map[string]any{"rule_files": []string{abs}, "evaluation_interval": "1m", "tests": tests}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testFile := filepath.Join(t.TempDir(), "alerts_test.yml")
+	if err := os.WriteFile(testFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "test", "rules", testFile).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}
 }
 
