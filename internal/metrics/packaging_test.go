@@ -217,7 +217,7 @@ func TestAlertRulesPromtool(t *testing.T) {
 		quiet   int
 		fires   int
 		labels  map[string]string
-		value   string // {{ $value }}, where the annotations use it
+		value   string   // {{ $value }}, where the annotations use it
 		without []series // the same alert must not fire on these
 	}{
 		{alert: "RarpReplayDown", input: []series{{`up{` + leaf + `}`, "1 0x10"}}, quiet: 3, fires: 10, labels: leafLabels,
@@ -248,17 +248,17 @@ func TestAlertRulesPromtool(t *testing.T) {
 		{alert: "RarpReplayProbesRateLimited", input: []series{{`rarp_replay_probes_rate_limited_total{` + leaf + `}`, "0 0 0 9x5"}}, quiet: 2, fires: 5, labels: leafLabels,
 			without: []series{{`rarp_replay_probes_rate_limited_total{` + leaf + `}`, "0x10"}}},
 		{alert: "RarpReplayMigrationsDropped", input: []series{{`rarp_replay_drops_total{` + leaf + `, reason="cycle-limit"}`, "0 0 0 5x5"}}, quiet: 2, fires: 5,
-			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "reason": "cycle-limit"},
+			labels:  map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "reason": "cycle-limit"},
 			without: []series{{`rarp_replay_drops_total{` + leaf + `, reason="unknown-mac"}`, "0 0 0 5x5"}}},
 		{alert: "RarpReplayNetlinkResyncs", input: []series{{`rarp_replay_netlink_resyncs_total{` + leaf + `, subscription="neigh"}`, "0+1x20"}}, quiet: 2, fires: 15,
-			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "subscription": "neigh"},
+			labels:  map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "subscription": "neigh"},
 			without: []series{{`rarp_replay_netlink_resyncs_total{` + leaf + `, subscription="neigh"}`, "0 1 1 2x17"}}},
 		{alert: "RarpReplayStateSaveErrors", input: []series{{`rarp_replay_state_save_errors_total{` + leaf + `}`, "0 0 0 1x5"}}, quiet: 2, fires: 5, labels: leafLabels,
 			without: []series{{`rarp_replay_state_save_errors_total{` + leaf + `}`, "0x10"}}},
 		{alert: "RarpReplayStateLoadError", input: []series{{`rarp_replay_state_load_errors_total{` + leaf + `}`, "0 0 0 1x5"}}, quiet: 2, fires: 5, labels: leafLabels,
 			without: []series{{`rarp_replay_state_load_errors_total{` + leaf + `}`, "0x10"}}},
 		{alert: "RarpReplayPcapKernelDrops", input: []series{{`rarp_replay_pcap_kernel_drops_total{` + leaf + `, port="swp1"}`, "0 0 0 7x5"}}, quiet: 2, fires: 5,
-			labels: map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "port": "swp1"},
+			labels:  map[string]string{"job": "rarp-replay", "instance": "leaf1:9465", "port": "swp1"},
 			without: []series{{`rarp_replay_pcap_kernel_drops_total{` + leaf + `, port="swp1"}`, "3x10"}}},
 		{alert: "RarpReplayMetricsConnectionsRefused", input: []series{{`rarp_replay_metrics_connections_refused_total{` + leaf + `}`, "0 0 0 4x5"}}, quiet: 2, fires: 5, labels: leafLabels,
 			without: []series{{`rarp_replay_metrics_connections_refused_total{` + leaf + `}`, "0x10"}}},
