@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# Fabric-scale benchmark (make bench-fabric; not part of make test): N VMs
+# migrate from leaf1 to leaf2 of the two-leaf FRR EVPN lab (scripts/lab/lab.sh)
+# together, each announced with QEMU's five RARP rounds (0, 50, 200, 450,
+# 800 ms), in both deployment models and both migration orders, without and
+# with "rarp-replay listen -i any" on both leaves.
+#
+#   sudo scripts/bench/fabric.sh [BIN=bin/rarp-replay] [N=200]
+#
+# Models: (a) ToR leaf, all VMs behind one hypervisor-facing port (hv0);
+# (b) EVPN on the hypervisor, one veth port per VM (tI), created on the new
+# leaf just before that VM's first RARP. Orders (lab.sh): rarp-first (old
+# ports removed 0.5 s after the announcements start), port-first (old ports
+# removed 0.5 s before).
+#
+# VMs: one responder process per hypervisor namespace (hv1 behind leaf1, hv2
+# behind leaf2; scripts/bench/fabric) answers ARP requests and NSs for the
+# addresses each VM owns, on that VM's port, only when asked. Each VM has two
+# IPv4 addresses (198.18.16.0/20, an extra anycast subnet on br10) and one
+# IPv6 address (2001:db8:10::1:i); it speaks once before the migration (an ARP
+# request / NS to its gateway from each address), so leaf1 learns and
+# advertises its MAC+IP routes, and is silent afterwards. One decoy address
+# per 10 VMs is bound on leaf1 to a VM's MAC (local, reachable, advertised)
+# but owned by no VM: it must never come back as a MAC+IP route.
+#
+# Measured on the OLD leaf (leaf1), per VM, from its kernel's events:
+# "bridge -timestamp monitor fdb" (zebra installing the VM's MAC on vx10: the
+# MAC-only route from leaf2 arrived) and "ip -ts monitor neigh" (zebra
+# installing an extern_learn neighbor for an address: a MAC+IP route from
+# leaf2 arrived). Why these: they are pushed, per route, with microsecond
+# time stamps and no polling (a vtysh poll of 600+ routes takes longer than
+# the effect measured), and they are the end of the chain (bgpd -> zebra ->
+# kernel) that forwarding uses. Times are from the VM's first RARP (the
+# sender's clock, the same host clock). Restored: the address ends with a
+# remote binding to the VM's MAC on leaf1. Wrong: a decoy seen as a remote
+# MAC+IP route on leaf1 or bound locally on leaf2, or a VM address bound to
+# another MAC. Daemon cost: CPU (utime+stime, /proc/PID/stat) during the
+# migration window and peak RSS (VmHWM, /proc/PID/status) of each leaf's
+# daemon.
+#
+# Then scripts/bench/loss.sh (packets a routed client loses) unless
+# FABRIC_LOSS=0. The tables are printed and written into docs/PERFORMANCE.md
+# between the bench:fabric markers (FABRIC_DOC=0: print only).
+#
+# Environment: FABRIC_MODELS ("a b"), FABRIC_ORDERS ("rarp-first port-first"),
+# FABRIC_MODES ("without with"), FABRIC_BASE_S (6: observe this long after
+# the last VM's first RARP; the daemon's retries give up at 5.4 s),
+# FABRIC_SETTLE_S (8: with the daemon, up to this long until every binding is
+# back), FABRIC_DAEMON_ARGS (extra "listen" flags, e.g. --log-level debug),
+# FABRIC_KEEP=1 (keep run dirs and the daemons' logs), FABRIC_VERBOSE=1.
+# The benchmark fails only on a broken run (lab down, helper failed), never
+# on a time. Everything lives in namespaces removed on every exit.
+set -u
+
+fabric_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lab/lab.sh
+. "$fabric_here/../lab/lab.sh"
+[[ ${FABRIC_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
+[[ ${FABRIC_KEEP:-0} == 1 ]] && LAB_KEEP=1
+: "${FABRIC_SETTLE_S:=8}"
+: "${FABRIC_BASE_S:=6}"
+: "${FABRIC_GAP:=0.5}"
+: "${FABRIC_METRICS:=127.0.0.1:9467}"
+FABRIC_GW4=198.18.16.1
+FABRIC_NET4=198.18.16.0/20
+
+fabric_log() { printf '[fabric %s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
+fabric_now_ns() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((10#$t * 1000)); }
+
+# fabric_init BIN: the binary, the trap, the helper (built once).
+fabric_init() {
+  local bin=$1
+  [[ -x $bin ]] || { echo "fabric: $bin is not executable (make build)" >&2; exit 1; }
+  RARP_REPLAY=$(realpath "$bin"); export RARP_REPLAY
+  lab_script_init
+  trap 'fabric_cleanup' EXIT
+  FABRIC_TMP=$(mktemp -d "${TMPDIR:-/tmp}/rr-fabric.XXXX") || exit 1
+  (cd "$LAB_REPO_ROOT" && "$(lab_go)" build -o "$FABRIC_TMP/fabric" ./scripts/bench/fabric) ||
+    { echo "fabric: building scripts/bench/fabric failed" >&2; exit 1; }
+  FABRIC_HELPER=$FABRIC_TMP/fabric
+}
+fabric_cleanup() {
+  _lab_script_cleanup
+  [[ -z ${FABRIC_TMP:-} ]] || rm -rf -- "$FABRIC_TMP"
+}
+
+# fabric_vms N IFMODE: the VM file ("ifname mac ipv4 ipv4 ipv6"); IFMODE a:
+# every VM on eth0; b: VM i on vI.
+fabric_vms() {
+  awk -v n="$1" -v m="$2" 'BEGIN { for (i = 0; i < n; i++) {
+    a = 16 * 256 + 10 + 2 * i; b = a + 1
+    printf "%s 02:52:53:00:%02x:%02x 198.18.%d.%d 198.18.%d.%d 2001:db8:10::1:%x\n",
+      (m == "a" ? "eth0" : "v" i), int((i + 1) / 256), (i + 1) % 256,
+      int(a / 256), a % 256, int(b / 256), b % 256, i } }'
+}
+# fabric_decoys N: "addr mac" per decoy, one per 10 VMs, bound to VM 10j's MAC.
+fabric_decoys() {
+  awk -v n="$1" 'BEGIN { for (j = 0; j * 10 < n; j++) { i = 10 * j
+    printf "198.18.%d.%d 02:52:53:00:%02x:%02x\n", 28 + int(j / 256), j % 256, int((i + 1) / 256), (i + 1) % 256 } }'
+}
+
+# fabric_remote_count LEAF FILE: how many "addr mac" pairs of FILE (VM file:
+# fields 2..; decoy file) LEAF holds as extern_learn neighbors with that MAC.
+fabric_remote_count() {
+  ip -n "$(lab_ns "$1")" neigh show dev "br$LAB_VNI_VM" | awk -v f="$2" '
+    BEGIN { while ((getline l < f) > 0) { k = split(l, x, " ")
+      if (x[1] ~ /^[0-9.]+$/ && k == 2) want[x[1]] = tolower(x[2])
+      else for (i = 3; i <= k; i++) want[x[i]] = tolower(x[2]) } }
+    /extern_learn/ { for (i = 1; i < NF; i++) if ($i == "lladdr") m = tolower($(i + 1))
+      if (($1 in want) && want[$1] == m) c++ }
+    END { print c + 0 }'
+}
+
+# fabric_wait_count LEAF FILE WANT TIMEOUT-s
+fabric_wait_count() {
+  local end=$(($(lab_now_ms) + $4 * 1000))
+  while (($(fabric_remote_count "$1" "$2") < $3)); do
+    (($(lab_now_ms) > end)) && return 1
+    sleep 0.2
+  done
+}
+
+# fabric_proc PID: "cpu_ticks hwm_kb"
+fabric_proc() {
+  local s
+  [[ -r /proc/$1/stat ]] || { echo "0 0"; return; }
+  s=$(<"/proc/$1/stat"); s=${s##*) }
+  read -r -a f <<<"$s"
+  echo "$((f[11] + f[12])) $(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status")"
+}
+
+fabric_bg() { # LOGNAME CMD...: run in the background, remember the PID
+  "${@:2}" >"$LAB_DIR/$1.log" 2>&1 &
+  FABRIC_LAST_PID=$!
+  LAB_BG_PIDS+=("$FABRIC_LAST_PID")
+}
+fabric_stop() { # PID: SIGTERM, wait up to 5 s (the responder writes its file)
+  local i
+  kill -TERM "$1" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
+}
+
+# fabric_run MODEL ORDER MODE [ANNOUNCE=rarp|garp] [K=0]: one fresh lab, one
+# mass migration. Sets R_* (results) and prints nothing but progress on
+# stderr. Returns non-zero on a broken run.
+fabric_run() {
+  local model=$1 order=$2 mode=$3 ann=${4:-rarp} k=${5:-0}
+  local n=$FABRIC_N hv1 hv2 vms1 vms2 dec i t_mig t_first rsp1 rsp2 annpid stream_pid=
+  local l1 l2 p1 p2 c0_1 c0_2 c1 h1 c2 h2 end want t_flush
+  R_OK=0 R_DAEMON="-" R_CPU1=- R_CPU2=- R_HWM1=- R_HWM2=- R_HANDLED=- R_DMS="-" R_NOTE=""
+  lab_up || { fabric_log "lab_up failed"; lab_down; return 1; }
+  l1=$LAB_NS_L1 l2=$LAB_NS_L2 hv1=$LAB_ID-hv1 hv2=$LAB_ID-hv2
+  vms1=$LAB_DIR/vms1 vms2=$LAB_DIR/vms2 dec=$LAB_DIR/decoys
+  fabric_vms "$n" "$model" >"$vms1"
+  cp "$vms1" "$vms2"
+  fabric_decoys "$n" >"$dec"
+  want=$((3 * n))
+  for ns in "$l1" "$l2"; do
+    ip -n "$ns" addr add "$FABRIC_GW4/20" dev "br$LAB_VNI_VM" &&
+      _lab_sysctl "$ns" net.ipv6.conf.default.disable_ipv6=1 || { lab_down; return 1; }
+  done
+  if [[ ${FABRIC_ARP_ACCEPT:-0} == 1 ]]; then
+    # The kernel learns from gratuitous ARPs and unsolicited NAs on br10.
+    for ns in "$l1" "$l2"; do
+      _lab_sysctl "$ns" "net.ipv4.conf.br$LAB_VNI_VM.arp_accept=1" \
+        "net.ipv6.conf.br$LAB_VNI_VM.accept_untracked_na=1" || { lab_down; return 1; }
+    done
+  fi
+  for ns in "$hv1" "$hv2"; do
+    _lab_ns_add "$ns" && _lab_sysctl "$ns" net.ipv6.conf.default.disable_ipv6=1 \
+      net.ipv6.conf.all.disable_ipv6=1 || { lab_down; return 1; }
+  done
+  fabric_log "model $model $order $mode${k:+ stream $k}: $n VMs, $((n / 10 + (n % 10 > 0))) decoys"
+  # Hypervisor ports.
+  if [[ $model == a ]]; then
+    for i in 1 2; do
+      local lns; lns=$(lab_ns "$i")
+      ip -n "$lns" link add hv0 type veth peer name eth0 netns "$LAB_ID-hv$i" &&
+        ip -n "$LAB_ID-hv$i" link set eth0 promisc on up &&
+        ip -n "$lns" link set hv0 master "br$LAB_VNI_VM" up || { lab_down; return 1; }
+    done
+  else
+    awk -v hv="$hv1" -v br="br$LAB_VNI_VM" '{ i = substr($1, 2)
+      printf "link add t%s type veth peer name %s netns %s\nlink set t%s master %s up\n", i, $1, hv, i, br }' "$vms1" |
+      ip -n "$l1" -batch - &&
+      awk '{ printf "link set %s address %s up\n", $1, $2 }' "$vms1" | ip -n "$hv1" -batch - ||
+      { lab_down; return 1; }
+  fi
+  # The VMs on leaf1 speak once; leaf2 must hold every binding as remote.
+  fabric_bg respond1 ip netns exec "$hv1" "$FABRIC_HELPER" respond -vms "$vms1" -rx "$LAB_DIR/rx1" -timeout 15m
+  rsp1=$FABRIC_LAST_PID
+  lab_wait 5 grep -qs responding "$LAB_DIR/respond1.log" || { fabric_log "responder 1 did not start"; lab_down; return 1; }
+  ip netns exec "$hv1" "$FABRIC_HELPER" announce -vms "$vms1" -mode speak \
+    -gw4 "$FABRIC_GW4/20" -gw6 "$LAB_GW6" >"$LAB_DIR/speak.log" 2>&1 ||
+    { fabric_log "speak failed: $(<"$LAB_DIR/speak.log")"; lab_down; return 1; }
+  if ! fabric_wait_count 2 "$vms1" "$want" 60; then
+    fabric_log "leaf2 holds $(fabric_remote_count 2 "$vms1") of $want bindings as remote after 60 s"
+    lab_down; return 1
+  fi
+  awk -v br="br$LAB_VNI_VM" '{ printf "neigh replace %s lladdr %s dev %s nud reachable\n", $1, $2, br }' "$dec" |
+    ip -n "$l1" -batch - || { lab_down; return 1; }
+  fabric_wait_count 2 "$dec" "$(wc -l <"$dec")" 30 ||
+    { fabric_log "decoys not remote on leaf2"; lab_down; return 1; }
+  if [[ $mode == with ]]; then
+    lab_start_daemons --log-format json --metrics-addr "$FABRIC_METRICS" ${FABRIC_DAEMON_ARGS:-} && lab_daemons_wait_listening 10 ||
+      { fabric_log "daemons did not start"; lab_down; return 1; }
+    p1=$(<"$LAB_DIR/leaf1/rarp-replay.pid") p2=$(<"$LAB_DIR/leaf2/rarp-replay.pid")
+  fi
+  # The old leaf's kernel events (and the new leaf's neighbors, for decoys).
+  TZ=UTC fabric_bg fdb1 ip netns exec "$l1" bridge -timestamp monitor fdb
+  TZ=UTC fabric_bg neigh1 ip -ts -n "$l1" monitor neigh
+  TZ=UTC fabric_bg neigh2 ip -ts -n "$l2" monitor neigh
+  if ((k > 0)); then
+    head -n "$k" "$vms1" | awk '{ print $3 }' | paste -sd, >"$LAB_DIR/targets"
+    fabric_bg stream ip netns exec "$LAB_NS_CL" "$FABRIC_HELPER" stream -targets "$(<"$LAB_DIR/targets")" \
+      -pps "${LOSS_PPS:-200}" -duration "${LOSS_DURATION:-12s}" -out "$LAB_DIR/sent"
+    stream_pid=$FABRIC_LAST_PID
+    sleep 1 # the stream flows to the VMs on leaf1 first
+  fi
+  sleep 0.3
+  if [[ $mode == with ]]; then
+    read -r c0_1 _ < <(fabric_proc "$p1"); read -r c0_2 _ < <(fabric_proc "$p2")
+  fi
+
+  # The destination hypervisor's VMs (paused until announced; in model (b)
+  # their ports do not exist yet).
+  fabric_bg respond2 ip netns exec "$hv2" "$FABRIC_HELPER" respond -vms "$vms2" -rx "$LAB_DIR/rx2" -timeout 15m
+  rsp2=$FABRIC_LAST_PID
+  lab_wait 5 grep -qs responding "$LAB_DIR/respond2.log" || { fabric_log "responder 2 did not start"; lab_down; return 1; }
+
+  # Migration: the source VMs pause (their responder stops; reaped later).
+  t_mig=$(fabric_now_ns)
+  kill -TERM "$rsp1"
+  local delold
+  if [[ $model == a ]]; then delold="ip -n $l1 link del hv0"
+  else delold="fabric_del_ports $l1 $vms1"; fi
+  if [[ $order == port-first ]]; then
+    $delold || { lab_down; return 1; }
+    sleep "$FABRIC_GAP"
+  fi
+  local create=()
+  [[ $model == b ]] && create=(-create-ports "$l2:br$LAB_VNI_VM")
+  fabric_bg announce ip netns exec "$hv2" "$FABRIC_HELPER" announce -vms "$vms2" -mode "$ann" "${create[@]}" \
+    -out "$LAB_DIR/rarp" -timeout 60s
+  annpid=$FABRIC_LAST_PID
+  t_first=$(fabric_now_ns)
+  if ((k > 0)); then
+    # Leaf1's leftover local entries for the VMs' MACs age out (as the
+    # kernel would, tens of seconds later): deleted LOSS_AGE_S after the
+    # announcements start. Remote (extern_learn) entries stay.
+    (
+      trap - EXIT INT TERM HUP
+      sleep "${LOSS_AGE_S:-3}"
+      fabric_now_ns >"$LAB_DIR/t_flush"
+      fabric_flush_local "$l1" "$vms1"
+    ) &
+    LAB_BG_PIDS+=($!)
+  fi
+  if [[ $order == rarp-first ]]; then
+    sleep "$FABRIC_GAP"
+    $delold || { lab_down; return 1; }
+  fi
+  wait "$annpid" || { fabric_log "announce failed: $(<"$LAB_DIR/announce.log")"; lab_down; return 1; }
+  t_first=$(awk 'NR == 1 { print $2 }' "$LAB_DIR/rarp")
+  local t_last; t_last=$(sort -k2,2n "$LAB_DIR/rarp" | awk 'END { print $2 }')
+  # Observe FABRIC_BASE_S (6) after the last VM's first RARP: the daemon's
+  # retries (decoys are never answered) give up 5.4 s after the RARP. With
+  # the daemon, up to FABRIC_SETTLE_S (8) until every binding is back.
+  end=$((t_last / 1000000 + FABRIC_BASE_S * 1000))
+  while (($(lab_now_ms) < end)); do sleep 0.2; done
+  if [[ $mode == with ]]; then
+    end=$((t_last / 1000000 + FABRIC_SETTLE_S * 1000))
+    while (($(lab_now_ms) < end && $(fabric_remote_count 1 "$vms1") < want)); do sleep 0.2; done
+  fi
+  if ((k > 0)); then
+    wait "$stream_pid"
+    R_FLUSH_MS=$((($(<"$LAB_DIR/t_flush") - t_first) / 1000000))
+  fi
+  if [[ $mode == with ]]; then
+    read -r c1 h1 < <(fabric_proc "$p1"); read -r c2 h2 < <(fabric_proc "$p2")
+    local tick; tick=$(getconf CLK_TCK)
+    R_CPU1=$(((c1 - c0_1) * 1000 / tick)) R_CPU2=$(((c2 - c0_2) * 1000 / tick))
+    R_HWM1=$((h1 / 1024)) R_HWM2=$((h2 / 1024))
+    lab_daemons_alive || R_NOTE+="a daemon died; "
+  fi
+  ip -n "$l1" neigh show dev "br$LAB_VNI_VM" >"$LAB_DIR/final1"
+  lab_stop_daemons
+  fabric_stop "$rsp1"
+  fabric_stop "$rsp2"
+  local p
+  for p in "${LAB_BG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  LAB_BG_PIDS=()
+  local out
+  out=$(TZ=UTC "$FABRIC_HELPER" analyze -vms "$vms1" -decoys "$dec" -rarp "$LAB_DIR/rarp" \
+    -fdb "$LAB_DIR/fdb1.log" -neigh "$LAB_DIR/neigh1.log" -neigh2 "$LAB_DIR/neigh2.log" \
+    -final "$LAB_DIR/final1" -tunnel "vx$LAB_VNI_VM" -since "$t_mig" -rows "$LAB_DIR/rows") ||
+    { fabric_log "analyze failed"; lab_down; return 1; }
+  eval "$out"
+  if ((k > 0)); then
+    out=$("$FABRIC_HELPER" loss -sent "$LAB_DIR/sent" -rx "$LAB_DIR/rx1,$LAB_DIR/rx2" -ref "$t_first" \
+      -rows "$LAB_DIR/lossrows") || { fabric_log "loss analysis failed"; lab_down; return 1; }
+    eval "$out"
+    R_LOSSROWS=$(<"$LAB_DIR/lossrows")
+  fi
+  if [[ $mode == with ]]; then
+    # The daemon's own view: leaf2's "migration handled" lines.
+    local hl; hl=$(lab_daemon_handled 2)
+    R_HANDLED=$(grep -c . <<<"$hl")
+    R_DMS=$(jq -r '.rarp_to_programmed_ms // empty' <<<"$hl" 2>/dev/null | sort -g |
+      awk '{ v[++n] = $1 } END { if (!n) { print "-"; exit }
+        i50 = int(n * 0.5 + 0.999999); i99 = int(n * 0.99 + 0.999999)
+        printf "%.1f / %.1f / %.1f", v[i50], v[i99], v[n] }')
+    R_FAILED=$(jq -r '(.failed // []) | length' <<<"$hl" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+    [[ ${FABRIC_KEEP:-0} == 1 ]] && cp "$LAB_DIR/leaf2/rarp-replay.log" "$FABRIC_TMP/leaf2-$model-$order.log" 2>/dev/null
+  fi
+  R_CREATE=$(sed -n 's/^created [0-9]* ports, \([0-9.]*\) ms each$/\1/p' "$LAB_DIR/announce.log")
+  [[ ${FABRIC_KEEP:-0} == 1 ]] && fabric_log "run dir $LAB_DIR"
+  lab_down
+  R_OK=1
+}
+
+# fabric_del_ports LEAFNS VMFILE: delete the old leaf's per-VM ports at once.
+fabric_del_ports() {
+  awk '{ printf "link del t%s\n", substr($1, 2) }' "$2" | ip -n "$1" -batch -
+}
+# fabric_flush_local LEAFNS VMFILE: delete LEAFNS's neighbors on br10 bound to
+# a VM's MAC that are not remote EVPN bindings (what ageing removes).
+fabric_flush_local() {
+  ip -n "$1" neigh show dev "br$LAB_VNI_VM" | awk -v f="$2" -v br="br$LAB_VNI_VM" '
+    BEGIN { while ((getline l < f) > 0) { split(l, x, " "); mac[tolower(x[2])] = 1 } }
+    !/extern_learn/ { for (i = 1; i < NF; i++) if ($i == "lladdr" && (tolower($(i + 1)) in mac))
+      printf "neigh del %s dev %s\n", $1, br }' | ip -n "$1" -batch - 2>/dev/null
+  return 0
+}
+
+fabric_row() { printf '| %s |\n' "$(IFS='|'; echo "$*" | sed 's/|/ | /g')"; }
+
+# fabric_doc FILE: replace the text between the bench:fabric markers of
+# docs/PERFORMANCE.md with FILE (a "Fabric scale" section with the markers
+# is appended when missing). Re-reads the document right before writing.
+fabric_doc() {
+  local doc=$LAB_REPO_ROOT/docs/PERFORMANCE.md tmp
+  [[ -w $doc ]] || { fabric_log "$doc not writable; tables printed only"; return 0; }
+  tmp=$(mktemp "$doc.XXXX") || return 1
+  if ! grep -q '<!-- bench:fabric:begin -->' "$doc"; then
+    printf '\n## Fabric scale\n\n<!-- bench:fabric:begin -->\n<!-- bench:fabric:end -->\n' >>"$doc"
+  fi
+  awk -v f="$1" '
+    /<!-- bench:fabric:begin -->/ { print; while ((getline l < f) > 0) print l; skip = 1; next }
+    /<!-- bench:fabric:end -->/ { skip = 0 }
+    !skip { print }' "$doc" >"$tmp" && mv "$tmp" "$doc"
+}
+
+fabric_main() {
+  local bin=${1:-bin/rarp-replay}
+  FABRIC_N=${2:-200}
+  [[ $FABRIC_N =~ ^[0-9]+$ ]] && ((FABRIC_N >= 1 && FABRIC_N <= 1500)) ||
+    { echo "fabric: N=$FABRIC_N: want 1..1500" >&2; exit 2; }
+  fabric_init "$bin"
+  local model order mode rows=() broken=0 t0; t0=$(lab_now_ms)
+  for model in ${FABRIC_MODELS:-a b}; do
+    for order in ${FABRIC_ORDERS:-rarp-first port-first}; do
+      for mode in ${FABRIC_MODES:-without with}; do
+        if ! fabric_run "$model" "$order" "$mode"; then
+          broken=1
+          rows+=("$model|$order|$mode|BROKEN RUN|-|-|-|-|-|-|-|-")
+          continue
+        fi
+        local d="without" cpu="-" rss="-" dms="-"
+        if [[ $mode == with ]]; then
+          d="rarp-replay"; cpu="$R_CPU2 / $R_CPU1"; rss="$R_HWM2 / $R_HWM1"
+          dms="$R_DMS ($R_HANDLED handled, $R_FAILED failed)"
+        fi
+        rows+=("$model|$order|$d|$A_RESTORED / $A_BINDINGS|$A_WRONG of $A_DECOYS decoys|$A_MO_P50 / $A_MO_P99|$A_MI_P50 / $A_MI_P99|**$A_LAG_P50 / $A_LAG_P99 / $A_LAG_MAX**|$dms|$cpu|$rss|${R_CREATE:--}")
+        fabric_log "  restored $A_RESTORED/$A_BINDINGS wrong $A_WRONG lag p50 $A_LAG_P50 p99 $A_LAG_P99 max $A_LAG_MAX ${A_WRONG_LIST:+($A_WRONG_LIST)}${R_NOTE:+ $R_NOTE}"
+      done
+    done
+  done
+  local out=$FABRIC_TMP/table.md
+  {
+    echo "Measured $(date -u +%Y-%m-%d) on $(nproc) vCPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r), $("$LAB_FRR_BIN/zebra" --version 2>/dev/null | head -n1 | sed 's/zebra version/FRR/'): \`scripts/bench/fabric.sh bin/rarp-replay $FABRIC_N\`."
+    echo "$FABRIC_N VMs (2 IPv4 + 1 IPv6 each: $((3 * FABRIC_N)) bindings) move from leaf1 to leaf2 together, each announced with QEMU's five RARP rounds; $((FABRIC_N / 10 + (FABRIC_N % 10 > 0))) decoys. Times in ms, on the old leaf (leaf1) from its kernel's events, from each VM's first RARP. Model (a): one hypervisor port; (b): one port per VM, created on leaf2 just before its first RARP."
+    echo
+    echo "| model | order | daemon | MAC+IP restored | wrong MAC+IP | RARP → MAC-only p50 / p99 | RARP → MAC+IP p50 / p99 | **MAC+IP − MAC-only p50 / p99 / max** | leaf2 daemon: RARP → programmed p50 / p99 / max (its log) | daemon CPU ms leaf2 / leaf1 | peak RSS MB leaf2 / leaf1 | port creation ms/VM |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    local r; for r in "${rows[@]}"; do fabric_row "$r"; done
+    echo
+    echo "Target: all restored, p99 (MAC+IP − MAC-only) ≤ 10 ms, zero wrong routes. Without the daemon leaf1 keeps only the MAC-only route (the bug): nothing restored. CPU is user+system time of each daemon from just before the migration to the end of the observation; RSS is VmHWM."
+  } >"$out"
+  if [[ ${FABRIC_LOSS:-1} == 1 ]]; then
+    FABRIC_NO_INIT=1 . "$fabric_here/loss.sh"
+    loss_main >>"$out" || broken=1
+  fi
+  echo
+  cat "$out"
+  [[ ${FABRIC_DOC:-1} == 1 ]] && fabric_doc "$out"
+  fabric_log "done in $(( ($(lab_now_ms) - t0) / 1000 )) s"
+  return $broken
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  fabric_main "$@"
+  exit $?
+fi
