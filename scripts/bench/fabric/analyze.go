@@ -272,8 +272,8 @@ func analyze(args []string) error {
 		for _, e := range neigh2 {
 			if e.deleted || e.t.Before(from) || len(e.fields) == 0 || e.fields[0] != d ||
 				slices.Contains(e.fields, "extern_learn") || !slices.ContainsFunc(e.fields, func(s string) bool {
-					return s == "REACHABLE" || s == "PERMANENT" || s == "NOARP"
-				}) {
+				return s == "REACHABLE" || s == "PERMANENT" || s == "NOARP"
+			}) {
 				continue
 			}
 			wrong++
@@ -397,4 +397,3 @@ func loss(args []string) error {
 		len(lost), sentTotal, lostTotal, lost.qi(.5), lost.qi(1), paused.qi(.5), tails, tailAfter.q(0), ms(time.Duration(interval)))
 	return nil
 }
-
