@@ -182,25 +182,29 @@ func TestListenExplains(t *testing.T) {
 		}
 	}
 
-	// The story of each address, at debug level.
+	// The story of each address, at debug level, in order.
 	type step struct {
 		msg   string
 		attrs map[string]string
 	}
+	lines := listen.Lines()
+	next := map[string]int{} // by address: where its next step is looked for
 	for _, s := range []step{
+		{"probing", map[string]string{"mac": vm1MAC, "port": "vm1", "svi": "br0", "ips": "[192.0.2.10 192.0.2.11]"}},
 		{"probe sent", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC, "port": "vm1", "svi": "br0", "attempt": "1", "wait_ms": "20"}},
+		{"verified: programming", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC}},
+		{"programmed neighbor", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC,
+			"old_state": "NOARP", "old_flags": "extern_learn", "old_mac": vm1MAC,
+			"new_state": "REACHABLE", "new_flags": "none", "new_mac": vm1MAC}},
 		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "1", "wait_ms": "20"}},
 		{"probe unanswered: retrying", map[string]string{"ip": "192.0.2.11", "attempt": "1"}},
 		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "2", "wait_ms": "40"}},
 		{"probe unanswered: retrying", map[string]string{"ip": "192.0.2.11", "attempt": "2"}},
 		{"probe sent", map[string]string{"ip": "192.0.2.11", "attempt": "3", "wait_ms": "40"}},
 		{"probe unanswered: given up after every retry", map[string]string{"ip": "192.0.2.11", "attempt": "3"}},
-		{"verified: programming", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC}},
-		{"programmed neighbor", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC,
-			"old_state": "NOARP", "old_flags": "extern_learn", "old_mac": vm1MAC,
-			"new_state": "REACHABLE", "new_flags": "none", "new_mac": vm1MAC}},
 	} {
-		if !slices.ContainsFunc(listen.Lines(), func(l string) bool {
+		ip := s.attrs["ip"]
+		i := slices.IndexFunc(lines[next[ip]:], func(l string) bool {
 			a := logAttrs(l)
 			if a["level"] != "DEBUG" || a["msg"] != s.msg {
 				return false
@@ -211,8 +215,14 @@ func TestListenExplains(t *testing.T) {
 				}
 			}
 			return true
-		}) {
-			t.Errorf("no debug line %q with %v", s.msg, s.attrs)
+		})
+		if i < 0 {
+			t.Errorf("no debug line %q with %v after line %d", s.msg, s.attrs, next[ip])
+			continue
+		}
+		next[ip] += i + 1
+		if ip == "" { // probing: every address's story follows it
+			next["192.0.2.10"], next["192.0.2.11"] = next[ip], next[ip]
 		}
 	}
 	for _, l := range listen.Lines() {

@@ -347,6 +347,9 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	}
 	e.cycles[k] = c
 	c.open = len(c.probes)
+	if e.debugEnabled() {
+		e.log.Debug("probing", "mac", f.MAC.String(), "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
+	}
 	for _, pr := range c.probes {
 		e.pending[pendingKey{port.SVI.Index, pr.ip}] = c
 		if err := e.transmit(now, c, pr); err != nil {
@@ -354,7 +357,6 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		}
 	}
 	d.Verdict = VerdictProbe
-	e.log.Debug("probing", "mac", f.MAC.String(), "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
 	return d
 }
 
