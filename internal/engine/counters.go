@@ -148,3 +148,10 @@ func (s Snapshot) Flat() map[string]uint64 {
 	}
 	return out
 }
+
+// Verdicts lists every Verdict a Decision can carry (docs/TROUBLESHOOTING.md
+// explains each; TestTroubleshootingDoc checks it does, and that this list
+// is complete).
+func Verdicts() []Verdict {
+	return []Verdict{VerdictProbe, VerdictDuplicate, VerdictVerified, VerdictDrop}
+}
