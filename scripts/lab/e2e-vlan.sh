@@ -84,7 +84,10 @@
 # E2EV_DEADLINE_MS (10), E2EV_SETTLE_MS (3000), E2EV_HANDLED_TIMEOUT_MS
 # (12000), E2EV_RARP_ARGS ("--count 1"), E2EV_SKIP_DAEMON=1 (the "with"
 # scenarios run without starting the daemons: every "with" scenario must
-# FAIL; shows the assertions can fail), E2EV_VERBOSE=1 (lab progress on
+# FAIL; shows the assertions can fail), E2EV_PROGRAM_DECOY=1 (leaf2 binds
+# the first decoy to the VM's MAC itself, reachable, right after the RARP,
+# as a daemon that trusted an unanswered probe would: the decoy checks must
+# FAIL), E2EV_VERBOSE=1 (lab progress on
 # stderr), LAB_KEEP=1. Arguments pick a subset: without|with,
 # rarp-first|port-first. Prints per scenario "ok/FAIL" lines, a
 # "PASS|FAIL <scenario>" line, a timing table and "e2e-vlan: PASS|FAIL";
@@ -103,6 +106,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${E2EV_TAIL_MS:=300}"
 : "${E2EV_RARP_ARGS:=--count 1}"
 : "${E2EV_SKIP_DAEMON:=0}"
+: "${E2EV_PROGRAM_DECOY:=0}"
 [[ ${E2EV_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
 
 modes=() orders=()
@@ -243,6 +247,10 @@ run_scenario() {
   LAB_RARP_ARGS=$E2EV_RARP_ARGS
   lv_migrate "$order" || check 1 "migration ($order)"
   t_ref=${LV_T_START_MS:-0} t_rarp=${LAB_T_RARP_MS:-0}
+  if [[ $E2EV_PROGRAM_DECOY == 1 ]]; then
+    note "E2EV_PROGRAM_DECOY=1: leaf2 binds ${LV_DECOYS[0]} to the VM's MAC itself (the decoy checks must fail)"
+    ip -n "$LAB_NS_L2" neigh replace "${LV_DECOYS[0]}" lladdr "$LAB_VM_MAC" dev "$LV_SVI_VM" nud reachable
+  fi
 
   if [[ $mode == with ]]; then
     deadline=$((t_rarp + E2EV_HANDLED_TIMEOUT_MS))
@@ -312,7 +320,7 @@ run_scenario() {
     for a in "${LV_VM_IPS[@]}"; do lv_ping "$a" 3 2 || bad+=" $a"; done
     rx1=$(e2ev_rx 2 "$LV_VX_L3")
     c=1; [[ -z $bad ]] && ((rx1 - rx0 >= nvm)) && c=0
-    check $c "routed client ($LV_CL_IP4, VLAN $LV_CL_VLAN) reaches the VM on every address${bad:+ (unreachable:$bad)}; leaf2's $LV_VX_L3 received $((rx1 - rx0)) packets meanwhile (>= $nvm)"
+    check $c "routed client ($LV_CL_IP4, VLAN $LV_CL_VLAN) reaches the VM on every address${bad:+ (unreachable:$bad)}, routed over the L3 VNI: leaf2's $LV_VX_L3 received $((rx1 - rx0)) packets meanwhile (>= $nvm)"
     # The daemon's own account.
     local h2 ver fai pro
     h2=$(e2ev_handled)
@@ -334,9 +342,9 @@ run_scenario() {
     for a in "${LV_VM_IPS[@]}"; do ((${L1_X[$a]} >= 0)) && anyx+=" $a@${L1_X[$a]}ms"; done
     c=1; [[ -z $anyx ]] && ((EV_MAC_VX >= 0)) && c=0
     check $c "bug reproduced (kernel): leaf1 bound none of the VM's addresses as extern_learn within $t_end ms of the RARP${anyx:+ (bound:$anyx)}"
-    anyr=$(awk '$2 != "-" {print $2 "/" $3}' <<<"$r1" | paste -sd' ')
+    anyr=$(awk -v ips=" ${LV_VM_IPS[*]} " '$2 != "-" && index(ips, " " $2 " ") {print $2 "/" $3}' <<<"$r1" | paste -sd' ')
     c=1; [[ -z $anyr ]] && c=0
-    check $c "bug reproduced (FRR): leaf1's BGP table has no MAC+IP route for $LAB_VM_MAC${anyr:+ ($anyr)}"
+    check $c "bug reproduced (FRR): leaf1's BGP table has no MAC+IP route for the VM's addresses${anyr:+ ($anyr)}"
     c=1; ((routed == 0)) && c=0
     check $c "bug reproduced (routing): leaf1's VRF has no host route through $LV_SVI_L3 for the VM:$devs"
     # Reported only (see the header): leaf1's leftovers deleted, as
