@@ -312,8 +312,8 @@ func TestReplayInputs(t *testing.T) {
 		{"port: not in links", []string{"--links", links, "--port", "swp9", capture}, 2, []string{"--port swp9: no such interface in --links"}},
 		{"port: a bridge", []string{"--links", links, "--port", "bridge", capture}, 2, []string{"--port bridge: not an access port", "SVI of its members"}},
 		{"port: a vxlan device", []string{"--links", links, "--port", "vni10", capture}, 2, []string{"--port vni10: not an access port", "vxlan"}},
-		{"capture: cut short", []string{"--neigh", neighJSON, "../pcaps/cut/qemu-announce-cut-data.pcap"}, 1, []string{"warning: ../pcaps/cut/qemu-announce-cut-data.pcap: capture cut short", "frame 8", "7 complete frames"}},
-		{"capture: cut in its header", []string{file("h.pcap", "\xd4\xc3\xb2\xa1\x02\x00")}, 1, []string{"warning:", "capture cut short", "file header"}},
+		{"capture: cut short", []string{"--neigh", neighJSON, "../pcaps/cut/qemu-announce-cut-data.pcap"}, 3, []string{"warning: ../pcaps/cut/qemu-announce-cut-data.pcap: capture cut short", "frame 8", "7 complete frames"}},
+		{"capture: cut in its header", []string{file("h.pcap", "\xd4\xc3\xb2\xa1\x02\x00")}, 3, []string{"warning:", "capture cut short", "file header"}},
 		{"capture: not a capture", []string{neighJSON}, 1, []string{"neigh.json: not a pcap or pcapng capture"}},
 		{"whole capture and a good layout", []string{"--links", links, "--bridge-vlans", vlans, "--neigh", cumulus + "neigh.json", cumulus + "migrations.pcapng"}, 0, nil},
 	}

@@ -61,15 +61,15 @@ error says where the file ends ("warning: FILE: capture cut short: ...").
 
 Exit status:
   0    the whole capture was replayed
-  1    the capture was cut short (the warning above; everything before the
-       cut was replayed and printed), or it cannot be read, or is not a
-       pcap or pcapng capture
+  1    the capture cannot be read, or is not a pcap or pcapng capture
   2    usage error: a flag's value, or the file a flag names, is wrong: not
        found, not the dump the flag wants (--links given a neighbor dump,
        --neigh given an interface dump), or matching nothing (--svi naming
        a device the snapshot lacks, --port an interface --links lacks, a
        capture none of whose ports is in --links); the message names the
        flag
+  3    the capture was cut short (the warning above; everything before the
+       cut was replayed and printed)
   130  stopped by SIGINT; 143 by SIGTERM`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		PreRunE: func(c *cobra.Command, _ []string) error {
@@ -133,7 +133,7 @@ func (o *replayOptions) run(ctx context.Context, path string, opts replay.Option
 }
 
 // truncatedWarning is a capture cut short and replayed up to its last
-// complete frame: a warning, with exit status 1.
+// complete frame: a warning, with exit status 3.
 type truncatedWarning struct {
 	path string
 	err  error
@@ -141,6 +141,10 @@ type truncatedWarning struct {
 
 func (w *truncatedWarning) Error() string { return "warning: " + w.path + ": " + w.err.Error() }
 func (w *truncatedWarning) Unwrap() error { return w.err }
+
+// ExitCode sets the exit status (exitStatus): a replay that was complete up
+// to the cut is neither a success nor a failure to read.
+func (w *truncatedWarning) ExitCode() int { return 3 }
 
 // outputError is an error writing the replay's output, not reading it.
 type outputError struct{ error }

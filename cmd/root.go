@@ -147,6 +147,10 @@ func exitStatus(err error) int {
 	case errors.As(err, &in):
 		return 128 + int(in.Signal)
 	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
 	return 1
 }
 

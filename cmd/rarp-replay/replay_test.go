@@ -108,7 +108,7 @@ func TestReplaySignals(t *testing.T) {
 // complete frame is decided and printed on standard output, the open probe
 // cycle runs to its end (its migration line and retries), the --write
 // probes file is a complete capture, and then a single warning on standard
-// error says where the file ends, with exit status 1. The same capture
+// error says where the file ends, with exit status 3. The same capture
 // uncut prints the same up to the cut and exits 0. No root needed.
 func TestReplayCut(t *testing.T) {
 	bin := nstest.Binary(t)
@@ -146,8 +146,8 @@ func TestReplayCut(t *testing.T) {
 				return out.String(), errs.String(), cmd.ProcessState.ExitCode(), probes
 			}
 			stdout, stderr, status, probes := run(filepath.Join(pcaps, "cut", tt.file))
-			if status != 1 {
-				t.Errorf("exit status %d, want 1", status)
+			if status != 3 {
+				t.Errorf("exit status %d, want 3", status)
 			}
 			want := "rarp-replay: warning: " + filepath.Join(pcaps, "cut", tt.file) + ": capture cut short: " + tt.warning + "\n"
 			if stderr != want {
