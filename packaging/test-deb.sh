@@ -163,8 +163,9 @@ deps=$(dpkg-deb -f "$deb" Depends)
 echo "== build a newer package to upgrade to"
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 v=$(binver "$deb")
-newdeb=$(VERSION="$v+upgrade" DEB_ARCH=$(dpkg-deb -f "$deb" Architecture) GO=$GO OUT=$RR_WORK packaging/build-deb.sh 2>/dev/null | tail -n 1)
-[ -f "$newdeb" ] || fail "building the upgrade package failed"
+newdeb=$(VERSION="$v+upgrade" DEB_ARCH=$(dpkg-deb -f "$deb" Architecture) GO=$GO OUT=$RR_WORK \
+  packaging/build-deb.sh 2>"$RR_WORK/build.log" | tail -n 1) || { cat "$RR_WORK/build.log" >&2; fail "building the upgrade package failed"; }
+[ -f "$newdeb" ] || fail "building the upgrade package made no package"
 dpkg --compare-versions "$(dpkg-deb -f "$newdeb" Version)" gt "$(dpkg-deb -f "$deb" Version)" ||
   fail "upgrade package $(dpkg-deb -f "$newdeb" Version) is not newer than $(dpkg-deb -f "$deb" Version)"
 
