@@ -65,9 +65,20 @@ type Manager struct {
 
 	mu    sync.Mutex
 	ports map[int]*port
-	ctx   context.Context
-	wg    sync.WaitGroup
+	// opening holds the ports whose handle is being opened, outside mu;
+	// the channel is closed once the attempt is over.
+	opening map[int]chan struct{}
+	ctx     context.Context
+	wg      sync.WaitGroup
 }
+
+// openParallel bounds the handles opened at once. Opening one takes
+// milliseconds, mostly waiting: the kernel waits for RCU grace periods
+// when it binds a packet socket and sets up its ring, and gopacket lists
+// every interface (one netlink dump) to find the index. Opened one after
+// another under the manager's lock, the ports of 200 VMs created within a
+// second took seconds, and every RARP and probe waited behind them.
+const openParallel = 16
 
 type port struct {
 	name  string
@@ -106,7 +117,8 @@ func (m *Manager) Stats() map[string]PortStats {
 // counts into stats the frames it discards (over a port's rate, truncated)
 // and those only the any-device handle caught.
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
-	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats, ports: make(map[int]*port)}
+	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
+		ports: make(map[int]*port), opening: make(map[int]chan struct{})}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -181,7 +193,10 @@ func (m *Manager) serves(l link.Link) bool {
 }
 
 // reconcile opens handles for wanted ports that have none and closes those
-// of ports that vanished or stopped being access ports.
+// of ports that vanished or stopped being access ports. It returns once the
+// handles it started to open are open (or failed); up to openParallel are
+// opened at once, without holding m.mu, so that frames and probes on the
+// other ports go on meanwhile.
 func (m *Manager) reconcile() {
 	want := make(map[int]link.Link)
 	for _, l := range m.links.All() {
@@ -190,27 +205,64 @@ func (m *Manager) reconcile() {
 		}
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for idx, p := range m.ports {
 		if l, ok := want[idx]; !ok || l.Name != p.name {
 			m.closeLocked(idx, "no longer an access port")
 		}
 	}
+	var todo []link.Link
 	for idx, l := range want {
-		if _, ok := m.ports[idx]; !ok {
-			m.openLocked(l)
+		if _, ok := m.ports[idx]; ok {
+			continue
 		}
+		if _, busy := m.opening[idx]; busy {
+			continue // Send is opening it
+		}
+		m.opening[idx] = make(chan struct{})
+		todo = append(todo, l)
 	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, openParallel)
+	for _, l := range todo {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			_, _ = m.open(l)
+		})
+	}
+	wg.Wait()
 }
 
-func (m *Manager) openLocked(l link.Link) (*port, error) {
-	if m.ctx == nil || m.ctx.Err() != nil {
-		return nil, errors.New("capture: manager not running")
+// open opens l's handle without holding m.mu and starts its reader. The
+// caller has put l.Index into m.opening; open removes it and closes its
+// channel, whatever the outcome.
+func (m *Manager) open(l link.Link) (*port, error) {
+	m.mu.Lock()
+	ctx := m.ctx
+	m.mu.Unlock()
+	var h Handle
+	err := errors.New("capture: manager not running")
+	if ctx != nil && ctx.Err() == nil {
+		h, err = m.opener.Open(l.Name)
 	}
-	h, err := m.opener.Open(l.Name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if done, ok := m.opening[l.Index]; ok {
+		close(done)
+		delete(m.opening, l.Index)
+	}
 	if err != nil {
 		m.log.Warn("open capture", "ifname", l.Name, "err", err)
 		return nil, err
+	}
+	if m.ctx.Err() != nil { // Run closed the others (and may have returned)
+		h.Close()
+		return nil, errors.New("capture: manager not running")
+	}
+	if old, ok := m.ports[l.Index]; ok { // cannot happen while opening marks it; keep one
+		m.wg.Go(h.Close)
+		return old, nil
 	}
 	p := &port{name: l.Name, h: h, since: time.Now(), limit: rate.NewLimiter(rate.Inf, 0)}
 	if m.PortRate > 0 {
@@ -218,7 +270,6 @@ func (m *Manager) openLocked(l link.Link) (*port, error) {
 	}
 	m.ports[l.Index] = p
 	m.log.Info("port added", "ifname", l.Name, "ifindex", l.Index)
-	ctx := m.ctx
 	m.wg.Go(func() { m.readPort(ctx, l.Index, p) })
 	return p, nil
 }
@@ -235,21 +286,34 @@ func (m *Manager) closeLocked(idx int, why string) {
 }
 
 // Send writes frame out of the port ifindex through its capture handle,
-// opening the handle first if the port is new.
+// opening the handle first if the port is new (or waiting for the open
+// already under way).
 func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
+	if done, busy := m.opening[ifindex]; !ok && busy {
+		m.mu.Unlock()
+		<-done
+		m.mu.Lock()
+		p, ok = m.ports[ifindex]
+	}
 	if !ok {
 		l, known := m.links.Get(ifindex)
 		if !known || !m.serves(l) {
 			m.mu.Unlock()
 			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
 		}
-		var err error
-		if p, err = m.openLocked(l); err != nil {
+		if _, busy := m.opening[ifindex]; busy {
 			m.mu.Unlock()
+			return fmt.Errorf("send on %s: its capture is being opened again", l.Name)
+		}
+		m.opening[ifindex] = make(chan struct{})
+		m.mu.Unlock()
+		var err error
+		if p, err = m.open(l); err != nil {
 			return fmt.Errorf("send on %s: %w", l.Name, err)
 		}
+		m.mu.Lock()
 	}
 	m.mu.Unlock()
 	if err := p.h.WritePacketData(frame); err != nil {

@@ -58,6 +58,7 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 	}
 	ns := o.Namespace
 	t.Refresh = k.Read
+	b := newBatch()
 	var wg sync.WaitGroup
 	linksIn := make(chan struct{})
 	wg.Go(func() {
@@ -71,10 +72,17 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 				if err != nil {
 					return err
 				}
+				b.clear() // older than the dump
 				t.Replace(links)
 				return nil
 			},
-			Apply:    func(u netlink.LinkUpdate) { k.apply(t, u, log) },
+			Apply: func(u netlink.LinkUpdate) {
+				k.apply(t, u, b)
+				if len(b.links)+len(b.bridge) >= maxBatch { // a burst without a pause
+					k.flush(t, b, log)
+				}
+			},
+			Flush:    func() { k.flush(t, b, log) },
 			Resynced: resynced("link"),
 			Refresh:  o.Refresh,
 		}, func() { close(linksIn) })
@@ -126,44 +134,125 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 	return nil
 }
 
-// apply applies one link message to t.
-func (k *Kernel) apply(t *Table, u netlink.LinkUpdate, log *slog.Logger) {
+// batch holds what a burst of link messages left to read from the kernel:
+// the bridge port view (one AF_BRIDGE dump of every port) and the
+// addresses of new links (one address dump). Read per message, a burst of
+// N new ports cost N dumps of N ports each: 200 VM ports created within a
+// second kept the watcher (and every port's handle, and its first RARP)
+// seconds behind the kernel.
+type batch struct {
+	links  map[int]Link // bridge members (or links with one pending), latest message
+	bridge map[int]bool // AF_BRIDGE messages for these ports
+	addrs  map[int]bool // new links: addresses to read
+}
+
+// maxBatch bounds the links a burst leaves pending before they are read.
+const maxBatch = 256
+
+func newBatch() *batch {
+	return &batch{links: map[int]Link{}, bridge: map[int]bool{}, addrs: map[int]bool{}}
+}
+
+func (b *batch) clear() {
+	clear(b.links)
+	clear(b.bridge)
+	clear(b.addrs)
+}
+
+// apply applies one link message to t, or leaves it in b for flush when it
+// needs the bridge's view of a port (a bridge member, an AF_BRIDGE
+// message) or the addresses of a new link.
+func (k *Kernel) apply(t *Table, u netlink.LinkUpdate, b *batch) {
 	index := int(u.IfInfomsg.Index)
 	if u.IfInfomsg.Family == unix.AF_BRIDGE {
 		// Whatever the message says (a port flag, an STP state, a VLAN, or
 		// RTM_DELLINK for a port leaving its bridge), read what the bridge
-		// says about the port now. A DELLINK of this family deletes no
-		// link: the port itself lives on (its AF_UNSPEC RTM_NEWLINK without
-		// a master follows).
-		if _, known := t.Get(index); !known {
-			return
+		// says about the port now (at flush). A DELLINK of this family
+		// deletes no link: the port itself lives on (its AF_UNSPEC
+		// RTM_NEWLINK without a master follows).
+		_, known := t.Get(index)
+		_, pending := b.links[index]
+		if known || pending {
+			b.bridge[index] = true
 		}
-		ports, err := k.BridgePorts()
-		if err != nil {
-			log.Warn("bridge port event: cannot read the bridge ports", "ifindex", index, "err", err)
-			return
-		}
-		bp := ports[index]
-		t.SetBridgePort(index, bp.Info, bp.VLANs)
 		return
 	}
 	if u.Header.Type == unix.RTM_DELLINK {
+		delete(b.links, index)
+		delete(b.bridge, index)
+		delete(b.addrs, index)
 		t.Delete(index)
 		return
 	}
 	l := fromNetlink(u.Link)
-	if _, known := t.Get(l.Index); !known {
-		l.Addrs, _ = k.addrs(l.Index)
+	_, known := t.Get(l.Index)
+	_, pending := b.links[l.Index]
+	if !known && !pending {
+		b.addrs[l.Index] = true
 	}
-	if l.MasterIndex != 0 {
-		if err := k.withBridgePorts([]*Link{&l}); err != nil {
-			log.Warn("link event: cannot read the bridge ports", "ifindex", index, "err", err)
-			if old, ok := t.Get(l.Index); ok && old.MasterIndex == l.MasterIndex {
-				l.PortInfo, l.VLANs = old.PortInfo, old.VLANs
+	if l.MasterIndex != 0 || pending || b.addrs[l.Index] {
+		b.links[l.Index] = l
+		return
+	}
+	t.Set(l)
+}
+
+// flush completes the links left in b with one bridge port dump and one
+// address dump, and applies them to t.
+func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
+	if len(b.links) == 0 && len(b.bridge) == 0 {
+		return
+	}
+	defer b.clear()
+	var ports map[int]BridgePort
+	var perr error
+	members := len(b.bridge) > 0
+	for _, l := range b.links {
+		members = members || l.MasterIndex != 0
+	}
+	if members {
+		ports, perr = k.BridgePorts()
+		if perr != nil {
+			log.Warn("link event: cannot read the bridge ports", "err", perr)
+		}
+	}
+	var addrs map[int][]netip.Prefix
+	if len(b.addrs) > 0 {
+		if all, err := k.h.AddrList(nil, netlink.FAMILY_ALL); err == nil {
+			addrs = make(map[int][]netip.Prefix)
+			for _, a := range all {
+				if p, ok := prefix(a.IPNet); ok {
+					addrs[a.LinkIndex] = append(addrs[a.LinkIndex], p)
+				}
 			}
 		}
 	}
-	t.Set(l)
+	for idx, l := range b.links {
+		if b.addrs[idx] {
+			l.Addrs = addrs[idx]
+			if l.Addrs == nil {
+				l.Addrs = []netip.Prefix{}
+			}
+		}
+		if l.MasterIndex != 0 {
+			if bp, ok := ports[idx]; perr == nil && ok && bp.Master == l.MasterIndex {
+				l.PortInfo, l.VLANs = bp.Info, bp.VLANs
+			} else if old, ok := t.Get(idx); perr != nil && ok && old.MasterIndex == l.MasterIndex {
+				l.PortInfo, l.VLANs = old.PortInfo, old.VLANs
+			}
+		}
+		t.Set(l)
+	}
+	if perr != nil {
+		return
+	}
+	for idx := range b.bridge {
+		if _, done := b.links[idx]; done {
+			continue
+		}
+		bp := ports[idx]
+		t.SetBridgePort(idx, bp.Info, bp.VLANs)
+	}
 }
 
 // Links reads every link with its bridge port view (no addresses).

@@ -24,6 +24,11 @@ type Source[U any] struct {
 	Dump func() error
 	// Apply applies one event.
 	Apply func(U)
+	// Flush, when not nil, is called whenever Apply has taken every update
+	// received so far (the channel is empty), and before a refresh dump: a
+	// burst of updates can be completed with one kernel read instead of one
+	// per update.
+	Flush func()
 	// Resynced, when not nil, is called each time the subscription failed
 	// after the first dump and the state was dumped again.
 	Resynced func()
@@ -81,7 +86,13 @@ func Follow[U any](ctx context.Context, log *slog.Logger, s Source[U], ready fun
 					break
 				}
 				s.Apply(u)
+				if s.Flush != nil && len(ch) == 0 {
+					s.Flush()
+				}
 			case <-s.Refresh:
+				if s.Flush != nil {
+					s.Flush()
+				}
 				if err := s.Dump(); err != nil {
 					log.Warn("netlink refresh dump", "err", err)
 				}
