@@ -384,7 +384,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		})
 	}
 	if statusLn != nil {
-		doc := statusSource(startTime, recent, mgr.Ports, mirror.Len, stats.Snapshot)
+		doc := statusSource(startTime, recent, mgr.Ports, links, mirror.Counts, eng.InFlight, stats.Snapshot)
 		wg.Go(func() {
 			if err := status.Serve(ctx, statusLn, doc); err != nil {
 				log.Error("status server stopped", "err", err)

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/internal/link"
 	"github.com/rarp-replay/rarp-replay/internal/status"
 	"github.com/rarp-replay/rarp-replay/internal/version"
 	"github.com/spf13/cobra"
@@ -132,12 +134,12 @@ func writeStatus(w io.Writer, d status.Doc) error {
 	}
 	fmt.Fprintf(tw, "version\t%s (commit %s)\n", d.Version, commit)
 	fmt.Fprintf(tw, "uptime\t%s (since %s)\n", (time.Duration(d.UptimeSeconds) * time.Second).String(), d.Started.Format(time.RFC3339))
-	ports := make([]string, len(d.Ports))
-	for i, p := range d.Ports {
-		ports[i] = fmt.Sprintf("%s (%d)", p.Name, p.IfIndex)
+	fmt.Fprintf(tw, "ports\t%d\n", len(d.Ports))
+	for _, p := range d.Ports {
+		fmt.Fprintf(tw, "  %s (%d)\t%s\n", p.Name, p.IfIndex, portLine(p))
 	}
-	fmt.Fprintf(tw, "ports\t%d: %s\n", len(d.Ports), strings.Join(ports, ", "))
-	fmt.Fprintf(tw, "bindings\t%d\n", d.Bindings)
+	fmt.Fprintf(tw, "bindings\t%d: %d in the kernel, %d remembered\n", d.Bindings, d.BindingsKernel, d.BindingsRemembered)
+	fmt.Fprintf(tw, "in flight\t%d probes, %d migrations\n", d.ProbesInFlight, d.MigrationsInFlight)
 	var counters []string
 	for _, k := range slices.Sorted(maps.Keys(d.Counters)) {
 		counters = append(counters, fmt.Sprintf("%s=%d", k, d.Counters[k]))
@@ -171,24 +173,99 @@ func writeStatus(w io.Writer, d status.Doc) error {
 	return tw.Flush()
 }
 
+// portLine says why a port is served, in one line: its kind, what it is a
+// member of and which SVI serves each VLAN.
+func portLine(p status.Port) string {
+	var b strings.Builder
+	if p.Kind != "" {
+		b.WriteString(p.Kind + ", ")
+	}
+	b.WriteString(p.Why)
+	if p.STP != "" {
+		b.WriteString(", STP " + p.STP)
+	}
+	if p.Bridge != "" && len(p.VLANs) == 0 && p.SVI != "" {
+		b.WriteString(": SVI " + p.SVI)
+	}
+	var vs []string
+	for _, v := range p.VLANs {
+		s := fmt.Sprintf("%d", v.VID)
+		switch {
+		case v.PVID && v.Untagged:
+			s += " (PVID, untagged)"
+		case v.PVID:
+			s += " (PVID)"
+		case v.Untagged:
+			s += " (untagged)"
+		}
+		vs = append(vs, s+" -> "+cmp.Or(v.SVI, "no SVI"))
+	}
+	if len(vs) > 0 {
+		b.WriteString(": VLAN " + strings.Join(vs, ", "))
+	}
+	return b.String()
+}
+
 // statusSource is the daemon's answer to a status request: the Recorder's
-// migrations and what the daemon serves now. It calls bindings (which
-// walks the neighbor mirror) once, and never takes the engine's lock.
-func statusSource(started time.Time, rec *status.Recorder, ports func() map[int]string, bindings func() int, counters func() engine.Snapshot) func() status.Doc {
+// migrations and what the daemon serves now. It never takes the engine's
+// lock: the mirror's counts and the probes in flight are O(1) reads, and
+// the link table is read under its own read lock.
+func statusSource(started time.Time, rec *status.Recorder, ports func() map[int]string, links *link.Table,
+	bindings func() (kernel, remembered int), inFlight func() (probes, migrations int), counters func() engine.Snapshot) func() status.Doc {
 	v := version.Get()
 	return func() status.Doc {
+		kernel, remembered := bindings()
+		probes, migrations := inFlight()
 		d := status.Doc{
 			Version: v.Version, Commit: v.Commit, Started: started,
-			UptimeSeconds: time.Since(started).Seconds(),
-			Ports:         []status.Port{},
-			Bindings:      bindings(),
-			Counters:      counters().Flat(),
-			Migrations:    rec.Snapshot(),
+			UptimeSeconds:      time.Since(started).Seconds(),
+			Ports:              []status.Port{},
+			Bindings:           kernel + remembered,
+			BindingsKernel:     kernel,
+			BindingsRemembered: remembered,
+			ProbesInFlight:     probes,
+			MigrationsInFlight: migrations,
+			Counters:           counters().Flat(),
+			Migrations:         rec.Snapshot(),
 		}
 		for idx, name := range ports() {
-			d.Ports = append(d.Ports, status.Port{Name: name, IfIndex: idx})
+			d.Ports = append(d.Ports, describePort(links, idx, name))
 		}
 		slices.SortFunc(d.Ports, func(a, b status.Port) int { return strings.Compare(a.Name, b.Name) })
 		return d
 	}
+}
+
+// describePort says why the port idx is served and by which SVI, asking
+// the link table the way the engine does for a RARP (link.Table.Port).
+func describePort(links *link.Table, idx int, name string) status.Port {
+	p := status.Port{Name: name, IfIndex: idx}
+	l, ok := links.Get(idx)
+	if !ok {
+		p.Why = "not in the link table (it is going away)"
+		return p
+	}
+	p.Kind = l.Kind
+	if untagged, err := links.Port(idx, nil); err == nil {
+		p.SVI = untagged.SVI.Name
+	}
+	master, ok := links.Get(l.MasterIndex)
+	if !ok || master.Kind != "bridge" {
+		p.Why = "stand-alone L3 interface (its own SVI; its vlan subinterfaces for tagged RARPs)"
+		return p
+	}
+	p.Bridge, p.STP = master.Name, l.PortInfo.State.String()
+	if !master.VLANFiltering {
+		p.Why = "member of bridge " + master.Name + " (the bridge is the SVI)"
+		return p
+	}
+	p.Why = "member of VLAN-aware bridge " + master.Name + " (each VLAN's SVI)"
+	for _, v := range l.VLANs {
+		pv := status.PortVLAN{VID: v.VID, PVID: v.PVID, Untagged: v.Untagged}
+		if sp, err := links.Port(idx, []uint16{v.VID}); err == nil {
+			pv.SVI = sp.SVI.Name
+		}
+		p.VLANs = append(p.VLANs, pv)
+	}
+	return p
 }

@@ -123,6 +123,7 @@ type Mirror struct {
 	mu    sync.RWMutex
 	byMAC map[macKey][]binding
 	n     int               // bindings in byMAC, present or remembered
+	nPres int               // of those, present in the kernel's table
 	owner map[ipKey][6]byte // which MAC an address on an interface is bound to now
 }
 
@@ -177,11 +178,15 @@ func (m *Mirror) Update(e Entry) {
 	b := binding{ip: ip, remote: e.ExternLearned(), present: true, seen: now}
 	set := m.byMAC[k]
 	if i := find(set, ip); i >= 0 {
+		if !set[i].present {
+			m.nPres++
+		}
 		set[i] = b
 		return
 	}
 	m.byMAC[k] = append(set, b)
 	m.n++
+	m.nPres++
 }
 
 // Delete records that the kernel deleted an entry (RTM_DELNEIGH). The
@@ -204,6 +209,7 @@ func (m *Mirror) Delete(e Entry) {
 	if i := find(set, ip); i >= 0 && set[i].present {
 		set[i].present = false
 		set[i].deleted = now
+		m.nPres--
 	}
 }
 
@@ -211,6 +217,9 @@ func (m *Mirror) Delete(e Entry) {
 func (m *Mirror) forget(k macKey, ip [16]byte) {
 	set := m.byMAC[k]
 	if i := find(set, ip); i >= 0 {
+		if set[i].present {
+			m.nPres--
+		}
 		set = append(set[:i], set[i+1:]...)
 		m.n--
 	}
@@ -241,6 +250,7 @@ func (m *Mirror) Sync(entries []Entry) {
 			if set[i].present && !seen[ipKey{k.ifindex, set[i].ip}] {
 				set[i].present = false
 				set[i].deleted = now
+				m.nPres--
 			}
 		}
 	}
@@ -290,6 +300,16 @@ func (m *Mirror) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.n
+}
+
+// Counts returns how many bindings the mirror holds that are in the
+// kernel's table now, and how many it only remembers (the kernel deleted
+// them; they are kept for the retention window, or were loaded from the
+// state file). O(1), for status requests.
+func (m *Mirror) Counts() (kernel, remembered int) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.nPres, m.n - m.nPres
 }
 
 // saved is one binding as snapshot copies it.

@@ -601,9 +601,9 @@ func FuzzStateLoad(f *testing.F) {
 	})
 }
 
-// TestLenCounts: Len, kept as bindings are added and forgotten, equals a
-// count of the mirror through random updates, moves, deletes, prunes and a
-// load.
+// TestLenCounts: Len and Counts, kept as bindings are added, deleted and
+// forgotten, equal a count of the mirror through random updates, moves,
+// deletes, prunes, syncs and a load.
 func TestLenCounts(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -618,21 +618,48 @@ func TestLenCounts(t *testing.T) {
 		}
 		return n
 	}
-	for i := range 5000 {
-		e := Entry{IfIndex: 1 + r.IntN(2), IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(40))}),
+	check := func(step string) {
+		t.Helper()
+		present := 0
+		for _, set := range m.byMAC {
+			for _, b := range set {
+				if b.present {
+					present++
+				}
+			}
+		}
+		if got, want := m.Len(), count(); got != want {
+			t.Fatalf("%s: Len() = %d, the mirror holds %d", step, got, want)
+		}
+		if kernel, remembered := m.Counts(); kernel != present || kernel+remembered != m.Len() {
+			t.Fatalf("%s: Counts() = %d in the kernel, %d remembered; the mirror holds %d present of %d", step, kernel, remembered, present, m.Len())
+		}
+	}
+	entry := func() Entry {
+		return Entry{IfIndex: 1 + r.IntN(2), IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(40))}),
 			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(1 + r.IntN(5))}, State: NUDReachable}
-		switch r.IntN(5) {
-		case 0:
+	}
+	for i := range 5000 {
+		e := entry()
+		switch r.IntN(12) {
+		case 0, 1:
 			m.Delete(e)
-		case 1:
+		case 2, 3:
 			now = now.Add(time.Duration(r.IntN(30)) * time.Second)
 			m.Prune()
+		case 4: // a resync: a dump of some entries
+			dump := make([]Entry, r.IntN(20))
+			for j := range dump {
+				dump[j] = entry()
+			}
+			m.Sync(dump)
+		case 5:
+			e.State = NUDFailed
+			m.Update(e)
 		default:
 			m.Update(e)
 		}
-		if got, want := m.Len(), count(); got != want {
-			t.Fatalf("step %d: Len() = %d, the mirror holds %d", i, got, want)
-		}
+		check(fmt.Sprintf("step %d", i))
 	}
 	var buf bytes.Buffer
 	if err := m.Save(&buf, func(i int) string { return fmt.Sprint("if", i) }); err != nil {
@@ -644,7 +671,5 @@ func TestLenCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	m = fresh
-	if got, want := m.Len(), count(); got != want {
-		t.Fatalf("after Load: Len() = %d, the mirror holds %d", got, want)
-	}
+	check("after Load")
 }

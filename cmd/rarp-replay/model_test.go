@@ -416,6 +416,9 @@ func (m *kernelModel) compare(k kernelState) string {
 	if d := cmp.Diff(theirs, mine, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
 		fmt.Fprintf(&b, "neighbor mirror (present bindings):\n%s", d)
 	}
+	if kernel, _ := m.mirror.Counts(); kernel != len(mine) {
+		fmt.Fprintf(&b, "mirror counts %d bindings in the kernel; it holds %d present\n", kernel, len(mine))
+	}
 	return b.String()
 }
 

@@ -73,11 +73,26 @@ ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]status.Port{{Name: "vm1", IfIndex: ifindex}}, d.Ports); diff != "" {
+	wantPort := status.Port{Name: "vm1", IfIndex: ifindex, Kind: "veth", Why: "member of bridge br0 (the bridge is the SVI)",
+		Bridge: "br0", STP: "forwarding", SVI: "br0"}
+	if diff := cmp.Diff([]status.Port{wantPort}, d.Ports); diff != "" {
 		t.Errorf("ports (-want +got):\n%s", diff)
 	}
-	if d.Version == "" || d.UptimeSeconds <= 0 || d.Bindings != 3 {
-		t.Errorf("version %q, uptime %v s, bindings %d; want a version, > 0, 3", d.Version, d.UptimeSeconds, d.Bindings)
+	if d.Version == "" || d.UptimeSeconds <= 0 || d.Bindings != 3 || d.BindingsKernel != 3 || d.BindingsRemembered != 0 {
+		t.Errorf("version %q, uptime %v s, bindings %d (%d kernel, %d remembered); want a version, > 0, 3 (3, 0)",
+			d.Version, d.UptimeSeconds, d.Bindings, d.BindingsKernel, d.BindingsRemembered)
+	}
+	if d.ProbesInFlight != 0 || d.MigrationsInFlight != 0 {
+		t.Errorf("in flight after both migrations were handled: %d probes, %d migrations; want none", d.ProbesInFlight, d.MigrationsInFlight)
+	}
+	// EVPN withdraws a binding: the kernel forgets it, the daemon remembers.
+	nstest.Run(t, "ip", "-n", sw, "neigh", "del", "192.0.2.20", "dev", "br0")
+	deadline := time.Now().Add(5 * time.Second)
+	for d := askJSON(); d.BindingsKernel != 2 || d.BindingsRemembered != 1; d = askJSON() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting 192.0.2.20: %d bindings in the kernel, %d remembered; want 2, 1", d.BindingsKernel, d.BindingsRemembered)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for name, want := range map[string]uint64{"cycle": 2, "programmed": 1, "verified": 1, "failed": 2, "rarp[vm1]": 2} {
 		if got := d.Counters[name]; got != want {
@@ -124,7 +139,8 @@ ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern
 	// For humans.
 	text := ask()
 	t.Logf("rarp-replay status:\n%s", text)
-	for _, s := range []string{"vm1 (" + strconv.Itoa(ifindex) + ")", "bindings", vm1MAC, "192.0.2.10 programmed", "192.0.2.99 unanswered", vm2MAC} {
+	for _, s := range []string{"vm1 (" + strconv.Itoa(ifindex) + ")", "veth, member of bridge br0 (the bridge is the SVI), STP forwarding: SVI br0",
+		"3: 2 in the kernel, 1 remembered", "0 probes, 0 migrations", vm1MAC, "192.0.2.10 programmed", "192.0.2.99 unanswered", vm2MAC} {
 		if !strings.Contains(text, s) {
 			t.Errorf("text output lacks %q:\n%s", s, text)
 		}

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -160,6 +161,9 @@ type Engine struct {
 
 	cycles  map[cycleKey]*cycle
 	pending map[pendingKey]*cycle
+	// inFlight mirrors len(pending), inCycles the cycles not finished, for
+	// InFlight, which status requests call without the engine's lock.
+	inFlight, inCycles atomic.Int64
 	timers  timerHeap
 	limit   *rate.Limiter
 	perPort map[int]*rate.Limiter
@@ -356,6 +360,8 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 			d.Err = err
 		}
 	}
+	e.inFlight.Store(int64(len(e.pending)))
+	e.inCycles.Add(1)
 	d.Verdict = VerdictProbe
 	return d
 }
@@ -454,6 +460,7 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 		return d
 	}
 	delete(e.pending, pk)
+	e.inFlight.Store(int64(len(e.pending)))
 	pr.state = stateVerified
 	pr.seq++ // disarm its timer
 	c.open--
@@ -532,6 +539,7 @@ func (e *Engine) advance(now time.Time) {
 		e.debugProbe("probe unanswered: given up after every retry", t.c, t.p, 0)
 		t.p.state = stateFailed
 		delete(e.pending, pendingKey{t.c.key.svi, t.p.ip})
+		e.inFlight.Store(int64(len(e.pending)))
 		t.c.open--
 		e.stats.Count(Failed)
 		t.c.report.Failed = append(t.c.report.Failed, t.p.ip)
@@ -554,6 +562,7 @@ func (e *Engine) maybeFinish(now time.Time, c *cycle) {
 		return
 	}
 	c.finished, c.ended = true, now
+	e.inCycles.Add(-1)
 	e.arm(timer{at: now.Add(e.cfg.Window), c: c})
 	r := c.report
 	slices.SortFunc(r.Verified, netip.Addr.Compare)
@@ -596,4 +605,11 @@ func macString(m net.HardwareAddr) string {
 		return ""
 	}
 	return m.String()
+}
+
+// InFlight returns the probes waiting for an answer and the migrations
+// (probe cycles) not finished yet. It takes no lock: status requests call
+// it while the engine works.
+func (e *Engine) InFlight() (probes, migrations int) {
+	return int(e.inFlight.Load()), int(e.inCycles.Load())
 }

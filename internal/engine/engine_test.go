@@ -185,6 +185,13 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 			t.Errorf("probe sent on ifindex %d, want the RARP's port %d", s.ifindex, idxPort)
 		}
 	}
+	inFlight := func(when string, probes, migrations int) {
+		t.Helper()
+		if p, m := f.e.InFlight(); p != probes || m != migrations {
+			t.Errorf("%s: InFlight() = %d probes, %d migrations; want %d, %d", when, p, m, probes, migrations)
+		}
+	}
+	inFlight("after the RARP", 4, 1)
 	// The VM owns all but 192.0.2.99 and answers within a millisecond.
 	for i, s := range f.send.frames {
 		if target, _ := probeTarget(t, s.frame); target == ip99 {
@@ -194,6 +201,7 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 			t.Errorf("reply %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
 		}
 	}
+	inFlight("after the answers", 1, 1)
 	// The other RARPs of the QEMU announcement change nothing.
 	for _, ms := range []int{50, 200, 450, 800} {
 		at := t0.Add(time.Duration(ms) * time.Millisecond)
@@ -203,6 +211,7 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 		f.e.Advance(at)
 	}
 	f.e.Advance(t0.Add(10 * time.Second))
+	inFlight("after the cycle", 0, 0)
 
 	want := []programmed{{idxBridge, ip10, vmMAC.String()}, {idxBridge, ip11, vmMAC.String()}, {idxBridge, ip6, vmMAC.String()}}
 	if diff := cmp.Diff(want, f.prog.got, cmp.AllowUnexported(programmed{}), cmpAddrs); diff != "" {

@@ -37,8 +37,16 @@ type Doc struct {
 	// Ports are the ports served (those with a capture handle), by name.
 	Ports []Port `json:"ports"`
 	// Bindings is the size of the neighbor mirror, remembered bindings
-	// included.
-	Bindings int `json:"bindings"`
+	// included: BindingsKernel are in the kernel's table now,
+	// BindingsRemembered only in the daemon's memory (the kernel deleted
+	// them within --retention, or the state file brought them back).
+	Bindings           int `json:"bindings"`
+	BindingsKernel     int `json:"bindings_kernel"`
+	BindingsRemembered int `json:"bindings_remembered"`
+	// ProbesInFlight are probes waiting for an answer, MigrationsInFlight
+	// the migrations whose probe cycle has not ended.
+	ProbesInFlight     int `json:"probes_in_flight"`
+	MigrationsInFlight int `json:"migrations_in_flight"`
 	// Counters are the non-zero counters, as the "stopped" log line names
 	// them (engine.Snapshot.Flat).
 	Counters map[string]uint64 `json:"counters"`
@@ -46,10 +54,31 @@ type Doc struct {
 	Migrations []Migration `json:"migrations"`
 }
 
-// Port is one port served.
+// Port is one port served, and why: the bridge it is a member of and
+// the SVI each VLAN's RARPs are served by, or a stand-alone interface.
 type Port struct {
 	Name    string `json:"name"`
 	IfIndex int    `json:"ifindex"`
+	Kind    string `json:"kind,omitempty"` // veth, bond, tap, ... ("" for a plain device)
+	// Why says in words why it is served, e.g. "member of bridge br0" or
+	// "stand-alone L3 interface".
+	Why    string `json:"why"`
+	Bridge string `json:"bridge,omitempty"`
+	STP    string `json:"stp_state,omitempty"`
+	// SVI serves untagged RARPs (on a VLAN-aware bridge: the PVID's SVI);
+	// "" when untagged frames have none.
+	SVI string `json:"svi,omitempty"`
+	// VLANs are a VLAN-aware bridge port's VLANs, each with its SVI.
+	VLANs []PortVLAN `json:"vlans,omitempty"`
+}
+
+// PortVLAN is one VLAN of a port and the SVI serving it ("" for none:
+// RARPs in it are dropped as no-svi).
+type PortVLAN struct {
+	VID      uint16 `json:"vid"`
+	PVID     bool   `json:"pvid,omitempty"`
+	Untagged bool   `json:"untagged,omitempty"`
+	SVI      string `json:"svi"`
 }
 
 // Migration is one engine.Report.

@@ -216,7 +216,7 @@ func TestServe(t *testing.T) {
 	rec.Record(engine.Report{MAC: mac1, Port: "vm1", SVI: "br0", Start: t0,
 		Verified: addrs("192.0.2.10"), Failed: addrs("192.0.2.99"), Programmed: addrs("192.0.2.10"), Latency: 2 * time.Millisecond})
 	doc := func() Doc {
-		return Doc{Version: "1.2.3", Started: t0, Ports: []Port{{"vm1", 4}}, Bindings: 2,
+		return Doc{Version: "1.2.3", Started: t0, Ports: []Port{{Name: "vm1", IfIndex: 4}}, Bindings: 2,
 			Counters: map[string]uint64{"cycle": 1}, Migrations: rec.Snapshot()}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
