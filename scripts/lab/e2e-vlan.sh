@@ -137,6 +137,13 @@ for m in 8021q vrf macvlan vxlan sch_ingress cls_flower act_gact; do
   [[ -d /sys/module/$m ]] || modprobe "$m" 2>/dev/null
 done
 
+# e2ev_sleep_until MS: sleep until the wall clock reaches MS (one sleep).
+e2ev_sleep_until() {
+  local now
+  _lab_ms now
+  (($1 > now)) && sleep "$(printf '%d.%03d' $((($1 - now) / 1000)) $((($1 - now) % 1000)))"
+  return 0
+}
 ms() { if (($1 < 0)); then echo never; else echo "$1"; fi; }
 
 sc_fail=0 sc_checks=()
@@ -215,6 +222,40 @@ for a in addrs:
 EOF
 }
 
+# e2ev_daemon_timeline LEAF REF_MS: from the daemon's debug log, per VM
+# address, when its first probe left and when it was verified and
+# programmed, in ms after REF_MS: "addr probe@X programmed@Y; ...".
+e2ev_daemon_timeline() {
+  python3 - "$LAB_DIR/leaf${1#leaf}/rarp-replay.log" "$2" "${LAB_VM_MAC,,}" "${LV_VM_IPS[@]}" <<'PY'
+import calendar, datetime, json, sys
+path, ref, mac = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+addrs = sys.argv[4:]
+sent, prog = {}, {}
+def ms(t):
+    d = datetime.datetime.strptime(t[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
+    return calendar.timegm(d.timetuple()) * 1000 + d.microsecond / 1000.0
+try:
+    lines = open(path, errors="replace").read().splitlines()
+except OSError:
+    lines = []
+for l in lines:
+    try:
+        j = json.loads(l)
+    except ValueError:
+        continue
+    ip = j.get("ip")
+    if ip not in addrs or str(j.get("mac", "")).lower() != mac:
+        continue
+    if j.get("msg") == "probe sent" and ip not in sent:
+        sent[ip] = ms(j["time"]) - ref
+    elif j.get("msg") == "verified: programming" and ip not in prog:
+        prog[ip] = ms(j["time"]) - ref
+def f(v):
+    return "never" if v is None else "%.1f" % v
+print("; ".join("%s probe@%s programmed@%s" % (a, f(sent.get(a)), f(prog.get(a))) for a in addrs))
+PY
+}
+
 # e2ev_handled: leaf2's last "migration handled" line for the VM's MAC.
 e2ev_handled() {
   lab_daemon_log 2 | grep '"msg":"migration handled"' | grep -i "\"mac\":\"$LAB_VM_MAC\"" | tail -n1
@@ -252,17 +293,18 @@ run_scenario() {
     ip -n "$LAB_NS_L2" neigh replace "${LV_DECOYS[0]}" lladdr "$LAB_VM_MAC" dev "$LV_SVI_VM" nud reachable
   fi
 
+  # Nothing runs here while the fabric converges: on user-mode Linux's
+  # single CPU every fork would compete with the daemon being timed.
   if [[ $mode == with ]]; then
+    e2ev_sleep_until $((t_rarp + E2EV_MIN_OBSERVE_MS))
     deadline=$((t_rarp + E2EV_HANDLED_TIMEOUT_MS))
-    while :; do
-      now=$(lab_now_ms)
-      [[ -n $(e2ev_handled) ]] && ((now - t_rarp >= E2EV_MIN_OBSERVE_MS)) && break
-      ((now > deadline)) && break
-      sleep 0.1
+    while [[ -z $(e2ev_handled) ]]; do
+      (($(lab_now_ms) > deadline)) && break
+      sleep 0.2
     done
-    sleep "$(awk -v m="$E2EV_TAIL_MS" 'BEGIN{printf "%.3f", m/1000}')"
+    e2ev_sleep_until $(($(lab_now_ms) + E2EV_TAIL_MS))
   else
-    while (($(lab_now_ms) - t_rarp < E2EV_SETTLE_MS)); do sleep 0.1; done
+    e2ev_sleep_until $((t_rarp + E2EV_SETTLE_MS))
   fi
   lv_migrate_wait || check 1 "send-rarp / old port removal finished cleanly"
   local t_end=$(($(lab_now_ms) - t_rarp))
@@ -335,6 +377,7 @@ run_scenario() {
       for a in "${LV_DECOYS[@]}"; do [[ " $fai " == *" $a "* && " $pro " != *" $a "* ]] || c=1; done
       check $c "leaf2's daemon verified and programmed the VM's addresses, failed the decoys (port $(jq -r '.port // "?"' <<<"$h2"), svi $(jq -r '.svi // "?"' <<<"$h2"); verified: $ver; failed: ${fai:-none}; programmed: $pro; rarp_to_programmed_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2"))"
     fi
+    ((arrive >= 0)) && note "leaf2's daemon, ms after the RARP reached leaf2's bridge: $(e2ev_daemon_timeline 2 $((t_rarp + arrive)))"
     c=1; lab_daemons_alive && c=0
     check $c "both daemons still running"
   else
@@ -386,7 +429,7 @@ run_scenario() {
       grep -i "$LAB_VM_MAC" "$LAB_DIR/leaf$r/neigh.mon" 2>/dev/null | tail -n 30 | sed 's/^/  /'
       [[ -r $LAB_DIR/leaf$r/rarp-replay.log ]] || continue
       echo "  --- leaf$r rarp-replay log"
-      grep -v '"msg":"drop"' "$LAB_DIR/leaf$r/rarp-replay.log" | tail -n 20 | sed 's/^/  /'
+      grep -v '"msg":"drop"' "$LAB_DIR/leaf$r/rarp-replay.log" | grep -v '"attempt":[2-9]' | head -n 40 | sed 's/^/  /'
     done
     echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out" 2>/dev/null
   fi

@@ -104,72 +104,68 @@ lv_svi_ip() {
 lv_bridge_mac() { printf '02:52:52:%02x:00:00' "${1#leaf}"; }
 
 # ---------------------------------------------------------------- leaves
-_lv_leaf() { # N
-  local n=$1 ns vtep ul peer_vtep peer_ul v
-  ns=$(lab_ns "$n"); vtep=$(lab_vtep "$n")
+# _lv_leaf N: the leaf's underlay, bridge, VXLAN ports, VRF, SVIs and
+# anycast gateways, in three "ip -batch"/"bridge -batch" runs (each command
+# costs a fork and an exec, which user-mode Linux makes slow).
+_lv_leaf() {
+  local n=$1 ns vtep ul peer_vtep peer_ul v vni svi host
+  ns=$(lab_ns "$n"); vtep=$(lab_vtep "$n"); host=$((n + 1))
   if [[ $n == 1 ]]; then ul=$LAB_UL1 peer_ul=$LAB_UL2 peer_vtep=$LAB_VTEP2
   else ul=$LAB_UL2 peer_ul=$LAB_UL1 peer_vtep=$LAB_VTEP1; fi
   _lab_sysctl "$ns" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
     net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 \
     net.ipv6.conf.default.dad_transmits=0 || return 1
-  ip -n "$ns" addr add "$vtep/32" dev lo &&
-    ip -n "$ns" addr add "$ul/30" dev ul0 &&
-    ip -n "$ns" link set ul0 up &&
-    ip -n "$ns" route add "$peer_vtep/32" via "$peer_ul" || return 1
-
-  ip -n "$ns" link add "$LV_BR" address "$(lv_bridge_mac "$n")" type bridge \
-    vlan_filtering 1 vlan_default_pvid 0 stp_state 0 mcast_snooping 0 &&
-    ip -n "$ns" link add "$LV_VRF" type vrf table "$LV_TABLE" &&
-    ip -n "$ns" link set "$LV_VRF" up || return 1
-  for v in "$LV_VM_VLAN" "$LV_CL_VLAN" "$LV_L3VNI"; do
-    bridge -n "$ns" vlan add dev "$LV_BR" vid "$v" self || return 1
-  done
-  ip -n "$ns" link set "$LV_BR" up || return 1
-  # VXLAN devices, one per VNI, each the access port of its VLAN.
-  _lv_vxlan "$n" "$LAB_VNI_VM" "$LV_VM_VLAN" &&
-    _lv_vxlan "$n" "$LAB_VNI_CL" "$LV_CL_VLAN" &&
-    _lv_vxlan "$n" "$LV_L3VNI" "$LV_L3VNI" || return 1
-  # SVIs in the VRF; anycast gateways as macvlans with the VRR MAC.
-  _lv_svi "$n" "$LV_VM_VLAN" "$(lv_svi_ip "$n" 4 "$LV_VM_VLAN")/24" "$(lv_svi_ip "$n" 6 "$LV_VM_VLAN")/64" &&
-    _lv_svi "$n" "$LV_CL_VLAN" "$(lv_svi_ip "$n" 4 "$LV_CL_VLAN")/24" "$(lv_svi_ip "$n" 6 "$LV_CL_VLAN")/64" &&
-    _lv_svi "$n" "$LV_L3VNI" "" "" &&
-    _lv_anycast "$n" "$LV_VM_VLAN" "$LV_GW4/24" "$LV_GW6/64" &&
-    _lv_anycast "$n" "$LV_CL_VLAN" "$LV_CL_GW4/24" "$LV_CL_GW6/64"
-}
-
-_lv_vxlan() { # N VNI VLAN
-  local ns vtep
-  ns=$(lab_ns "$1"); vtep=$(lab_vtep "$1")
-  ip -n "$ns" link add "vni$2" type vxlan id "$2" local "$vtep" dstport 4789 nolearning &&
-    ip -n "$ns" link set "vni$2" addrgenmode none &&
-    ip -n "$ns" link set "vni$2" master "$LV_BR" &&
-    bridge -n "$ns" vlan add dev "vni$2" vid "$3" pvid untagged &&
-    bridge -n "$ns" link set dev "vni$2" neigh_suppress on learning off &&
-    ip -n "$ns" link set "vni$2" up
-}
-
-_lv_svi() { # N VLAN [IP4/len] [IP6/len]
-  local ns svi=vlan$2
-  ns=$(lab_ns "$1")
-  ip -n "$ns" link add link "$LV_BR" name "$svi" type vlan id "$2" &&
-    ip -n "$ns" link set "$svi" master "$LV_VRF" &&
-    _lab_sysctl "$ns" "net.ipv6.conf.$svi.accept_dad=0" "net.ipv6.conf.$svi.dad_transmits=0" \
-      "net.ipv4.conf.$svi.arp_ignore=1" &&
-    ip -n "$ns" link set "$svi" up || return 1
-  [[ -z ${3:-} ]] || ip -n "$ns" addr add "$3" dev "$svi" || return 1
-  [[ -z ${4:-} ]] || ip -n "$ns" addr add "$4" dev "$svi" nodad
-}
-
-_lv_anycast() { # N VLAN IP4/len IP6/len
-  local ns dev=vlan$2-v0
-  ns=$(lab_ns "$1")
-  ip -n "$ns" link add link "vlan$2" name "$dev" address "$LV_VRR_MAC" type macvlan mode private &&
-    bridge -n "$ns" fdb replace "$LV_VRR_MAC" dev "$LV_BR" self local vlan "$2" &&
-    ip -n "$ns" link set "$dev" master "$LV_VRF" &&
-    _lab_sysctl "$ns" "net.ipv6.conf.$dev.accept_dad=0" "net.ipv6.conf.$dev.dad_transmits=0" &&
-    ip -n "$ns" link set "$dev" up &&
-    ip -n "$ns" addr add "$3" dev "$dev" &&
-    ip -n "$ns" addr add "$4" dev "$dev" nodad
+  {
+    echo "addr add $vtep/32 dev lo"
+    echo "addr add $ul/30 dev ul0"
+    echo "link set ul0 up"
+    echo "route add $peer_vtep/32 via $peer_ul"
+    echo "link add $LV_BR address $(lv_bridge_mac "$n") type bridge vlan_filtering 1 vlan_default_pvid 0 stp_state 0 mcast_snooping 0"
+    echo "link add $LV_VRF type vrf table $LV_TABLE"
+    echo "link set $LV_VRF up"
+    echo "link set $LV_BR up"
+    # VXLAN devices, one per VNI, bridge ports.
+    for vni in "$LAB_VNI_VM" "$LAB_VNI_CL" "$LV_L3VNI"; do
+      echo "link add vni$vni type vxlan id $vni local $vtep dstport 4789 nolearning"
+      echo "link set vni$vni addrgenmode none"
+      echo "link set vni$vni master $LV_BR"
+      echo "link set vni$vni up"
+    done
+    # SVIs in the VRF; anycast gateways: macvlans with the VRR MAC.
+    for v in "$LV_VM_VLAN" "$LV_CL_VLAN" "$LV_L3VNI"; do
+      echo "link add link $LV_BR name vlan$v type vlan id $v"
+      echo "link set vlan$v master $LV_VRF"
+    done
+    for v in "$LV_VM_VLAN" "$LV_CL_VLAN"; do
+      echo "link add link vlan$v name vlan$v-v0 address $LV_VRR_MAC type macvlan mode private"
+      echo "link set vlan$v-v0 master $LV_VRF"
+    done
+  } | ip -n "$ns" -batch - || { lab_err "leaf$n: ip -batch (links) failed"; return 1; }
+  {
+    for v in "$LAB_VNI_VM:$LV_VM_VLAN" "$LAB_VNI_CL:$LV_CL_VLAN" "$LV_L3VNI:$LV_L3VNI"; do
+      echo "vlan add dev $LV_BR vid ${v#*:} self"
+      echo "vlan add dev vni${v%%:*} vid ${v#*:} pvid untagged"
+      echo "link set dev vni${v%%:*} neigh_suppress on learning off"
+    done
+    for v in "$LV_VM_VLAN" "$LV_CL_VLAN"; do
+      echo "fdb replace $LV_VRR_MAC dev $LV_BR self local vlan $v"
+    done
+  } | bridge -n "$ns" -batch - || { lab_err "leaf$n: bridge -batch failed"; return 1; }
+  # The SVIs ignore ARP for addresses they do not hold (the anycast one).
+  _lab_sysctl "$ns" "net.ipv4.conf.vlan$LV_VM_VLAN.arp_ignore=1" \
+    "net.ipv4.conf.vlan$LV_CL_VLAN.arp_ignore=1" "net.ipv4.conf.vlan$LV_L3VNI.arp_ignore=1" || return 1
+  {
+    for v in "$LV_VM_VLAN" "$LV_CL_VLAN" "$LV_L3VNI"; do echo "link set vlan$v up"; done
+    for v in "$LV_VM_VLAN" "$LV_CL_VLAN"; do echo "link set vlan$v-v0 up"; done
+    echo "addr add $(lv_svi_ip "$n" 4 "$LV_VM_VLAN")/24 dev vlan$LV_VM_VLAN"
+    echo "addr add $(lv_svi_ip "$n" 6 "$LV_VM_VLAN")/64 dev vlan$LV_VM_VLAN nodad"
+    echo "addr add $(lv_svi_ip "$n" 4 "$LV_CL_VLAN")/24 dev vlan$LV_CL_VLAN"
+    echo "addr add $(lv_svi_ip "$n" 6 "$LV_CL_VLAN")/64 dev vlan$LV_CL_VLAN nodad"
+    echo "addr add $LV_GW4/24 dev vlan$LV_VM_VLAN-v0"
+    echo "addr add $LV_GW6/64 dev vlan$LV_VM_VLAN-v0 nodad"
+    echo "addr add $LV_CL_GW4/24 dev vlan$LV_CL_VLAN-v0"
+    echo "addr add $LV_CL_GW6/64 dev vlan$LV_CL_VLAN-v0 nodad"
+  } | ip -n "$ns" -batch - || { lab_err "leaf$n: ip -batch (addresses) failed"; return 1; }
 }
 
 # ---------------------------------------------------------------- FRR
@@ -370,9 +366,11 @@ lv_up() {
   lab_wait "$LAB_TIMEOUT" lv_l3vni_up 1 && lab_wait "$LAB_TIMEOUT" lv_l3vni_up 2 ||
     { lab_err "L3 VNI $LV_L3VNI not up"; lab_show 1 "show evpn vni $LV_L3VNI" >&2; return 1; }
 
-  lab_log "creating client and VM"
+  lab_log "creating the client"
   _lv_guest_client || { lab_err "client setup failed"; return 1; }
+  lab_log "creating the VM"
   lv_vm_home || return 1
+  lab_log "binding the decoys"
   lv_bind_decoys || return 1
   lab_log "checking routed reachability client -> VM"
   lv_client_reach_all || { lab_err "client cannot reach the VM"; lv_dump >&2; return 1; }
@@ -395,6 +393,7 @@ lv_vm_home() {
     ip netns exec "$LAB_NS_VM" ping -c1 -W2 -I "$a" "$src" >/dev/null ||
       { lab_err "VM $a cannot ping $src"; return 1; }
   done
+  lab_log "VM announced; waiting for the fabric to agree"
   lab_wait "$LAB_TIMEOUT" lv_vm_known || { lab_err "VM bindings not on both leaves"; lv_dump >&2; return 1; }
   ip -n "$LAB_NS_VM" neigh flush all
 }
@@ -456,11 +455,7 @@ lv_migrate() {
   LAB_PORTDEL_PID=
   if [[ $order == rarp-first ]]; then
     (
-      for ((i = 0; i < 300; i++)); do
-        bridge -n "$LAB_NS_L2" fdb show br "$LV_BR" 2>/dev/null |
-          grep -qi "^$LAB_VM_MAC dev swp1 " && break
-        sleep 0.01
-      done
+      _lv_wait_learned 3000
       sleep "$LAB_MIGRATE_GAP"
       lab_now_ms >"$LAB_DIR/t_portdel"
       ip -n "$LAB_NS_L1" link del swp1
@@ -469,6 +464,29 @@ lv_migrate() {
   fi
 }
 lv_migrate_wait() { lab_migrate_wait; }
+
+# _lv_wait_learned TIMEOUT-ms: wait until leaf2's bridge learned the VM's
+# MAC on swp1. Reads leaf2's fdb monitor (lab_monitor_start) with bash
+# builtins only: a fork per poll would compete, on user-mode Linux's single
+# CPU, with the daemon the test is timing. Without a monitor, polls
+# "bridge fdb show" every 10 ms.
+_lv_wait_learned() {
+  local f=$LAB_DIR/leaf2/fdb.mon i c pat sfd
+  pat="${LAB_VM_MAC,,} dev swp1 "
+  exec {sfd}<> <(:) # a pipe nobody writes to: "read -t" on it sleeps without a fork
+  for ((i = 0; i < $1 / 10; i++)); do
+    if [[ -r $f ]]; then
+      c=
+      IFS= read -r -d '' c <"$f"
+      [[ ${c,,} == *"$pat"* ]] && { exec {sfd}<&-; return 0; }
+    elif bridge -n "$LAB_NS_L2" fdb show br "$LV_BR" 2>/dev/null | grep -qi "^$pat"; then
+      exec {sfd}<&-; return 0
+    fi
+    read -r -t 0.01 -u "$sfd" c
+  done
+  exec {sfd}<&-
+  return 1
+}
 
 # lv_reset: undo a migration: the destination VM goes away (its leaf2 port
 # with it), every binding of the VM's MAC that is not zebra's (local
