@@ -369,7 +369,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		},
 	})
 	recent := status.NewRecorder(status.DefaultMigrations)
-	eng = engine.New(o.cfg, links, mirror, mgr, neigh.Kernel{Log: log}, log, func(r engine.Report) {
+	programmer := newReasserter(neigh.Kernel{Log: log}, kernelNeighbors, log)
+	wg.Go(func() { programmer.Run(ctx) })
+	eng = engine.New(o.cfg, links, mirror, mgr, programmer, log, func(r engine.Report) {
 		coll.Migrated(r, time.Now())
 		logReport(log, r, o.cfg.DryRun)
 		recent.Record(r)

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package cmd
+
+import (
+	"net/netip"
+
+	"github.com/rarp-replay/rarp-replay/neigh"
+)
+
+func kernelNeighbors(int) (map[netip.Addr]kernelNeigh, error) { return nil, neigh.ErrNotImplemented }

@@ -1,0 +1,97 @@
+package cmd
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+type programCall struct {
+	Ifindex int
+	IP      string
+	MAC     string
+}
+
+type fakeProgrammer struct{ calls []programCall }
+
+func (f *fakeProgrammer) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
+	f.calls = append(f.calls, programCall{ifindex, ip.String(), mac.String()})
+	return nil
+}
+
+func TestReasserter(t *testing.T) {
+	vm, other := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	ip := netip.MustParseAddr("192.0.2.10")
+	first := programCall{10, "192.0.2.10", vm.String()}
+	tests := []struct {
+		name   string
+		kernel []map[netip.Addr]kernelNeigh // what each check reads
+		after  time.Duration                // of the programming, per check
+		want   []programCall
+	}{
+		{"still there", []map[netip.Addr]kernelNeigh{{ip: {mac: vm}}}, time.Second, []programCall{first}},
+		{"deleted: programmed again, then kept", []map[netip.Addr]kernelNeigh{{}, {ip: {mac: vm}}, {ip: {mac: vm}}}, time.Second,
+			[]programCall{first, first}},
+		{"failed: programmed again", []map[netip.Addr]kernelNeigh{{ip: {mac: vm, lost: true}}}, time.Second, []programCall{first, first}},
+		{"bound to another MAC: left alone for good", []map[netip.Addr]kernelNeigh{{ip: {mac: other}}, {}}, time.Second, []programCall{first}},
+		{"lost after the window: left alone", []map[netip.Addr]kernelNeigh{{}}, 4 * time.Second, []programCall{first}},
+		{"lost again and again: at most maxReassert times", []map[netip.Addr]kernelNeigh{{}, {}, {}, {}, {}}, time.Second,
+			[]programCall{first, first, first, first}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prog := &fakeProgrammer{}
+			read := 0
+			r := newReasserter(prog, func(ifindex int) (map[netip.Addr]kernelNeigh, error) {
+				if ifindex != 10 {
+					return nil, errors.New("wrong SVI")
+				}
+				k := tc.kernel[min(read, len(tc.kernel)-1)]
+				read++
+				return k, nil
+			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			start := time.Now()
+			if err := r.Program(10, ip, vm); err != nil {
+				t.Fatal(err)
+			}
+			for range tc.kernel {
+				r.check(start.Add(tc.after))
+			}
+			if diff := cmp.Diff(tc.want, prog.calls); diff != "" {
+				t.Errorf("programmed (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A reader error programs nothing and keeps watching.
+func TestReasserterReadError(t *testing.T) {
+	prog := &fakeProgrammer{}
+	fail := true
+	r := newReasserter(prog, func(int) (map[netip.Addr]kernelNeigh, error) {
+		if fail {
+			return nil, errors.New("netlink busy")
+		}
+		return map[netip.Addr]kernelNeigh{}, nil
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ip := netip.MustParseAddr("2001:db8::10")
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	if err := r.Program(3, ip, mac); err != nil {
+		t.Fatal(err)
+	}
+	r.check(time.Now())
+	if len(prog.calls) != 1 {
+		t.Fatalf("programmed %d times after a read error, want 1", len(prog.calls))
+	}
+	fail = false
+	r.check(time.Now())
+	if len(prog.calls) != 2 {
+		t.Fatalf("programmed %d times once the kernel read showed it lost, want 2", len(prog.calls))
+	}
+}
