@@ -47,7 +47,9 @@
 # the last VM's first RARP; the daemon's retries give up at 5.4 s),
 # FABRIC_SETTLE_S (8: with the daemon, up to this long until every binding is
 # back), FABRIC_DAEMON_ARGS (extra "listen" flags, e.g. --log-level debug),
-# FABRIC_KEEP=1 (keep run dirs and the daemons' logs), FABRIC_VERBOSE=1.
+# FABRIC_KEEP=1 (keep run dirs and the daemons' logs), FABRIC_PERF=1 (perf
+# record leaf2's daemon during the migration; reports in FABRIC_PERF_DIR,
+# /tmp), FABRIC_VERBOSE=1.
 # The benchmark fails only on a broken run (lab down, helper failed), never
 # on a time. Everything lives in namespaces removed on every exit.
 set -u
@@ -205,7 +207,7 @@ fabric_run() {
   fabric_wait_count 2 "$dec" "$(wc -l <"$dec")" 30 ||
     { fabric_log "decoys not remote on leaf2"; lab_down; return 1; }
   if [[ $mode == with ]]; then
-    lab_start_daemons --log-format json --metrics-addr "$FABRIC_METRICS" ${FABRIC_DAEMON_ARGS:-} && lab_daemons_wait_listening 10 ||
+    lab_start_daemons --log-format json --metrics-addr "$FABRIC_METRICS" ${FABRIC_DAEMON_ARGS:-} && lab_daemons_wait_listening 60 ||
       { fabric_log "daemons did not start"; lab_down; return 1; }
     p1=$(<"$LAB_DIR/leaf1/rarp-replay.pid") p2=$(<"$LAB_DIR/leaf2/rarp-replay.pid")
   fi
@@ -221,8 +223,14 @@ fabric_run() {
     sleep 1 # the stream flows to the VMs on leaf1 first
   fi
   sleep 0.3
+  local perfpid=
   if [[ $mode == with ]]; then
     read -r c0_1 _ < <(fabric_proc "$p1"); read -r c0_2 _ < <(fabric_proc "$p2")
+    if [[ ${FABRIC_PERF:-0} == 1 ]]; then # where leaf2's daemon spends its CPU
+      perf record -q -F 997 -g -p "$p2" -o "$LAB_DIR/perf.data" >"$LAB_DIR/perf.log" 2>&1 &
+      perfpid=$!
+      sleep 0.5
+    fi
   fi
 
   # The destination hypervisor's VMs (paused until announced; in model (b)
@@ -287,6 +295,13 @@ fabric_run() {
     lab_daemons_alive || R_NOTE+="a daemon died; "
   fi
   ip -n "$l1" neigh show dev "br$LAB_VNI_VM" >"$LAB_DIR/final1"
+  if [[ -n $perfpid ]]; then
+    kill -INT "$perfpid"; wait "$perfpid"
+    perf report -q -i "$LAB_DIR/perf.data" --stdio --no-children --percent-limit 1 -g none \
+      >"${FABRIC_PERF_DIR:-/tmp}/rr-fabric-perf.$model.$order.txt" 2>&1
+    perf report -q -i "$LAB_DIR/perf.data" --stdio --children --percent-limit 3 -g caller,0.5,callee --max-stack 40 \
+      >"${FABRIC_PERF_DIR:-/tmp}/rr-fabric-perf.$model.$order.tree.txt" 2>&1
+  fi
   lab_stop_daemons
   fabric_stop "$rsp1"
   fabric_stop "$rsp2"

@@ -17,6 +17,9 @@
 //	    round. -out: "mac first-send-unix-ns" per VM.
 //	fabric stream   -targets IP,... -pps N -duration D -out F
 //	    UDP with sequence numbers to each target (the routed client)
+//	fabric recv     -addr IP -rx F [-timeout D]
+//	    a VM with a kernel stack: receive the stream on a UDP socket (so the
+//	    kernel sends no port unreachable, which would make the VM speak)
 //	fabric analyze  ...   per-VM times from the old leaf's monitors; see analyze.go
 //	fabric loss     ...   per-VM loss from stream and respond files; see analyze.go
 //
@@ -64,6 +67,8 @@ func main() {
 		err = announce(os.Args[2:])
 	case "stream":
 		err = stream(os.Args[2:])
+	case "recv":
+		err = recv(os.Args[2:])
 	case "analyze":
 		err = analyze(os.Args[2:])
 	case "loss":
@@ -639,4 +644,46 @@ loop:
 		fmt.Fprintf(&b, "%s %d %d %d\n", a, seq, start.UnixNano(), interval.Nanoseconds())
 	}
 	return os.WriteFile(*out, []byte(b.String()), 0o644)
+}
+
+func recv(args []string) error {
+	fs := flag.NewFlagSet("recv", flag.ContinueOnError)
+	addr := fs.String("addr", "", "the address the stream is sent to (the key in -rx)")
+	rxPath := fs.String("rx", "", "write the sequence numbers received here at exit")
+	timeout := fs.Duration("timeout", 10*time.Minute, "stop after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(*addr)
+	if err != nil {
+		return fmt.Errorf("-addr: %w", err)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: streamPort})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	deadline := time.Now().Add(*timeout)
+	fmt.Println("receiving")
+	var seqs []uint32
+	buf := make([]byte, 64)
+	for time.Now().Before(deadline) {
+		select {
+		case <-stop:
+			deadline = time.Now()
+			continue
+		default:
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := conn.Read(buf)
+		if err != nil {
+			continue
+		}
+		if n >= 4 {
+			seqs = append(seqs, binary.BigEndian.Uint32(buf))
+		}
+	}
+	return writeRx(*rxPath, map[netip.Addr][]uint32{a: seqs})
 }
