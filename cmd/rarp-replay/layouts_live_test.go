@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/compat"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
+	"github.com/rarp-replay/rarp-replay/internal/status"
 )
 
 const (
@@ -354,8 +356,9 @@ func testLayout(t *testing.T, l liveLayout) {
 		tcpdump(sw, l.vxlan, captures["vxlan"]),
 	}
 	monitor := nstest.Start(t, "ip", "-n", sw, "monitor", "neigh")
+	sock := dir + "/status.sock"
 	listen := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "-i", "any", "--log-format", "json", "--log-level", "debug",
-		"--probe-timeout", "100ms", "--probe-retries", "2")
+		"--probe-timeout", "100ms", "--probe-retries", "2", "--status-socket", sock)
 	listen.WaitFor(t, `"msg":"listening"`, 10*time.Second)
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("RR_DEBUG") != "" {
@@ -413,6 +416,7 @@ wait $c
 		}
 	}
 	migrations := waitMigrations(t, listen, len(vms))
+	statusOut := nstest.Run(t, bin, "status", "--json", "--socket", sock)
 	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
 	for _, d := range dumps {
 		d.Stop(t, syscall.SIGINT, 5*time.Second)
@@ -470,6 +474,37 @@ wait $c
 		}
 		if p := got["192.0.2.40"]; len(p) != 0 {
 			t.Errorf("the remote VM's address was probed: %v", p)
+		}
+	})
+
+	t.Run("status says which SVI serves each VLAN of each port", func(t *testing.T) {
+		var d status.Doc
+		if err := json.Unmarshal([]byte(statusOut), &d); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, statusOut)
+		}
+		got := map[string]string{}
+		for _, p := range d.Ports {
+			if p.Name == "uplink" { // the underlay: routed, served by default (--routed-ports)
+				if !strings.HasPrefix(p.Why, "stand-alone") || p.Bridge != "" {
+					t.Errorf("the routed uplink: %+v, want a stand-alone interface", p)
+				}
+				continue
+			}
+			if p.Bridge != l.bridge {
+				t.Errorf("port %s: bridge %q, want %s", p.Name, p.Bridge, l.bridge)
+			}
+			var vs []string
+			for _, v := range p.VLANs {
+				vs = append(vs, fmt.Sprintf("%d pvid=%v untagged=%v %s", v.VID, v.PVID, v.Untagged, v.SVI))
+			}
+			got[p.Name] = strings.Join(vs, "; ")
+		}
+		want := map[string]string{
+			l.trunk:  fmt.Sprintf("10 pvid=false untagged=false %s; 20 pvid=false untagged=false %s", l.svi10, l.svi20),
+			l.access: fmt.Sprintf("10 pvid=true untagged=true %s", l.svi10),
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ports served and their VLANs (-want +got):\n%s", diff)
 		}
 	})
 
