@@ -1,7 +1,7 @@
 # rarp-replay. `make demo` runs the demo, `make test` the tests, as root;
 # both install what a fresh Debian machine lacks first.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd user-mode-linux kmod
+DEBS = libpcap-dev tcpdump iproute2 frr jq iputils-ping util-linux systemd user-mode-linux kmod lintian dpkg-dev
 
 FUZZTIME ?= 10s
 FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBridgePort:./internal/link FuzzIPRoute2:./internal/link FuzzReplyMatching:./internal/engine \
@@ -31,7 +31,8 @@ deps:
 # and the kernel model in user-mode Linux, the FRR EVPN end-to-end tests
 # (ordinary bridges on this kernel, a VLAN-aware bridge with symmetric IRB in
 # UML), README's compatibility table regenerated from this run, the .deb
-# (lintian, install, upgrade, purge), then each fuzz target briefly.
+# (lintian, install, upgrade, remove, purge with and without systemd,
+# systemd-analyze verify), then each fuzz target briefly.
 # RARP_REPLAY_REQUIRE_ROOT makes a namespace test fail, not skip, when it
 # cannot run.
 COMPAT = $(CURDIR)/build/compat
@@ -43,7 +44,7 @@ test: deps build
 	$(MAKE) test-evpn-vlan
 	$(MAKE) compat-table
 	$(MAKE) deb
-	packaging/test-deb.sh
+	GO=$(GO) packaging/test-deb.sh
 	$(MAKE) fuzz
 
 # Runs every fuzz target for FUZZTIME. A finding is written under the
@@ -117,7 +118,7 @@ demo-local: deps build
 # The .deb (packaging/build-deb.sh): binary, systemd unit, default
 # environment file, man pages, shell completions. nfpm runs as a Go tool
 # pinned in packaging/tools/go.mod (no prebuilt download).
-deb: build
+deb:
 	VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) GO=$(GO) packaging/build-deb.sh
 
 # Benchmarks, as root; not part of `make test`. `make bench` rewrites the

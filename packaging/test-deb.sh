@@ -129,7 +129,9 @@ files=(/usr/bin/rarp-replay "$unit" /etc/default/rarp-replay
   /usr/share/doc/rarp-replay/copyright /usr/share/doc/rarp-replay/changelog.Debian.gz
   /usr/share/bash-completion/completions/rarp-replay
   /usr/share/zsh/vendor-completions/_rarp-replay /usr/share/fish/vendor_completions.d/rarp-replay.fish
-  /usr/share/lintian/overrides/rarp-replay)
+  /usr/share/lintian/overrides/rarp-replay
+  /usr/share/doc/rarp-replay/examples/rarp-replay-alerts.yml /usr/share/doc/rarp-replay/examples/rarp-replay-dashboard.json
+  /usr/share/doc/rarp-replay/METRICS.md /usr/share/doc/rarp-replay/TROUBLESHOOTING.md /usr/share/doc/rarp-replay/CONFIG.md)
 for c in "" -listen -replay -send-rarp -status -version; do files+=("/usr/share/man/man1/rarp-replay$c.1.gz"); done
 
 if [ "${1:-}" = --phase ]; then
