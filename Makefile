@@ -11,7 +11,7 @@ FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBr
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
-.PHONY: all build deps test test-unit test-uml test-layouts test-evpn-vlan compat-table fuzz soak pcaps demo demo-local deb bench bench-fabric clean
+.PHONY: all build deps test test-unit test-uml test-layouts test-evpn-vlan compat-table promtool fuzz soak pcaps demo demo-local deb bench bench-fabric clean
 
 all: build
 
@@ -36,9 +36,9 @@ deps:
 # RARP_REPLAY_REQUIRE_ROOT makes a namespace test fail, not skip, when it
 # cannot run.
 COMPAT = $(CURDIR)/build/compat
-test: deps build
+test: deps build promtool
 	rm -rf $(COMPAT) && mkdir -p $(COMPAT)
-	RARP_REPLAY_COMPAT_DIR=$(COMPAT) RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
+	PATH=$(PROMTOOL_DIR):$$PATH RARP_REPLAY_COMPAT_DIR=$(COMPAT) RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
 	$(MAKE) test-uml
 	RARP_REPLAY_COMPAT_DIR=$(COMPAT) RARP_REPLAY=bin/rarp-replay scripts/lab/e2e.sh
 	$(MAKE) test-evpn-vlan
@@ -46,6 +46,16 @@ test: deps build
 	$(MAKE) deb
 	GO=$(GO) packaging/test-deb.sh
 	$(MAKE) fuzz
+
+# promtool, for the alert rules' test (internal/metrics), taken out of
+# Debian's prometheus package without installing it (installing would start
+# a Prometheus server).
+PROMTOOL_DIR = $(CURDIR)/build/tools/usr/bin
+promtool: $(PROMTOOL_DIR)/promtool
+$(PROMTOOL_DIR)/promtool:
+	rm -rf build/tools && mkdir -p build/tools
+	cd build/tools && apt-get download -q prometheus 2>&1 | tail -n 1 && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb
+	test -x $@
 
 # Runs every fuzz target for FUZZTIME. A finding is written under the
 # package's testdata/fuzz and fails the run; commit it as a corpus entry.
