@@ -25,6 +25,24 @@ func TestConfigUpToDate(t *testing.T) {
 	}
 }
 
+// TestReadmeUpToDate: README's listen flags table is the generated one.
+func TestReadmeUpToDate(t *testing.T) {
+	old, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readmeWith(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(strings.Split(string(got), "\n"), strings.Split(string(old), "\n")); diff != "" {
+		t.Errorf("README.md's listen flags are stale; regenerate them with\n\tgo run ./scripts/gen-docs -readme README.md\n(-generated +committed):\n%s", diff)
+	}
+	if !strings.Contains(string(old), "`--routed-ports`") {
+		t.Error("README.md's listen flags lack --routed-ports: the table is empty or not the listen command's")
+	}
+}
+
 // TestConfigCoversFlags checks the reference names every flag of the
 // commands an operator configures, with its default.
 func TestConfigCoversFlags(t *testing.T) {
