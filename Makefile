@@ -11,7 +11,7 @@ FUZZ = FuzzDecode:./internal/packet FuzzRoundTrip:./internal/packet FuzzDecodeBr
 VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed 's/^v//; s/^\([0-9a-f]\{7,\}\)$$/0.0.0+g\1/' || echo 0.0.0)
 DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 
-.PHONY: all build deps test test-unit test-uml test-layouts test-evpn-vlan compat-table promtool fuzz soak pcaps demo demo-local deb bench bench-fabric clean
+.PHONY: all build deps test test-unit test-uml test-layouts test-evpn-vlan compat-table promtool docs fuzz soak pcaps demo demo-local deb bench bench-fabric clean
 
 all: build
 
@@ -107,6 +107,13 @@ compat-table:
 SOAK ?= 10m
 soak: deps
 	RARP_REPLAY_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 0 -v -run '^TestKernelModel$$' ./cmd/rarp-replay -model.duration $(SOAK)
+
+# Regenerates what is generated from the code: docs/CONFIG.md and README's
+# listen flags (from the commands), docs/METRICS.md and README's metrics
+# table (from the registry). Tests fail while they are stale.
+docs:
+	$(GO) run ./scripts/gen-docs -config docs/CONFIG.md -readme README.md
+	$(GO) test ./internal/metrics -run TestMetricsDoc -update
 
 # Regenerates the replay corpus and its golden files.
 pcaps:
