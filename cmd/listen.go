@@ -326,7 +326,10 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	}
 	stopSignals := handleSignals(ctx, &wg, log, dump)
 	defer stopSignals()
-	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, log) {
+	// Programs verified bindings, and again those the kernel loses right
+	// after (the neighbor watcher tells it).
+	programmer := newReasserter(neigh.Kernel{Log: log}, kernelNeighbors, log)
+	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, programmer.Changed, log) {
 		return nil
 	}
 	started.Store(true)
@@ -369,7 +372,6 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		},
 	})
 	recent := status.NewRecorder(status.DefaultMigrations)
-	programmer := newReasserter(neigh.Kernel{Log: log}, kernelNeighbors, log)
 	wg.Go(func() { programmer.Run(ctx) })
 	eng = engine.New(o.cfg, links, mirror, mgr, programmer, log, func(r engine.Report) {
 		coll.Migrated(r, time.Now())
@@ -455,8 +457,9 @@ func logReport(log *slog.Logger, r engine.Report, dryRun bool) {
 // their first dump in (false when ctx ended first). The state file, when
 // there is one, is loaded in between: after the links, whose names it
 // refers to, and before the kernel's neighbors, whose dump marks the
-// bindings still in the kernel present again.
-func watch(ctx context.Context, wg *sync.WaitGroup, links *link.Table, mirror *neigh.Mirror, stats *engine.Counters, stateFile string, log *slog.Logger) bool {
+// bindings still in the kernel present again. changed gets every neighbor
+// event (neigh.WatchOptions.Changed).
+func watch(ctx context.Context, wg *sync.WaitGroup, links *link.Table, mirror *neigh.Mirror, stats *engine.Counters, stateFile string, changed func(neigh.Entry, bool), log *slog.Logger) bool {
 	refresh := make(chan struct{})
 	linksReady, neighReady := make(chan struct{}), make(chan struct{})
 	wg.Go(func() {
@@ -477,7 +480,7 @@ func watch(ctx context.Context, wg *sync.WaitGroup, links *link.Table, mirror *n
 		loadState(stateFile, mirror, links, stats, log)
 	}
 	wg.Go(func() {
-		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { stats.Resync("neigh") }})
+		neigh.Watch(ctx, mirror, log, func() { close(neighReady) }, neigh.WatchOptions{Resynced: func() { stats.Resync("neigh") }, Changed: changed})
 	})
 	select {
 	case <-neighReady:

@@ -7,9 +7,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
+	"github.com/rarp-replay/rarp-replay/neigh"
 )
 
 // kernelNeigh is what the kernel holds for an address on an SVI.
@@ -19,23 +21,24 @@ type kernelNeigh struct {
 }
 
 // reasserter programs verified bindings and, for a short window after,
-// programs a binding again if the kernel lost it. Seen in the fabric
+// programs a binding again if the kernel loses it. Seen in the fabric
 // benchmark (200 VMs at once, scripts/bench/fabric.sh): zebra, busy with
 // the burst, processed the old leaf's withdrawal of a VM's remote binding
 // after the daemon had replaced that binding with the local one, and
 // deleted it (RTM_DELNEIGH some ms after the replace); 13 of 600 bindings
-// never came back. An address the kernel binds to another MAC meanwhile is
-// left alone: it moved again.
+// never came back. The neighbor watcher reports such losses (Lost); if its
+// reports overflow, the kernel's table is read instead (check). An address
+// the kernel binds to another MAC meanwhile is left alone: it moved again.
 type reasserter struct {
 	prog   engine.Programmer
 	list   func(ifindex int) (map[netip.Addr]kernelNeigh, error) // the SVI's neighbors
 	log    *slog.Logger
 	window time.Duration // how long after programming a binding is watched
-	every  time.Duration // how often the kernel is read while any is
 
-	mu    sync.Mutex
-	watch map[guardKey]guarded
-	wake  chan struct{}
+	mu       sync.Mutex
+	watch    map[guardKey]guarded
+	lost     chan guardKey // from the neighbor watcher
+	overflow atomic.Bool   // lost was full: read the kernel
 }
 
 type guardKey struct {
@@ -53,53 +56,107 @@ type guarded struct {
 const maxReassert = 3
 
 func newReasserter(prog engine.Programmer, list func(int) (map[netip.Addr]kernelNeigh, error), log *slog.Logger) *reasserter {
-	return &reasserter{prog: prog, list: list, log: log, window: 3 * time.Second, every: 50 * time.Millisecond,
-		watch: make(map[guardKey]guarded), wake: make(chan struct{}, 1)}
+	return &reasserter{prog: prog, list: list, log: log, window: 3 * time.Second,
+		watch: make(map[guardKey]guarded), lost: make(chan guardKey, 4096)}
 }
 
 // Program programs the binding and watches it for the window.
 func (r *reasserter) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
-	if err := r.prog.Program(ifindex, ip, mac); err != nil {
-		return err
-	}
+	k := guardKey{ifindex, ip}
 	r.mu.Lock()
-	r.watch[guardKey{ifindex, ip}] = guarded{mac: slices.Clone(mac), until: time.Now().Add(r.window)}
+	r.watch[k] = guarded{mac: slices.Clone(mac), until: time.Now().Add(r.window)}
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	if err := r.prog.Program(ifindex, ip, mac); err != nil {
+		r.mu.Lock()
+		delete(r.watch, k)
+		r.mu.Unlock()
+		return err
 	}
 	return nil
 }
 
-// Run checks the watched bindings every r.every while there are any, until
-// ctx ends.
+// Changed takes the neighbor watcher's events (neigh.WatchOptions.Changed):
+// a watched binding deleted, FAILED or INCOMPLETE is queued to be
+// programmed again. It never blocks.
+func (r *reasserter) Changed(e neigh.Entry, deleted bool) {
+	lost := deleted || e.State&(neigh.NUDFailed|neigh.NUDIncomplete) != 0
+	k := guardKey{e.IfIndex, e.IP}
+	r.mu.Lock()
+	g, ok := r.watch[k]
+	if ok && !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac) {
+		delete(r.watch, k) // bound elsewhere now
+		ok = false
+	}
+	r.mu.Unlock()
+	if !ok || !lost {
+		return
+	}
+	select {
+	case r.lost <- k:
+	default:
+		r.overflow.Store(true)
+	}
+}
+
+// Run programs again what Changed queued, and reads the kernel (check) at
+// the next 200 ms tick after Changed overflowed, until ctx ends.
 func (r *reasserter) Run(ctx context.Context) {
-	t := time.NewTicker(r.every)
+	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		r.mu.Lock()
-		idle := len(r.watch) == 0
-		r.mu.Unlock()
-		if idle {
-			select {
-			case <-ctx.Done():
-				return
-			case <-r.wake:
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
+		case k := <-r.lost:
+			r.again(k, time.Now())
 		case now := <-t.C:
-			r.check(now)
+			if r.overflow.Swap(false) {
+				r.check(now)
+			} else {
+				r.expire(now)
+			}
 		}
 	}
 }
 
+// again programs the watched binding k again, unless its window is over
+// or it was programmed again maxReassert times.
+func (r *reasserter) again(k guardKey, now time.Time) {
+	r.mu.Lock()
+	g, ok := r.watch[k]
+	if ok && (now.After(g.until) || g.again >= maxReassert) {
+		delete(r.watch, k)
+		ok = false
+	}
+	if ok {
+		g.again++
+		r.watch[k] = g
+	}
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err := r.prog.Program(k.ifindex, k.ip, g.mac); err != nil {
+		r.log.Error("program again", "ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "err", err)
+		return
+	}
+	r.log.Info("binding programmed again: the kernel lost it right after it was programmed",
+		"ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "times", g.again)
+}
+
+func (r *reasserter) expire(now time.Time) {
+	r.mu.Lock()
+	for k, g := range r.watch {
+		if now.After(g.until) {
+			delete(r.watch, k)
+		}
+	}
+	r.mu.Unlock()
+}
+
 // check reads the kernel's neighbors of every SVI with watched bindings
 // once, programs again those it lost, and forgets the expired ones and
-// those bound to another MAC now.
+// those bound to another MAC now: what Changed would have reported.
 func (r *reasserter) check(now time.Time) {
 	r.mu.Lock()
 	by := make(map[int][]guardKey)
@@ -115,6 +172,7 @@ func (r *reasserter) check(now time.Time) {
 		kn, err := r.list(ifindex)
 		if err != nil {
 			r.log.Warn("cannot read the neighbors to check programmed bindings", "ifindex", ifindex, "err", err)
+			r.overflow.Store(true) // try again
 			continue
 		}
 		for _, k := range keys {
@@ -132,18 +190,7 @@ func (r *reasserter) check(now time.Time) {
 			case there && !e.lost:
 				continue
 			}
-			g.again++
-			r.mu.Lock()
-			if cur, ok := r.watch[k]; ok && slices.Equal(cur.mac, g.mac) {
-				r.watch[k] = g
-			}
-			r.mu.Unlock()
-			if err := r.prog.Program(k.ifindex, k.ip, g.mac); err != nil {
-				r.log.Error("program again", "ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "err", err)
-				continue
-			}
-			r.log.Info("binding programmed again: the kernel lost it right after it was programmed",
-				"ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "times", g.again)
+			r.again(k, now)
 		}
 	}
 }

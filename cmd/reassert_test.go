@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rarp-replay/rarp-replay/neigh"
 )
 
 type programCall struct {
@@ -93,5 +94,48 @@ func TestReasserterReadError(t *testing.T) {
 	r.check(time.Now())
 	if len(prog.calls) != 2 {
 		t.Fatalf("programmed %d times once the kernel read showed it lost, want 2", len(prog.calls))
+	}
+}
+
+// The neighbor watcher's events: a watched binding deleted or FAILED is
+// queued and programmed again; other events, other addresses and a binding
+// the kernel now holds for another MAC are not.
+func TestReasserterChanged(t *testing.T) {
+	vm, other := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	ip, ip2 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	tests := []struct {
+		name    string
+		events  []neigh.Entry
+		deleted []bool
+		queued  int
+	}{
+		{"deleted", []neigh.Entry{{IfIndex: 10, IP: ip}}, []bool{true}, 1},
+		{"failed", []neigh.Entry{{IfIndex: 10, IP: ip, State: neigh.NUDFailed}}, []bool{false}, 1},
+		{"reachable with its MAC", []neigh.Entry{{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDReachable}}, []bool{false}, 0},
+		{"another address", []neigh.Entry{{IfIndex: 10, IP: ip2}}, []bool{true}, 0},
+		{"another SVI", []neigh.Entry{{IfIndex: 11, IP: ip}}, []bool{true}, 0},
+		{"bound to another MAC, then deleted", []neigh.Entry{
+			{IfIndex: 10, IP: ip, MAC: other, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, true}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prog := &fakeProgrammer{}
+			r := newReasserter(prog, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err := r.Program(10, ip, vm); err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range tc.events {
+				r.Changed(e, tc.deleted[i])
+			}
+			if got := len(r.lost); got != tc.queued {
+				t.Fatalf("queued %d bindings, want %d", got, tc.queued)
+			}
+			for len(r.lost) > 0 {
+				r.again(<-r.lost, time.Now())
+			}
+			if got, want := len(prog.calls), 1+tc.queued; got != want {
+				t.Errorf("programmed %d times, want %d: %v", got, want, prog.calls)
+			}
+		})
 	}
 }

@@ -90,6 +90,9 @@ func Watch(ctx context.Context, m *Mirror, log *slog.Logger, ready func(), o Wat
 			} else {
 				m.Update(e)
 			}
+			if o.Changed != nil {
+				o.Changed(e, u.Type == unix.RTM_DELNEIGH)
+			}
 		},
 		Resynced: o.Resynced,
 	}, ready)

@@ -34,4 +34,8 @@ type WatchOptions struct {
 	// (the kernel outran the reader: ENOBUFS) and the table was dumped
 	// again.
 	Resynced func()
+	// Changed, when not nil, is called with every IPv4 and IPv6 neighbor
+	// event, after the mirror took it (deleted: RTM_DELNEIGH), on the
+	// watcher's goroutine: it must not block.
+	Changed func(e Entry, deleted bool)
 }
