@@ -595,7 +595,8 @@ lab_send_rarp() {
 # poll with lab_observe, which also reaps them (or call lab_migrate_wait).
 # Sets LAB_T_RARP_MS (wall clock ms when the sender started); the port
 # removal time is in LAB_T_PORTDEL_MS after lab_migrate_wait.
-# LAB_RARP_ARGS: extra send-rarp args (e.g. "--count 1").
+# LAB_RARP_ARGS: extra send-rarp args (e.g. "--count 1"). LAB_MIGRATE_HOOK:
+# see below.
 lab_migrate() {
   local order=$1
   case $order in rarp-first | port-first) ;; *) lab_err "usage: lab_migrate rarp-first|port-first"; return 1 ;; esac
@@ -608,6 +609,9 @@ lab_migrate() {
   # learned; a hypervisor keeps the destination paused until it sends RARPs.
   _lab_guest "$LAB_NS_VM2" 2 vm0 "$LAB_VM_MAC" "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6" \
     "$LAB_GW4" "$LAB_GW6" || { lab_err "destination VM setup failed"; return 1; }
+  # LAB_MIGRATE_HOOK: a command run once the destination VM exists, before
+  # its port is attached (e.g. start a receiver in it); empty by default.
+  if [[ -n ${LAB_MIGRATE_HOOK:-} ]]; then $LAB_MIGRATE_HOOK || return 1; fi
   sleep 0.3
   ip -n "$LAB_NS_VM2" neigh flush all
   rm -f "$LAB_DIR/t_portdel"
