@@ -14,13 +14,19 @@ var ErrNotImplemented = errors.New("live capture needs Linux and libpcap (built 
 
 // Options tune a live handle.
 type Options struct {
-	SnapLen    int           // bytes kept of each frame
-	Timeout    time.Duration // read timeout, so a reader can notice shutdown
-	BufferSize int           // kernel ring size in bytes
+	SnapLen int // bytes kept of each frame
+	// Timeout bounds a read: ReadPacketData returns capture.ErrTimeout
+	// when no frame arrived within it. Zero: no bound; a read waits until
+	// a frame arrives or the handle is closed (Close ends it with io.EOF).
+	Timeout    time.Duration
+	BufferSize int // kernel ring size in bytes
 }
 
-// DefaultOptions keep whole ARP and NDP frames, return from reads every
-// 100 ms, and give each port a 2 MiB ring (2,000 VMs x 5 RARPs in 0.8 s on
-// one port: no kernel drops; 1 MiB dropped some). Immediate mode is always on: without it libpcap may hold a frame
-// for the whole timeout.
-var DefaultOptions = Options{SnapLen: 256, Timeout: 100 * time.Millisecond, BufferSize: 2 << 20}
+// DefaultOptions keep whole ARP and NDP frames, give each port a 2 MiB ring
+// (2,000 VMs x 5 RARPs in 0.8 s on one port: no kernel drops; 1 MiB
+// dropped some), and read without a timeout: an idle port's reader stays
+// parked in Go's poller (a 100 ms timeout woke every port's reader ten
+// times a second, and each wake-up kept the runtime's sysmon busy for a
+// millisecond). Immediate mode is always on: without it libpcap may hold a
+// frame in its ring.
+var DefaultOptions = Options{SnapLen: 256, BufferSize: 2 << 20}

@@ -3,7 +3,6 @@
 package pcapio
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/gopacket/gopacket"
@@ -20,16 +19,25 @@ func LibVersion() string { return pcap.Version() }
 // Live is a live libpcap handle.
 type Live struct {
 	*pcap.Handle
+	r *poller
 }
 
 // ReadPacketData returns the next frame, or capture.ErrTimeout when the read
-// timeout expired first.
+// timeout expired first, or io.EOF once the handle is closed.
 func (h Live) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
-	data, ci, err := h.Handle.ReadPacketData()
-	if errors.Is(err, pcap.NextErrorTimeoutExpired) {
-		return nil, ci, capture.ErrTimeout
-	}
-	return data, ci, err
+	return h.r.read()
+}
+
+// WritePacketData sends frame out of the handle's interface
+// (pcap_sendpacket), waiting while the socket's send buffer is full.
+func (h Live) WritePacketData(frame []byte) error {
+	return h.r.write(h.Handle, frame)
+}
+
+// Close stops reads and closes the handle.
+func (h Live) Close() {
+	h.r.close()
+	h.Handle.Close()
 }
 
 // Stats returns the packets the kernel received for the handle and those
@@ -60,7 +68,12 @@ func Open(ifname, filter string, o Options) (Live, error) {
 	defer in.CleanUp()
 	for _, set := range []func() error{
 		func() error { return in.SetSnapLen(o.SnapLen) },
-		func() error { return in.SetTimeout(o.Timeout) },
+		func() error {
+			if o.Timeout <= 0 {
+				return nil // reads are bounded by the poller, if at all
+			}
+			return in.SetTimeout(o.Timeout)
+		},
 		func() error { return in.SetImmediateMode(true) },
 		func() error { return in.SetBufferSize(o.BufferSize) },
 	} {
@@ -93,7 +106,12 @@ func Open(ifname, filter string, o Options) (Live, error) {
 			return Live{}, fmt.Errorf("capture %s: filter %q: %w", ifname, filter, err)
 		}
 	}
-	return Live{h}, nil
+	r, err := newPoller(h, o.Timeout)
+	if err != nil {
+		h.Close()
+		return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
+	}
+	return Live{Handle: h, r: r}, nil
 }
 
 // Opener opens the daemon's handles.

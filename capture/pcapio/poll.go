@@ -1,0 +1,172 @@
+//go:build linux && cgo
+
+package pcapio
+
+/*
+#include <pcap/pcap.h>
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/pcap"
+	"github.com/rarp-replay/rarp-replay/capture"
+	"golang.org/x/sys/unix"
+)
+
+// poller reads a live handle's frames with the goroutine parked in Go's
+// network poller while the port is idle, instead of inside a cgo poll(2)
+// as gopacket's ReadPacketData does. A goroutine blocked in cgo holds an
+// OS thread in a system call: the runtime's sysmon watches it, takes its P
+// away after a while and hands it back on the way out, waking sysmon, and
+// on 2 CPUs that bookkeeping competed with the probe path (profile in
+// docs/PERFORMANCE.md). Here the handle's packet socket (libpcap's
+// selectable descriptor, duplicated) is registered with the poller; a
+// readable socket wakes the goroutine, which takes the frame out of
+// libpcap's ring with one non-blocking pcap_next_ex call.
+type poller struct {
+	p       *C.pcap_t
+	f       *os.File // the duplicated descriptor, registered with the poller
+	rc      syscall.RawConn
+	timeout time.Duration
+
+	mu     sync.Mutex // serialises pcap_next_ex with closing
+	closed bool
+	hdr    *C.struct_pcap_pkthdr
+	pkt    *C.u_char
+	nsec   bool // timestamps in nanoseconds
+}
+
+// pcapT returns gopacket's pcap_t of h (see ignoreOutgoing).
+func pcapT(h *pcap.Handle) (*C.pcap_t, error) {
+	f := reflect.ValueOf(h).Elem().FieldByName("cptr")
+	if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() {
+		return nil, errors.New("gopacket's pcap.Handle has no cptr field: cannot reach the packet socket")
+	}
+	return (*C.pcap_t)(unsafe.Pointer(f.Pointer())), nil
+}
+
+// newPoller puts h in non-blocking mode and registers its packet socket
+// with Go's poller. The descriptor becomes non-blocking, libpcap's sends included; Live's
+// WritePacketData waits for room itself.
+func newPoller(h *pcap.Handle, timeout time.Duration) (*poller, error) {
+	p, err := pcapT(h)
+	if err != nil {
+		return nil, err
+	}
+	var errbuf [C.PCAP_ERRBUF_SIZE]C.char
+	if C.pcap_setnonblock(p, 1, &errbuf[0]) < 0 {
+		return nil, fmt.Errorf("pcap_setnonblock: %s", C.GoString(&errbuf[0]))
+	}
+	fd := int(C.pcap_get_selectable_fd(p))
+	if fd < 0 {
+		return nil, errors.New("pcap_get_selectable_fd: no descriptor")
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "pcap")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	// A descriptor the poller refused (it would block a thread instead)
+	// has no deadlines.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("packet socket not pollable: %w", err)
+	}
+	return &poller{p: p, f: f, rc: rc, timeout: timeout,
+		nsec: h.Resolution() == gopacket.TimestampResolutionNanosecond}, nil
+}
+
+// read returns the next frame, capture.ErrTimeout when none arrived within
+// the timeout, io.EOF once closed.
+func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
+	var ci gopacket.CaptureInfo
+	if r.timeout > 0 {
+		if err := r.f.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
+			return nil, ci, io.EOF
+		}
+	}
+	var data []byte
+	var rerr error
+	err := r.rc.Read(func(uintptr) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closed {
+			rerr = io.EOF
+			return true
+		}
+		switch C.pcap_next_ex(r.p, &r.hdr, &r.pkt) {
+		case 1:
+			n := int(r.hdr.caplen)
+			data = C.GoBytes(unsafe.Pointer(r.pkt), C.int(n))
+			ns := int64(r.hdr.ts.tv_usec)
+			if !r.nsec {
+				ns *= 1000
+			}
+			ci = gopacket.CaptureInfo{Timestamp: time.Unix(int64(r.hdr.ts.tv_sec), ns), CaptureLength: n, Length: int(r.hdr.len)}
+			return true
+		case 0: // nothing in the ring: wait for the socket
+			return false
+		default:
+			rerr = errors.New(C.GoString(C.pcap_geterr(r.p)))
+			return true
+		}
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, ci, capture.ErrTimeout
+	case err != nil:
+		return nil, ci, io.EOF
+	}
+	return data, ci, rerr
+}
+
+// write sends frame through libpcap, waiting in the poller while the
+// socket's send buffer is full (the descriptor is non-blocking).
+func (r *poller) write(h *pcap.Handle, frame []byte) error {
+	for {
+		err := h.WritePacketData(frame)
+		// pcap_sendpacket reports errno as text only: "send: Resource
+		// temporarily unavailable".
+		if err == nil || !strings.HasSuffix(err.Error(), unix.EAGAIN.Error()) {
+			return err
+		}
+		waited := false
+		if werr := r.rc.Write(func(uintptr) bool {
+			done := waited
+			waited = true
+			return done
+		}); werr != nil {
+			return err
+		}
+	}
+}
+
+// close wakes a reader parked in the poller and keeps pcap_next_ex from
+// running again; the pcap handle itself is closed after it.
+func (r *poller) close() {
+	r.f.Close()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+}
