@@ -5,6 +5,8 @@
 # first RARP to the last binding programmed (the daemon's "migration handled"
 # log lines), how many migrations were handled, and libpcap's kernel drops
 # for the port (from /metrics).
+# A Markdown table goes to $BENCH_TABLE when set; the exit status is
+# non-zero when a run handled no migration at all (never on a time).
 # Usage: sudo scripts/bench/mass.sh [bin/rarp-replay] [COUNT=2000] [RUNS=3]
 set -euo pipefail
 bin=$(realpath "${1:-bin/rarp-replay}") count=${2:-2000} runs=${3:-3}
@@ -30,6 +32,9 @@ ip -n "$vm" link set eth0 up
 ip -n "$sw" link set lo up
 ip netns exec "$vm" "$tmp/latency" respond eth0 &
 pids+=($!)
+table=$tmp/table broken=0
+{ echo "| run | VMs × 5 RARPs | migrations handled | with bindings programmed | first RARP → last programmed | pcap kernel drops on the port |"
+  echo "| --- | --- | --- | --- | --- | --- |"; } >"$table"
 for r in $(seq "$runs"); do
   base=02b${r}00000000
   awk -v n="$count" -v r="$r" 'BEGIN { for (i = 0; i < n; i++)
@@ -44,8 +49,16 @@ for r in $(seq "$runs"); do
   kill "$pid"; wait "$pid" 2>/dev/null || true
   handled=$(grep -c '"msg":"migration handled"' "$tmp/log" || true)
   programmed=$(grep '"msg":"migration handled"' "$tmp/log" | grep -c '"programmed":\["' || true)
+  if [ "$programmed" -eq 0 ]; then
+    echo "run $r: broken: no binding programmed ($handled migrations handled)" >&2; broken=1
+    ip -n "$sw" neigh flush dev br0; continue
+  fi
   last=$(grep '"msg":"migration handled"' "$tmp/log" | sed 's/.*"time":"\([^"]*\)".*/\1/' | sort | tail -1)
   last_ns=$(date -d "$last" +%s%N)
-  echo "run $r: $count VMs x 5 RARPs; $handled migrations handled, $programmed with bindings programmed; first RARP -> last programmed $(( (last_ns - start) / 1000000 )) ms; pcap kernel drops on the port: ${drops:-?}"
+  ms=$(( (last_ns - start) / 1000000 ))
+  echo "run $r: $count VMs x 5 RARPs; $handled migrations handled, $programmed with bindings programmed; first RARP -> last programmed $ms ms; pcap kernel drops on the port: ${drops:-?}"
+  echo "| $r | $count | $handled | $programmed | $ms ms | ${drops:-?} |" >>"$table"
   ip -n "$sw" neigh flush dev br0
 done
+[ -n "${BENCH_TABLE:-}" ] && cp "$table" "$BENCH_TABLE"
+exit $broken

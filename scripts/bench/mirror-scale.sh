@@ -4,6 +4,8 @@
 # those against gc_thresh), then CHANGES neighbor changes per second for 10 s.
 # Reports time to ready (start to the "listening" log line), RSS when ready
 # and after the changes, and the daemon's CPU during the changes.
+# A Markdown table goes to $BENCH_TABLE when set; the exit status is
+# non-zero when the daemon never became ready or mirrored nothing.
 # Usage: sudo scripts/bench/mirror-scale.sh [bin/rarp-replay] [N=100000] [CHANGES=10000] [RUNS=3]
 set -euo pipefail
 bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-100000} rate=${3:-10000} runs=${4:-3}
@@ -30,10 +32,16 @@ done
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
+table=$tmp/table
+{ echo "| run | bindings mirrored | start → ready | RSS ready | RSS after the changes | CPU during $rate changes/s (10 s) |"
+  echo "| --- | --- | --- | --- | --- | --- |"; } >"$table"
 for r in $(seq "$runs"); do
   t0=$(date +%s%N)
   ip netns exec "$ns" "$bin" listen --log-format json >"$tmp/log" 2>&1 & pid=$!
-  until grep -q '"msg":"listening"' "$tmp/log"; do sleep 0.005; done
+  until grep -q '"msg":"listening"' "$tmp/log"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; echo "mirror-scale: the daemon exited before it was ready" >&2; exit 1; }
+    sleep 0.005
+  done
   t1=$(date +%s%N)
   ready_ms=$(( (t1 - t0) / 1000000 )); rss_ready=$(rss "$pid")
   bindings=$(grep -o '"bindings":[0-9]*' "$tmp/log" | head -1 | cut -d: -f2)
@@ -45,6 +53,11 @@ for r in $(seq "$runs"); do
   done
   c1=$(cpu "$pid"); s1=$(date +%s%N)
   cpu_pct=$(( (c1 - c0) * 100 * 1000000000 / tck / (s1 - s0) ))
-  echo "run $r: $bindings bindings mirrored, ready in $ready_ms ms, RSS $((rss_ready / 1024)) MB ready / $(( $(rss "$pid") / 1024 )) MB after; $rate changes/s for 10 s: daemon CPU ${cpu_pct}% of one core"
+  rss_after=$(rss "$pid")
+  echo "run $r: $bindings bindings mirrored, ready in $ready_ms ms, RSS $((rss_ready / 1024)) MB ready / $((rss_after / 1024)) MB after; $rate changes/s for 10 s: daemon CPU ${cpu_pct}% of one core"
+  [ "${bindings:-0}" -gt 0 ] || { echo "mirror-scale: broken: nothing mirrored" >&2; exit 1; }
+  echo "| $r | $bindings | $ready_ms ms | $((rss_ready / 1024)) MB | $((rss_after / 1024)) MB | ${cpu_pct} % of one core |" >>"$table"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
+[ -n "${BENCH_TABLE:-}" ] && cp "$table" "$BENCH_TABLE"
+exit 0
