@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -304,6 +306,13 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 		cancel()
 		wg.Wait()
 	}()
+	if addr := os.Getenv("RARP_REPLAY_PPROF"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("RARP_REPLAY_PPROF: %w", err)
+		}
+		wg.Go(func() { servePprof(ctx, ln) })
+	}
 
 	links := link.NewTable()
 	for svi, ov := range o.overrides {
@@ -675,4 +684,24 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 		err = cerr
 	}
 	return err
+}
+
+// servePprof serves net/http/pprof's profiles and execution trace on ln
+// until ctx ends. A debugging aid for performance work, switched on with
+// the environment (RARP_REPLAY_PPROF=127.0.0.1:6060), not a flag:
+//
+//	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=10
+//	curl -o trace.out http://127.0.0.1:6060/debug/pprof/trace?seconds=5
+func servePprof(ctx context.Context, ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var serving sync.WaitGroup
+	serving.Go(func() { srv.Serve(ln) })
+	<-ctx.Done()
+	srv.Close()
+	serving.Wait()
 }
