@@ -117,7 +117,7 @@ echo "  VM $LAB_VM_MAC: $LAB_VM_IP4 $LAB_VM_IP4B $LAB_VM_IP6; leaf1 VTEP $LAB_VT
 echo "  $FOREIGN is also bound to the VM's MAC on leaf1, but the VM does not own it."
 echo "  A client behind leaf1 ($LAB_CL_IP4) reaches the VM routed, through leaf1's EVPN table."
 echo "  Migration: the VM moves to leaf2, which sends QEMU's five RARPs; leaf1's port goes 0.5 s later."
-echo "  (two fresh labs, about 20 s)"
+echo "  (two fresh labs, about 30 s)"
 demo_run without || { echo "demo failed (lab without rarp-replay)" >&2; exit 1; }
 b_before=$BEFORE b_after=$AFTER b_arr=$T_ARR b_mo=$T_MO b_mi=$T_MI b_ping=$PING b_loss=$LOSS
 demo_run with || { echo "demo failed (lab with rarp-replay)" >&2; exit 1; }
