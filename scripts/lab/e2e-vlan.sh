@@ -82,7 +82,12 @@
 # came with FRRouting/frr PR #12364 (merge 91b6db4868507dc8c2e7587360ef16ee7887666a,
 # 2023-02-14; e.g. 8d30ff3b5ef8 "zebra: data structure changes for single
 # vxlan device", 0adeb5fdf46f "zebra: vxlan interface refactoring changes"),
-# first released in frr-9.0 (not in frr-8.5).
+# first released in frr-9.0 (not in frr-8.5). Checked live in user-mode Linux
+# too: with "ip link add vxlan0 type vxlan external vnifilter ...", "bridge
+# vni add dev vxlan0 vni 10" and VLAN 10 tunnel-mapped to VNI 10, FRR 8.4.4's
+# "show evpn vni" lists one L2 VNI 0 on vxlan0 ("Create L2-VNI hash for intf
+# vxlan0(3) L2-VNI 0"), and bgpd advertises VNI 0 with route target 65000:0;
+# VNI 10 is never seen.
 #
 # The deadline and user-mode Linux: the guest has one CPU, a kernel built
 # with PREEMPT_NONE and HZ=100 ("linux.uml --showconfig"), so a woken
