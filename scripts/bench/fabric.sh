@@ -354,6 +354,21 @@ fabric_flush_local() {
   return 0
 }
 
+# fabric_notes: what the investigation of issue 16 found (dated; printed
+# under the table).
+fabric_notes() {
+  cat <<'NOTES'
+
+**Where the seconds went** (model (b), 2026-11-26; `FABRIC_PERF=1` records leaf2's daemon with `perf record -g`, `FABRIC_DAEMON_ARGS="--log-level debug"` gives its timeline):
+
+1. New ports' capture handles were opened one after another under the capture manager's lock. Each open waits for RCU grace periods in the kernel (packet socket bind, ring set-up) and gopacket's `NewInactiveHandle` lists every interface (`net.InterfaceByName`: one `RTM_GETLINK` dump of all ~400 links, 6 ms of CPU). 200 ports created within a second took ~4 s to open and every RARP and probe waited behind them: RARP → programmed p50 8.5 s, p99 10 s, MAC+IP − MAC-only p50 9.3 s. Handles are now opened 16 at a time, outside the lock (`capture/manager.go`).
+2. Every link event of a bridge member dumped every bridge port (`AF_BRIDGE`) and every new link dumped every address: O(N²) for N new ports, a fifth of the daemon's CPU. A burst now costs one dump of each (`internal/link`, `nlwatch.Source.Flush`).
+3. Faster programming exposed a race in zebra: busy with the burst, it processed the old leaf's withdrawal of a VM's remote binding after the daemon had replaced it with the local one, and deleted the fresh entry (13 of 600 bindings never came back). The daemon now programs again a binding the kernel deletes within 3 s (told by its neighbor watcher; `cmd/reassert.go`).
+
+What remains: per new port, 5-9 ms of daemon CPU on the path to its first probe (gopacket's interface scan a fifth of it, one bridge-port dump per burst, GC, and the per-port reader) and a 2 MiB capture ring per port (peak RSS ~450 MB with 200 ports). On 2 vCPUs shared with zebra and bgpd, 200 ports in 1-2 s still queue up to a few hundred ms. Getting below 10 ms at that rate needs the probe path to stop waiting for a per-port handle (probes through one raw socket, early answers from the any-device handle), or handles opened without gopacket's interface scan. In model (a) the daemon programs the whole burst within 30-40 ms (three synchronous `RTM_NEWNEIGH` per VM, contending with zebra for the RTNL lock); MAC+IP then trails MAC-only by 20-100 ms depending on how zebra and bgpd batch the two kinds of route; pipelining the netlink requests would shorten it. Other test suites ran on this machine at the same time (load average 3-16): runs differ by tens of ms.
+NOTES
+}
+
 fabric_row() { printf '| %s |\n' "$(IFS='|'; echo "$*" | sed 's/|/ | /g')"; }
 
 # fabric_doc FILE: replace the text between the bench:fabric markers of
@@ -407,6 +422,7 @@ fabric_main() {
     local r; for r in "${rows[@]}"; do fabric_row "$r"; done
     echo
     echo "Target: all restored, p99 (MAC+IP − MAC-only) ≤ 10 ms, zero wrong routes. Without the daemon leaf1 keeps only the MAC-only route (the bug): nothing restored. CPU is user+system time of each daemon from just before the migration to the end of the observation (leaf1's daemon serves the 200 old ports in model (b)); RSS is VmHWM. Source: each time is when \`bridge -timestamp monitor fdb\` / \`ip -ts monitor neigh\` in leaf1 printed zebra's install (pushed per route, microsecond stamps, no polling; a vtysh poll of 600+ routes takes longer than the effect measured; and it is what forwarding uses)."
+    fabric_notes
   } >"$out"
   if [[ ${FABRIC_LOSS:-1} == 1 ]]; then
     FABRIC_NO_INIT=1 . "$fabric_here/loss.sh"

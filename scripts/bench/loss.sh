@@ -68,6 +68,8 @@ loss_main() {
     fabric_row "$label|${sum[$m]}"
   done
   echo
+  echo "Target: with the daemon, loss within one packet interval (one packet per VM) of the self-announcing VMs."
+  echo
   echo "Per VM: packets lost from the first RARP on (\"all lost after\": everything from then on, ms after the first RARP)."
   echo
   echo "| VM address | rarp-replay | without | self-announcing |"
