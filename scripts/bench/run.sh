@@ -20,8 +20,14 @@ broken=()
 # section NAME FILE: put FILE's contents between NAME's markers in $doc.
 section() {
   local begin="<!-- bench:$1:begin -->" end="<!-- bench:$1:end -->"
-  if ! grep -qF "$begin" "$doc"; then
+  local nb ne
+  nb=$(grep -cxF "$begin" "$doc") ne=$(grep -cxF "$end" "$doc")
+  if [ "$nb" -eq 0 ] && [ "$ne" -eq 0 ]; then
     printf '\n%s\n%s\n' "$begin" "$end" >>"$doc"
+  elif [ "$nb" -ne 1 ] || [ "$ne" -ne 1 ]; then
+    echo "run.sh: $doc: bench:$1 needs exactly one begin and one end marker; section not written" >&2
+    broken+=("$1-markers")
+    return
   fi
   awk -v b="$begin" -v e="$end" -v f="$2" '
     $0 == b { print; while ((getline line < f) > 0) print line; skip = 1; next }
@@ -40,7 +46,7 @@ bench() {
   BENCH_TABLE=$table "$@" 2>&1 | tee "$out/$name.log"
   local rc=${PIPESTATUS[0]}
   {
-    echo "**$title** (\`${*#"$PWD/"}\`, $(date -u +%Y-%m-%d))"
+    echo "**$title** (\`${SHOWN:-$*}\`, $(date -u +%Y-%m-%d))"
     echo
     if [ "$rc" -ne 0 ]; then
       echo "Broken run (exit status $rc); its output:"
@@ -74,7 +80,7 @@ resolver() {
   } >"$BENCH_TABLE"
 }
 bench latency "RARP → first probe on the wire, 100k bindings, against the C and Go floors" scripts/bench/latency.sh "$bin" 100000 200 5
-bench resolver "Resolver cost per lookup: netlink mirror vs /proc/net/arp per RARP" resolver
+SHOWN="go test -run '^\$' -bench BenchmarkResolver -benchtime 300x ./neigh" bench resolver "Resolver cost per lookup: netlink mirror vs /proc/net/arp per RARP" resolver
 bench mirror "Mirror at scale: 100k bindings, then 10k changes/s" scripts/bench/mirror-scale.sh "$bin" 100000 10000 3
 bench mass "Mass migration: 2,000 VMs × 5 RARP rounds within 1 s on one port" scripts/bench/mass.sh "$bin" 2000 3
 bench shutdown "Shutdown: SIGTERM → exit with 200 veth pairs (400 ports)" scripts/shutdown-time.sh "$bin" 200 3
