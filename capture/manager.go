@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,8 +69,11 @@ type Manager struct {
 	// opening holds the ports whose handle is being opened, outside mu;
 	// the channel is closed once the attempt is over.
 	opening map[int]chan struct{}
-	ctx     context.Context
-	wg      sync.WaitGroup
+	// queued holds the frames Send took for a port whose handle is being
+	// opened; the opener writes them once it is open.
+	queued map[int][][]byte
+	ctx    context.Context
+	wg     sync.WaitGroup
 }
 
 // openParallel bounds the handles opened at once. Opening one takes
@@ -118,7 +122,7 @@ func (m *Manager) Stats() map[string]PortStats {
 // and those only the any-device handle caught.
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
 	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
-		ports: make(map[int]*port), opening: make(map[int]chan struct{})}
+		ports: make(map[int]*port), opening: make(map[int]chan struct{}), queued: make(map[int][][]byte)}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -234,9 +238,10 @@ func (m *Manager) reconcile() {
 	wg.Wait()
 }
 
-// open opens l's handle without holding m.mu and starts its reader. The
-// caller has put l.Index into m.opening; open removes it and closes its
-// channel, whatever the outcome.
+// open opens l's handle without holding m.mu, starts its reader and
+// writes the frames Send queued for it meanwhile. The caller has put
+// l.Index into m.opening; open removes it and closes its channel, whatever
+// the outcome.
 func (m *Manager) open(l link.Link) (*port, error) {
 	m.mu.Lock()
 	ctx := m.ctx
@@ -247,11 +252,31 @@ func (m *Manager) open(l link.Link) (*port, error) {
 		h, err = m.opener.Open(l.Name)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if done, ok := m.opening[l.Index]; ok {
 		close(done)
 		delete(m.opening, l.Index)
 	}
+	queued := m.queued[l.Index]
+	delete(m.queued, l.Index)
+	p, err := m.addLocked(ctx, l, h, err)
+	m.mu.Unlock()
+	if err != nil {
+		if len(queued) > 0 {
+			m.log.Warn("frames not sent: no capture handle", "ifname", l.Name, "frames", len(queued))
+		}
+		return nil, err
+	}
+	for _, f := range queued {
+		if werr := p.h.WritePacketData(f); werr != nil {
+			m.log.Error("send queued frame", "ifname", l.Name, "err", werr)
+		}
+	}
+	return p, nil
+}
+
+// addLocked registers the handle h open returned (or its error) for l and
+// starts its reader.
+func (m *Manager) addLocked(ctx context.Context, l link.Link, h Handle, err error) (*port, error) {
 	if err != nil {
 		m.log.Warn("open capture", "ifname", l.Name, "err", err)
 		return nil, err
@@ -286,26 +311,24 @@ func (m *Manager) closeLocked(idx int, why string) {
 }
 
 // Send writes frame out of the port ifindex through its capture handle,
-// opening the handle first if the port is new (or waiting for the open
-// already under way).
+// opening the handle first if the port is new. While its handle is being
+// opened elsewhere (a port created a moment ago), the frame is queued and
+// written once it is open, and Send returns at once: the caller, a capture
+// goroutine handling a RARP, goes on with the next frame (200 new ports'
+// RARPs otherwise waited for the ports' opens one after another).
 func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
-	if done, busy := m.opening[ifindex]; !ok && busy {
+	if _, busy := m.opening[ifindex]; !ok && busy {
+		m.queued[ifindex] = append(m.queued[ifindex], slices.Clone(frame))
 		m.mu.Unlock()
-		<-done
-		m.mu.Lock()
-		p, ok = m.ports[ifindex]
+		return nil
 	}
 	if !ok {
 		l, known := m.links.Get(ifindex)
 		if !known || !m.serves(l) {
 			m.mu.Unlock()
 			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
-		}
-		if _, busy := m.opening[ifindex]; busy {
-			m.mu.Unlock()
-			return fmt.Errorf("send on %s: its capture is being opened again", l.Name)
 		}
 		m.opening[ifindex] = make(chan struct{})
 		m.mu.Unlock()

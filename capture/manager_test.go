@@ -62,6 +62,7 @@ type fakeHandle struct {
 	feed     chan fakeFrame
 	counters *fakeCounters // nil: the opener hands the handle out without Stats
 	gate     chan struct{} // nil, or Close returns only once it is closed: a slow close
+	wrote    chan string   // nil, or told the handle's name on each write
 	closing  chan struct{} // closed when Close is called; reads fail from then on
 	closed   chan struct{} // closed when Close returns
 	once     sync.Once
@@ -112,8 +113,11 @@ func (h *fakeHandle) WritePacketData(b []byte) error {
 	default:
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.sent = append(h.sent, slices.Clone(b))
+	h.mu.Unlock()
+	if h.wrote != nil {
+		h.wrote <- h.name
+	}
 	return nil
 }
 
@@ -189,6 +193,12 @@ type fakeOpener struct {
 	gate     chan struct{}            // what slow handles' Close waits for
 	released sync.Once
 
+	// openGate: Open of these names waits until the channel is closed (a
+	// slow open), after telling openEntered.
+	openGate    map[string]chan struct{}
+	openEntered chan string
+	wrote       chan string // when set, every handle tells it its name on each write
+
 	mu      sync.Mutex
 	handles []*fakeHandle
 	change  chan struct{} // closed and replaced at every Open
@@ -203,7 +213,12 @@ func newFakeOpener() *fakeOpener {
 }
 
 func (o *fakeOpener) Open(name string) (Handle, error) {
+	if gate, ok := o.openGate[name]; ok {
+		o.openEntered <- name
+		<-gate
+	}
 	h := newFakeHandle(name, layers.LinkTypeEthernet)
+	h.wrote = o.wrote
 	if o.slow[name] {
 		h.gate = o.gate
 	}
@@ -744,6 +759,52 @@ func TestManagerSend(t *testing.T) {
 				t.Errorf("frames written on %s (-want +got):\n%s", tt.wantVia, diff)
 			}
 		})
+	}
+}
+
+// TestManagerSendWhileOpening: a port created a moment ago is having its
+// handle opened (slowly: RCU grace periods, an interface scan) when its
+// RARP's probes are sent. Send queues them and returns at once, so that the
+// capture goroutine goes on with the next RARP; they leave once the handle
+// is open, through it.
+func TestManagerSendWhileOpening(t *testing.T) {
+	h := newHarness(nil)
+	gate := make(chan struct{})
+	h.opener.openGate = map[string]chan struct{}{"veth6": gate}
+	h.opener.openEntered = make(chan string, 1)
+	h.opener.wrote = make(chan string, 4)
+	h.start(t)
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(gate)
+		}
+	})
+	h.links.Set(bridgeMember(6, "veth6"))
+	recv(t, h.opener.openEntered, "veth6's handle to be opening")
+	probes := [][]byte{{1, 2, 3}, {4, 5, 6}}
+	done := make(chan error, 1)
+	go func() {
+		for _, f := range probes {
+			if err := h.m.Send(6, f); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if err := recv(t, done, "Send to return while veth6's handle is being opened"); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	close(gate)
+	released = true
+	for range probes {
+		if name := recv(t, h.opener.wrote, "a queued probe to be written"); name != "veth6" {
+			t.Fatalf("a frame was written on %s, want veth6", name)
+		}
+	}
+	if diff := cmp.Diff(probes, h.opener.only(t, "veth6").written()); diff != "" {
+		t.Errorf("frames written on veth6 (-want +got):\n%s", diff)
 	}
 }
 
