@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -51,7 +52,26 @@ func FuzzDecode(f *testing.F) {
 		fh.Close()
 	}
 	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
-		fr, err := Decode(data, types[int(which)%len(types)])
+		lt := types[int(which)%len(types)]
+		fr, err := Decode(data, lt)
+		// Decode answers as the gopacket decoder does, whether its hand
+		// decoder took the frame or passed it on: the same verdict, the
+		// same fields, the same drop reason and detail.
+		ref, refErr := decodeLayers(data, lt)
+		if fmt.Sprint(err) != fmt.Sprint(refErr) {
+			t.Fatalf("Decode error %v, gopacket decoder %v", err, refErr)
+		}
+		if d := cmp.Diff(ref, fr, cmpAddr); d != "" {
+			t.Fatalf("Decode (-gopacket +Decode):\n%s", d)
+		}
+		if fast, ok := decodeFast(data, lt); ok {
+			if refErr != nil {
+				t.Fatalf("hand decoder accepted %+v, gopacket decoder drops it: %v", fast, refErr)
+			}
+			if d := cmp.Diff(ref, fast, cmpAddr); d != "" {
+				t.Fatalf("hand decoder (-gopacket +hand):\n%s", d)
+			}
+		}
 		if err != nil {
 			if Reason(err) == "error" {
 				t.Fatalf("Decode returned an error without a drop reason: %v", err)
@@ -113,6 +133,11 @@ func FuzzRoundTrip(f *testing.F) {
 			valid := unicast(src) && unicast(dst) && validTags(vlans) &&
 				((dip.Is4() && sip.Is4()) || (dip.Is6() && !dip.Is4In6() && sip.Is6()))
 			frame, err := Build(p)
+			// Byte for byte what gopacket serializes, or the same error.
+			ref, refErr := gopacketProbe(p)
+			if fmt.Sprint(err) != fmt.Sprint(refErr) || !bytes.Equal(frame, ref) {
+				t.Fatalf("Build(%+v) = %x, %v; gopacket %x, %v", p, frame, err, ref, refErr)
+			}
 			if !checkBuilt(t, "Build", valid, err) {
 				return
 			}
@@ -164,6 +189,7 @@ func FuzzRoundTrip(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Decode(BuildRARP(%s, %v)): %v", src, vlans, err)
 			}
+			checkFast(t, frame, got)
 			want := Frame{Kind: KindRARP, SrcMAC: src, DstMAC: Broadcast, VLANs: vlans, MAC: src}
 			if d := cmp.Diff(want, got, cmpAddr); d != "" {
 				t.Errorf("Decode(BuildRARP) (-want +got):\n%s", d)
@@ -218,11 +244,26 @@ func FuzzRoundTrip(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Decode(BuildReply(%+v)): %v", r, err)
 			}
+			checkFast(t, frame, got)
 			if d := cmp.Diff(want, got, cmpAddr); d != "" {
 				t.Errorf("Decode(BuildReply) (-want +got):\n%s", d)
 			}
 		}
 	})
+}
+
+// checkFast fails unless Decode's hand decoder, not the gopacket one,
+// took the Ethernet frame that Decode decoded as want: the daemon's own
+// frames must not fall back to the slow path.
+func checkFast(t *testing.T, frame []byte, want Frame) {
+	t.Helper()
+	got, ok := decodeFast(frame, layers.LinkTypeEthernet)
+	if !ok {
+		t.Fatalf("hand decoder passed on %x, which Decode accepts", frame)
+	}
+	if d := cmp.Diff(want, got, cmpAddr); d != "" {
+		t.Fatalf("hand decoder (-Decode +hand):\n%s", d)
+	}
 }
 
 // unicast is UnicastMAC written again: the fuzz target's own statement of

@@ -2,11 +2,13 @@ package packet
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // buildTestNA builds the solicited Neighbor Advertisement a VM sends back
@@ -45,4 +47,46 @@ func fixNAChecksum(frame []byte) []byte {
 	msg[2], msg[3] = 0, 0
 	binary.BigEndian.PutUint16(msg[2:], ICMPv6Checksum(src, dst, msg))
 	return frame
+}
+
+// gopacketProbe is Build as it was before the probe path wrote frames by
+// hand: the layers serialized by gopacket. It is the reference the hand
+// builder must match byte for byte (TestBuildMatchesGopacket, FuzzRoundTrip).
+func gopacketProbe(p Probe) ([]byte, error) {
+	if !UnicastMAC(p.SrcMAC) || !UnicastMAC(p.DstMAC) {
+		return nil, fmt.Errorf("%w: src %s dst %s", ErrInvalid, p.SrcMAC, p.DstMAC)
+	}
+	switch {
+	case p.Target.Is4() && p.SrcIP.Is4():
+		src, tgt := p.SrcIP.As4(), p.Target.As4()
+		return serialize(p.SrcMAC, p.DstMAC, p.VLANs, layers.EthernetTypeARP, &layers.ARP{
+			AddrType:          layers.LinkTypeEthernet,
+			Protocol:          layers.EthernetTypeIPv4,
+			HwAddressSize:     6,
+			ProtAddressSize:   4,
+			Operation:         OpARPRequest,
+			SourceHwAddress:   p.SrcMAC,
+			SourceProtAddress: src[:],
+			DstHwAddress:      make([]byte, 6),
+			DstProtAddress:    tgt[:],
+		})
+	case p.Target.Is6() && !p.Target.Is4In6() && p.SrcIP.Is6():
+		ip6 := &layers.IPv6{
+			Version:    6,
+			NextHeader: layers.IPProtocolICMPv6,
+			HopLimit:   255,
+			SrcIP:      p.SrcIP.AsSlice(),
+			DstIP:      p.Target.AsSlice(),
+		}
+		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+		if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
+			return nil, err
+		}
+		ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: p.Target.AsSlice()}
+		if !p.SrcIP.IsUnspecified() {
+			ns.Options = layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: p.SrcMAC}}
+		}
+		return serialize(p.SrcMAC, p.DstMAC, p.VLANs, layers.EthernetTypeIPv6, ip6, icmp, ns)
+	}
+	return nil, fmt.Errorf("%w: target %s source %s", ErrInvalid, p.Target, p.SrcIP)
 }

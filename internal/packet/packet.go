@@ -130,7 +130,20 @@ func Reason(err error) string {
 // sent is dropped as "outbound", as the daemon captures inbound only). It returns a Frame for a
 // RARP request reverse, an ARP reply or a Neighbor Advertisement, and a
 // *DropError for everything else, truncated or malformed frames included.
+//
+// The frames the daemon acts on are read by hand, without gopacket, with
+// one allocation (decodeFast); every other frame, drops included, goes
+// through the gopacket layers (decodeLayers), which decide its verdict and
+// drop reason. The fuzz tests hold the two to the same answer.
 func Decode(data []byte, lt layers.LinkType) (Frame, error) {
+	if f, ok := decodeFast(data, lt); ok {
+		return f, nil
+	}
+	return decodeLayers(data, lt)
+}
+
+// decodeLayers is Decode through gopacket's layers: the reference decoder.
+func decodeLayers(data []byte, lt layers.LinkType) (Frame, error) {
 	var f Frame
 	var et layers.EthernetType
 	var payload []byte
@@ -272,16 +285,29 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 	if ip6.NextHeader != layers.IPProtocolICMPv6 {
 		return f, drop(ErrNotNA, "next header %d", uint8(ip6.NextHeader))
 	}
-	msg := payload[40 : 40+int(ip6.Length)]
+	src, _ := netip.AddrFromSlice(ip6.SrcIP)
+	dst, _ := netip.AddrFromSlice(ip6.DstIP)
+	f, err := decodeNAMessage(f, src, dst, ip6.HopLimit, payload[40:40+int(ip6.Length)])
+	if err != nil {
+		return f, err
+	}
+	f.MAC = cloneMAC(f.MAC)
+	return f, nil
+}
+
+// decodeNAMessage applies decodeNA's checks to the ICMPv6 message msg of
+// an IPv6 packet from src to dst with hop limit hop. f.MAC of the Frame it
+// returns is not a copy: it shares the bytes of msg or of f.SrcMAC.
+func decodeNAMessage(f Frame, src, dst netip.Addr, hop uint8, msg []byte) (Frame, error) {
 	if len(msg) < 4 {
 		return f, drop(ErrTruncated, "icmpv6: %d bytes", len(msg))
 	}
 	if msg[0] != uint8(layers.ICMPv6TypeNeighborAdvertisement) {
 		return f, drop(ErrNotNA, "icmpv6 type %d", msg[0])
 	}
-	if ip6.HopLimit != 255 {
+	if hop != 255 {
 		// RFC 4861 7.1.2: a node must discard an NA whose hop limit is not 255.
-		return f, drop(ErrBadHeader, "na hop limit %d", ip6.HopLimit)
+		return f, drop(ErrBadHeader, "na hop limit %d", hop)
 	}
 	if msg[1] != 0 {
 		return f, drop(ErrBadHeader, "na code %d", msg[1])
@@ -289,8 +315,6 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 	if len(msg) < 24 {
 		return f, drop(ErrTruncated, "na: %d bytes, want at least 24", len(msg))
 	}
-	src, _ := netip.AddrFromSlice(ip6.SrcIP)
-	dst, _ := netip.AddrFromSlice(ip6.DstIP)
 	if ICMPv6Checksum(src, dst, msg) != 0 {
 		return f, drop(ErrChecksum, "na from %s", src)
 	}
@@ -320,11 +344,127 @@ func decodeNA(f Frame, payload []byte) (Frame, error) {
 		return f, drop(ErrBadMAC, "%s", mac)
 	}
 	f.Kind = KindNA
-	f.MAC = cloneMAC(mac)
+	f.MAC = mac
 	f.IP = target
 	f.TargetIP = dst
 	f.Solicited = solicited
 	return f, nil
+}
+
+// frameStore holds the bytes a Frame from decodeFast owns, in one
+// allocation: the MACs it copies out of the captured data, and the tags.
+type frameStore struct {
+	mac, targetMAC [6]byte
+	vlans          [maxVLANDepth]uint16
+}
+
+// decodeFast decodes, by hand, the frames the daemon acts on: a RARP
+// request reverse, an ARP reply or a Neighbor Advertisement, over
+// Ethernet or a cooked capture, under at most maxVLANDepth tags. It
+// accepts exactly what decodeLayers accepts, with the same Frame, and
+// makes one allocation for the bytes the Frame owns. For anything it does
+// not accept (ok false) Decode asks decodeLayers, which gives the drop
+// reason; decodeFast never decides a drop itself.
+func decodeFast(data []byte, lt layers.LinkType) (f Frame, ok bool) {
+	be := binary.BigEndian
+	var et layers.EthernetType
+	var payload []byte
+	switch lt {
+	case layers.LinkTypeEthernet:
+		if len(data) < 14 {
+			return f, false
+		}
+		f.DstMAC, f.SrcMAC = net.HardwareAddr(data[0:6]), net.HardwareAddr(data[6:12])
+		et, payload = layers.EthernetType(be.Uint16(data[12:14])), data[14:]
+	case layers.LinkTypeLinuxSLL2:
+		if len(data) < 20 || layers.LinuxSLL2PacketType(data[10]) == layers.LinuxSLL2PacketTypeOutgoing || data[11] > 8 {
+			return f, false
+		}
+		if data[11] == 6 {
+			f.SrcMAC = net.HardwareAddr(data[12:18])
+		}
+		f.IfIndex = int(be.Uint32(data[4:8]))
+		et, payload = layers.EthernetType(be.Uint16(data[0:2])), data[20:]
+	case layers.LinkTypeLinuxSLL:
+		if len(data) < 16 || layers.LinuxSLLPacketType(be.Uint16(data[0:2])) == layers.LinuxSLLPacketTypeOutgoing {
+			return f, false
+		}
+		switch be.Uint16(data[4:6]) {
+		case 6:
+			f.SrcMAC = net.HardwareAddr(data[6:12])
+		case 0, 1, 2, 3, 4, 5, 7, 8:
+		default:
+			return f, false
+		}
+		et, payload = layers.EthernetType(be.Uint16(data[14:16])), data[16:]
+	default:
+		return f, false
+	}
+	var tags [maxVLANDepth]uint16
+	n := 0
+	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
+		if n == maxVLANDepth || len(payload) < 4 {
+			return f, false
+		}
+		tags[n] = be.Uint16(payload[0:2]) & 0x0fff
+		n++
+		et, payload = layers.EthernetType(be.Uint16(payload[2:4])), payload[4:]
+	}
+	var mac, targetMAC []byte
+	switch et {
+	case EtherTypeRARP, layers.EthernetTypeARP:
+		if len(payload) < 28 || be.Uint16(payload[0:2]) != uint16(layers.LinkTypeEthernet) ||
+			be.Uint16(payload[2:4]) != uint16(layers.EthernetTypeIPv4) || payload[4] != 6 || payload[5] != 4 {
+			return f, false
+		}
+		op := be.Uint16(payload[6:8])
+		sha, spa, tha, tpa := payload[8:14], payload[14:18], payload[18:24], payload[24:28]
+		if !UnicastMAC(sha) {
+			return f, false
+		}
+		if et == EtherTypeRARP {
+			if op != OpRARPRequest || string(sha) != string(tha) || (f.SrcMAC != nil && string(f.SrcMAC) != string(sha)) {
+				return f, false
+			}
+			f.Kind, mac = KindRARP, sha
+			break
+		}
+		if op != OpARPReply {
+			return f, false
+		}
+		f.Kind, mac, targetMAC = KindARPReply, sha, tha
+		f.IP, f.TargetIP = netip.AddrFrom4([4]byte(spa)), netip.AddrFrom4([4]byte(tpa))
+	case layers.EthernetTypeIPv6:
+		// Only a plain ICMPv6 packet: an extension header, a jumbogram or
+		// a length past the data go to decodeLayers.
+		if len(payload) < 40 || payload[0]>>4 != 6 || layers.IPProtocol(payload[6]) != layers.IPProtocolICMPv6 {
+			return f, false
+		}
+		length := int(be.Uint16(payload[4:6]))
+		if length < 24 || length > len(payload)-40 || payload[40] != uint8(layers.ICMPv6TypeNeighborAdvertisement) {
+			return f, false
+		}
+		src, dst := netip.AddrFrom16([16]byte(payload[8:24])), netip.AddrFrom16([16]byte(payload[24:40]))
+		var err error
+		if f, err = decodeNAMessage(f, src, dst, payload[7], payload[40:40+length]); err != nil {
+			return f, false
+		}
+		mac = f.MAC
+	default:
+		return f, false
+	}
+	st := new(frameStore)
+	copy(st.mac[:], mac)
+	f.MAC = st.mac[:]
+	if targetMAC != nil {
+		copy(st.targetMAC[:], targetMAC)
+		f.TargetMAC = st.targetMAC[:]
+	}
+	if n > 0 {
+		st.vlans = tags
+		f.VLANs = st.vlans[:n:n]
+	}
+	return f, true
 }
 
 // ICMPv6Checksum returns the ones' complement sum of the IPv6 pseudo-header
