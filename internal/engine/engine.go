@@ -7,7 +7,6 @@
 package engine
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -164,9 +163,9 @@ type Engine struct {
 	// inFlight mirrors len(pending), inCycles the cycles not finished, for
 	// InFlight, which status requests call without the engine's lock.
 	inFlight, inCycles atomic.Int64
-	timers  timerHeap
-	limit   *rate.Limiter
-	perPort map[int]*rate.Limiter
+	timers             timerHeap
+	limit              *rate.Limiter
+	perPort            map[int]*rate.Limiter
 }
 
 type cycleKey struct {
@@ -263,7 +262,9 @@ func (e *Engine) Process(now time.Time, p Packet) Decision {
 	switch d.Verdict {
 	case VerdictDrop:
 		e.stats.Drop(d.Reason)
-		e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
+		if e.debugEnabled() {
+			e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
+		}
 	case VerdictDuplicate:
 		e.stats.Count(RARPDuplicate)
 	}
@@ -310,8 +311,12 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		Binding
 		dev int
 	}
-	var bindings []found
-	for _, dev := range append([]link.Link{port.SVI}, port.Anycast...) {
+	svi := e.res.Lookup(port.SVI.Index, f.MAC)
+	bindings := make([]found, 0, len(svi))
+	for _, b := range svi {
+		bindings = append(bindings, found{b, port.SVI.Index})
+	}
+	for _, dev := range port.Anycast {
 		for _, b := range e.res.Lookup(dev.Index, f.MAC) {
 			bindings = append(bindings, found{b, dev.Index})
 		}
@@ -322,6 +327,13 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	}
 	c := &cycle{key: k, mac: f.MAC, port: port, start: seen}
 	c.report = Report{MAC: f.MAC, Port: port.Link.Name, SVI: port.SVI.Name, Start: seen}
+	// One allocation each for the cycle's probes, their frames and the two
+	// lists of them, however many bindings: this is the path from a RARP to
+	// its first probe.
+	c.probes = make([]*probe, 0, len(bindings))
+	d.Probes = make([]netip.Addr, 0, len(bindings))
+	slab := make([]probe, 0, len(bindings))
+	frames := make([]byte, 0, len(bindings)*packet.MaxProbeLen)
 	for _, b := range bindings {
 		if slices.ContainsFunc(c.probes, func(p *probe) bool { return p.ip == b.IP }) {
 			continue // on both the SVI and its anycast device
@@ -331,7 +343,9 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 			e.log.Error("no source MAC for probes", "svi", port.SVI.Name, "ip", b.IP)
 			continue
 		}
-		frame, err := packet.Build(packet.Probe{
+		at := len(frames)
+		var err error
+		frames, err = packet.AppendProbe(frames, packet.Probe{
 			SrcMAC: srcMAC, SrcIP: srcIP,
 			DstMAC: f.MAC, Target: b.IP, VLANs: port.VLANs,
 		})
@@ -342,10 +356,13 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
 			continue // another MAC's cycle is probing this address
 		}
-		c.probes = append(c.probes, &probe{ip: b.IP, dev: b.dev, srcIP: srcIP, srcMAC: srcMAC, frame: frame})
+		frame := frames[at:len(frames):len(frames)]
+		slab = append(slab, probe{ip: b.IP, dev: b.dev, srcIP: srcIP, srcMAC: srcMAC, frame: frame})
+		c.probes = append(c.probes, &slab[len(slab)-1])
 		d.Probes = append(d.Probes, b.IP)
 	}
 	if len(c.probes) == 0 {
+		d.Probes = nil
 		d.Verdict, d.Reason = VerdictDrop, "no-probe"
 		return d
 	}
@@ -502,7 +519,7 @@ func answers(f packet.Frame, pr *probe) bool {
 
 // arm adds a timer, waking Run when it is the earliest.
 func (e *Engine) arm(t timer) {
-	heap.Push(&e.timers, t)
+	e.timers.push(t)
 	if e.timers[0] == t {
 		select {
 		case e.wake <- struct{}{}:
@@ -520,7 +537,7 @@ func (e *Engine) Advance(now time.Time) {
 
 func (e *Engine) advance(now time.Time) {
 	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timer)
+		t := e.timers.pop()
 		if t.p == nil { // end of a finished cycle's window
 			if cur, ok := e.cycles[t.c.key]; ok && cur == t.c {
 				delete(e.cycles, t.c.key)
@@ -587,16 +604,47 @@ type timer struct {
 	seq int
 }
 
+// timerHeap is a binary min-heap of timers by time, its earliest at [0].
+// It is container/heap's algorithm on the concrete type: through
+// heap.Interface every push and pop boxed a timer in an interface, an
+// allocation per probe sent.
 type timerHeap []timer
 
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
+func (h *timerHeap) push(t timer) {
+	*h = append(*h, t)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !s[i].at.Before(s[parent].at) {
+			break
+		}
+		s[i], s[parent] = s[parent], s[i]
+		i = parent
+	}
+}
+
+// pop removes and returns the earliest timer; h must not be empty.
+func (h *timerHeap) pop() timer {
+	s := *h
+	n := len(s) - 1
+	s[0], s[n] = s[n], s[0]
+	for i := 0; ; {
+		child := 2*i + 1
+		if child >= n {
+			break
+		}
+		if r := child + 1; r < n && s[r].at.Before(s[child].at) {
+			child = r
+		}
+		if !s[child].at.Before(s[i].at) {
+			break
+		}
+		s[i], s[child] = s[child], s[i]
+		i = child
+	}
+	t := s[n]
+	s[n] = timer{} // let the cycle go once it is done with
+	*h = s[:n]
 	return t
 }
 

@@ -583,3 +583,111 @@ func TestRun(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// benchResolver serves each MAC's bindings in a new slice per lookup, as
+// the neighbor mirror does, without the test fake's string keys.
+type benchResolver map[[6]byte][]Binding
+
+func (r benchResolver) Lookup(ifindex int, mac net.HardwareAddr) []Binding {
+	if ifindex != idxBridge || len(mac) != 6 {
+		return nil
+	}
+	return slices.Clone(r[[6]byte(mac)])
+}
+
+type discardSender struct{ n int }
+
+func (s *discardSender) Send(int, []byte) error { s.n++; return nil }
+
+// BenchmarkProcessRARP measures Process for a RARP that starts a probe
+// cycle, from the captured frame to its probes handed to the Sender: the
+// daemon's path from a RARP to its first probe. 1024 VMs behind one
+// bridge port, each with two IPv4 addresses and one IPv6; the info-level
+// JSON logger of `listen`, no rate limit. Between batches of 1024 RARPs,
+// outside the timing, the clock moves on so that every cycle ends and the
+// next batch starts new ones.
+func BenchmarkProcessRARP(b *testing.B) {
+	links := link.NewTable()
+	links.Replace([]link.Link{
+		{Index: idxBridge, Name: "br10", Kind: "bridge", MAC: sviMAC, Up: true, Addrs: []netip.Prefix{
+			netip.MustParsePrefix("198.18.0.1/15"), netip.MustParsePrefix("2001:db8:10::1/64"), netip.MustParsePrefix("fe80::1/64")}},
+		{Index: idxPort, Name: "vm1", Kind: "veth", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, MasterIndex: idxBridge, Up: true},
+	})
+	const vms = 1024
+	res := benchResolver{}
+	pkts := make([]Packet, vms)
+	for i := range vms {
+		mac := net.HardwareAddr{2, 0xaa, 0, 0, byte(i >> 8), byte(i)}
+		res[[6]byte(mac)] = []Binding{
+			{IP: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), Present: true, Remote: true},
+			{IP: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), Present: true, Remote: true},
+			{IP: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x10, 14: byte(i >> 8), 15: byte(i)}), Present: true, Remote: true},
+		}
+		data, err := packet.BuildRARP(mac, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pkts[i] = Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: t0}
+	}
+	send := &discardSender{}
+	cfg := Config{ProbeTimeout: 50 * time.Millisecond, Retries: 0, Window: 100 * time.Millisecond}
+	e := New(cfg, links, res, send, &fakeProgrammer{}, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	now := t0
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i > 0 && i%vms == 0 {
+			b.StopTimer()
+			now = now.Add(time.Second)
+			e.Advance(now)
+			b.StartTimer()
+		}
+		if d := e.Process(now, pkts[i%vms]); d.Verdict != VerdictProbe || len(d.Probes) != 3 {
+			b.Fatalf("RARP %d: %s %s, %d probes; want probe, 3", i, d.Verdict, d.Reason, len(d.Probes))
+		}
+		i++
+	}
+	if send.n != 3*i {
+		b.Fatalf("sent %d probes for %d RARPs, want 3 each", send.n, i)
+	}
+}
+
+// TestTimerHeap: timers come out earliest first, however they went in,
+// with pushes and pops interleaved.
+func TestTimerHeap(t *testing.T) {
+	var h timerHeap
+	var want, got []time.Duration
+	for i := range 2000 {
+		d := time.Duration((i*7919)%613) * time.Millisecond
+		h.push(timer{at: t0.Add(d), seq: i})
+		want = append(want, d)
+		if i%3 == 2 {
+			got = append(got, h.pop().at.Sub(t0))
+		}
+	}
+	for len(h) > 0 {
+		got = append(got, h.pop().at.Sub(t0))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("popped %d timers, pushed %d", len(got), len(want))
+	}
+	// Every pop returned the earliest timer present: replay the sequence
+	// against a sorted model.
+	var model []time.Duration
+	j := 0
+	for i, d := range want {
+		model = append(model, d)
+		if i%3 == 2 {
+			slices.Sort(model)
+			if got[j] != model[0] {
+				t.Fatalf("pop %d = %v, earliest present %v", j, got[j], model[0])
+			}
+			model = model[1:]
+			j++
+		}
+	}
+	slices.Sort(model)
+	if diff := cmp.Diff(model, got[j:]); diff != "" {
+		t.Errorf("draining pops (-want +got):\n%s", diff)
+	}
+}
