@@ -342,6 +342,49 @@ lv_dump() {
   done
 }
 
+# lv_monitors_start: "bridge -timestamp monitor fdb" and "ip -ts monitor
+# neigh" in both leaves (lab.sh's files and pid files, so that
+# lab_monitor_stop, lab_neighmon_stop and lab_down stop them), at nice -15:
+# each stamps a message when it reads it, and on user-mode Linux's single
+# CPU a reader at the default priority waits behind zebra and bgpd, which
+# work on the same events.
+lv_monitors_start() {
+  local n ns d
+  for n in 1 2; do
+    ns=$(lab_ns "$n"); d=$LAB_DIR/leaf$n
+    if [[ ! -s $d/fdbmon.pid ]]; then
+      nice -n -15 ip netns exec "$ns" bridge -timestamp monitor fdb >"$d/fdb.mon" 2>&1 &
+      echo $! >"$d/fdbmon.pid"
+    fi
+    if [[ ! -s $d/neighmon.pid ]]; then
+      nice -n -15 ip -ts -n "$ns" monitor neigh >"$d/neigh.mon" 2>&1 &
+      echo $! >"$d/neighmon.pid"
+    fi
+  done
+  sleep 0.2
+}
+
+# lv_start_daemons NICE [listen args]: lab_start_daemons (same log and pid
+# files, so lab_stop_daemons, lab_daemons_alive and lab_down work) at nice
+# NICE.
+lv_start_daemons() {
+  local nice=$1 n ns pf
+  shift
+  lab_binary || return 1
+  for n in 1 2; do
+    ns=$(lab_ns "$n"); pf=$LAB_DIR/leaf$n/rarp-replay.pid
+    nice -n "$nice" ip netns exec "$ns" "$RARP_REPLAY" listen -i any "$@" \
+      >"$LAB_DIR/leaf$n/rarp-replay.log" 2>&1 &
+    echo $! >"$pf"
+    LAB_DAEMON_PIDFILES+=("$pf")
+    lab_log "rarp-replay listen on leaf$n: pid $! (nice $nice)"
+  done
+  sleep 0.5
+  for pf in "${LAB_DAEMON_PIDFILES[@]}"; do
+    kill -0 "$(<"$pf")" 2>/dev/null || { lab_err "rarp-replay exited, see ${pf%.pid}.log"; return 1; }
+  done
+}
+
 # ---------------------------------------------------------------- lab up
 lv_up() {
   lab_check_prereqs || return 1
