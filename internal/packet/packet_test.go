@@ -361,6 +361,9 @@ func TestBuildMatchesGopacket(t *testing.T) {
 
 // TestBuildAllocs pins the probe builder's one allocation: the frame.
 func TestBuildAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
 	for _, p := range []Probe{
 		{SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: netip.MustParseAddr("192.0.2.1"), Target: netip.MustParseAddr("192.0.2.10"), VLANs: []uint16{100, 10}},
 		{SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: netip.MustParseAddr("2001:db8:10::1"), Target: netip.MustParseAddr("2001:db8:10::10"), VLANs: []uint16{10}},
@@ -417,6 +420,9 @@ func BenchmarkDecode(b *testing.B) {
 // TestDecodeAllocs pins the hand decoder's one allocation for the frames
 // the daemon acts on: the bytes the Frame owns (MACs and tags).
 func TestDecodeAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
 	qinq, _ := BuildRARP(vmMAC, []uint16{100, 10})
 	arp, _ := BuildReply(Reply{MAC: vmMAC, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: sviMAC, DstIP: netip.MustParseAddr("192.0.2.1"), VLANs: []uint16{10}})
 	na, _ := buildTestNA(vmMAC, netip.MustParseAddr("2001:db8:10::10"), 255)
