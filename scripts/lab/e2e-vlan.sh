@@ -549,4 +549,7 @@ echo "=== timings on leaf1 (the old leaf), ms after send-rarp started; delay = M
 } | awk '{ printf "  %-8s %-11s %-16s %10s %9s %12s %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
 printf '  %s\n' "${results[@]}"
 echo "e2e-vlan: $( ((fail)) && echo FAIL || echo PASS) ($(( ($(lab_now_ms) - t_script) / 1000 )) s)"
+# README's compatibility table: the Cumulus layout, with FRR.
+. "$here/compat.sh"
+compat_record cumulus "$( ((fail)) && echo fail || echo pass)" "scripts/lab/e2e-vlan.sh"
 exit $fail
