@@ -457,6 +457,9 @@ func logReport(log *slog.Logger, r engine.Report, dryRun bool) {
 				why = append(why, ip.String()+": answered, but the kernel refused to program it (see the error above)")
 			}
 		}
+		for _, s := range r.Skipped {
+			why = append(why, s.IP.String()+": not probed: "+s.Reason)
+		}
 		attrs = append(attrs, "nothing_programmed", strings.Join(why, "; "))
 	}
 	log.Log(context.Background(), level, "migration handled", attrs...)

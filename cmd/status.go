@@ -162,7 +162,14 @@ func writeStatus(w io.Writer, d status.Doc) error {
 		}
 		var as []string
 		for _, a := range m.Addresses {
-			as = append(as, a.IP.String()+" "+string(a.Verdict))
+			s := a.IP.String() + " " + string(a.Verdict)
+			switch {
+			case a.Reason != "":
+				s += " (" + a.Reason + ")"
+			case a.AnsweredMS > 0:
+				s += fmt.Sprintf(" (answered after %.1fms)", a.AnsweredMS)
+			}
+			as = append(as, s)
 		}
 		if len(as) == 0 {
 			as = []string{"(none bound)"}

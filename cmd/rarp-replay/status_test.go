@@ -105,6 +105,9 @@ ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern
 		v := verdicts{}
 		for _, a := range m.Addresses {
 			v[a.IP.String()] = a.Verdict
+			if (a.Verdict == status.Programmed) != (a.AnsweredMS > 0) {
+				t.Errorf("%s of %s: %s, answered after %v ms; want a time for exactly the answered ones", a.IP, m.MAC, a.Verdict, a.AnsweredMS)
+			}
 		}
 		got[m.MAC] = v
 		if m.Port != "vm1" || m.SVI != "br0" || m.Start.IsZero() {
@@ -140,7 +143,7 @@ ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern
 	text := ask()
 	t.Logf("rarp-replay status:\n%s", text)
 	for _, s := range []string{"vm1 (" + strconv.Itoa(ifindex) + ")", "veth, member of bridge br0 (the bridge is the SVI), STP forwarding: SVI br0",
-		"3: 2 in the kernel, 1 remembered", "0 probes, 0 migrations", vm1MAC, "192.0.2.10 programmed", "192.0.2.99 unanswered", vm2MAC} {
+		"3: 2 in the kernel, 1 remembered", "0 probes, 0 migrations", vm1MAC, "192.0.2.10 programmed (answered after ", "192.0.2.99 unanswered", vm2MAC} {
 		if !strings.Contains(text, s) {
 			t.Errorf("text output lacks %q:\n%s", s, text)
 		}

@@ -155,6 +155,9 @@ func TestTroubleshootingDoc(t *testing.T) {
 		}
 	}
 
+	for _, r := range []string{engine.SkipBusy, engine.SkipNoSource, engine.SkipBuild} {
+		need("reason an address was not probed", r)
+	}
 	for _, r := range reportReasons(t) {
 		if !strings.Contains(text, r) {
 			t.Errorf("%s does not explain the migration WARN reason %q", troubleshooting, r)

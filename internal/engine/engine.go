@@ -136,10 +136,29 @@ type Report struct {
 	Verified   []netip.Addr
 	Failed     []netip.Addr
 	Programmed []netip.Addr
+	// Skipped are addresses bound to the MAC that were not probed, each
+	// with the reason (SkipBusy, SkipNoSource, SkipBuild).
+	Skipped []Skipped
+	// Answered is, per verified address, the time from the RARP to the
+	// VM's answer.
+	Answered map[netip.Addr]time.Duration
 	// Latency runs from the RARP to the last binding programmed; zero when
 	// none was.
 	Latency time.Duration
 }
+
+// Skipped is an address bound to the migrating MAC that was not probed.
+type Skipped struct {
+	IP     netip.Addr
+	Reason string
+}
+
+// Why an address bound to the MAC was not probed (Report.Skipped).
+const (
+	SkipBusy     = "another MAC's migration is probing this address"
+	SkipNoSource = "the SVI has no usable source MAC for probes"
+	SkipBuild    = "no probe could be built for it"
+)
 
 // Engine is the decision state machine. It is safe for concurrent use: the
 // live daemon calls Process from each port's capture goroutine, so that a
@@ -341,6 +360,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		srcIP, srcMAC := link.Source(port, b.IP)
 		if !packet.UnicastMAC(srcMAC) {
 			e.log.Error("no source MAC for probes", "svi", port.SVI.Name, "ip", b.IP)
+			c.report.Skipped = append(c.report.Skipped, Skipped{b.IP, SkipNoSource})
 			continue
 		}
 		at := len(frames)
@@ -351,9 +371,11 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		})
 		if err != nil {
 			e.log.Error("build probe", "mac", f.MAC.String(), "ip", b.IP, "err", err)
+			c.report.Skipped = append(c.report.Skipped, Skipped{b.IP, SkipBuild})
 			continue
 		}
 		if other, busy := e.pending[pendingKey{port.SVI.Index, b.IP}]; busy && other != c {
+			c.report.Skipped = append(c.report.Skipped, Skipped{b.IP, SkipBusy})
 			continue // another MAC's cycle is probing this address
 		}
 		frame := frames[at:len(frames):len(frames)]
@@ -483,6 +505,10 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	c.open--
 	e.stats.Count(Verified)
 	c.report.Verified = append(c.report.Verified, f.IP)
+	if c.report.Answered == nil {
+		c.report.Answered = make(map[netip.Addr]time.Duration, len(c.probes))
+	}
+	c.report.Answered[f.IP] = now.Sub(c.start)
 	d.Verdict = VerdictVerified
 	if e.cfg.DryRun {
 		e.debugProbe("verified: would program (dry run)", c, pr, 0)

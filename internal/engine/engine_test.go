@@ -234,8 +234,37 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 	if r.Latency != time.Millisecond || r.Port != "vm1" || r.SVI != "br10" {
 		t.Errorf("report = %v, want latency 1ms port vm1 svi br10", r)
 	}
+	wantAnswered := map[netip.Addr]time.Duration{ip10: time.Millisecond, ip11: time.Millisecond, ip6: time.Millisecond}
+	if diff := cmp.Diff(wantAnswered, r.Answered, cmpAddrs); diff != "" {
+		t.Errorf("answered (-want +got):\n%s", diff)
+	}
 	if got := f.e.Stats().Get(Failed); got != 1 {
 		t.Errorf("failed counter = %d, want 1", got)
+	}
+}
+
+// TestSkippedBusy: an address another MAC's migration is probing is not
+// probed again for a second MAC at the same time; the second migration
+// reports it skipped, with the reason.
+func TestSkippedBusy(t *testing.T) {
+	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 1, Window: time.Second})
+	f.mirror.bind(idxBridge, vm2MAC, Binding{IP: ip10, Present: true, Remote: true})
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
+	d := f.e.Process(t0, rarp(t, vm2MAC, idxOther, t0))
+	if d.Verdict != VerdictProbe || len(d.Probes) != 1 || d.Probes[0] != netip.MustParseAddr("192.0.2.20") {
+		t.Fatalf("second MAC: verdict %s, probes %v; want a probe of 192.0.2.20 alone", d.Verdict, d.Probes)
+	}
+	f.e.Advance(t0.Add(time.Hour))
+	var got []Skipped
+	for _, r := range f.reports {
+		if r.MAC.String() == vm2MAC.String() {
+			got = r.Skipped
+		} else if len(r.Skipped) != 0 {
+			t.Errorf("first MAC's report skipped %v, want nothing", r.Skipped)
+		}
+	}
+	if diff := cmp.Diff([]Skipped{{ip10, SkipBusy}}, got, cmpAddrs); diff != "" {
+		t.Errorf("second MAC's skipped addresses (-want +got):\n%s", diff)
 	}
 }
 

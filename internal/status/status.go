@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -96,10 +97,15 @@ type Migration struct {
 	Addresses []Address `json:"addresses"`
 }
 
-// Address is what became of one probed address.
+// Address is what became of one address bound to the VM's MAC.
 type Address struct {
 	IP      netip.Addr `json:"ip"`
 	Verdict Verdict    `json:"verdict"`
+	// Reason says why a Skipped address was not probed.
+	Reason string `json:"reason,omitempty"`
+	// AnsweredMS is the time from the RARP to the VM's answer, for a
+	// verified (or programmed) address.
+	AnsweredMS float64 `json:"answered_ms,omitempty"`
 }
 
 // Verdict is what became of one probed address.
@@ -114,6 +120,8 @@ const (
 	Verified Verdict = "verified"
 	// Unanswered: no answer after every retry.
 	Unanswered Verdict = "unanswered"
+	// Skipped: bound to the MAC but not probed (Reason says why).
+	Skipped Verdict = "skipped"
 )
 
 // FromReport converts a report, with a verdict per address (sorted).
@@ -128,10 +136,13 @@ func FromReport(r engine.Report) Migration {
 		if slices.Contains(r.Programmed, ip) {
 			v = Programmed
 		}
-		m.Addresses = append(m.Addresses, Address{ip, v})
+		m.Addresses = append(m.Addresses, Address{IP: ip, Verdict: v, AnsweredMS: float64(r.Answered[ip].Microseconds()) / 1000})
 	}
 	for _, ip := range r.Failed {
-		m.Addresses = append(m.Addresses, Address{ip, Unanswered})
+		m.Addresses = append(m.Addresses, Address{IP: ip, Verdict: Unanswered})
+	}
+	for _, s := range r.Skipped {
+		m.Addresses = append(m.Addresses, Address{IP: s.IP, Verdict: Skipped, Reason: s.Reason})
 	}
 	slices.SortFunc(m.Addresses, func(a, b Address) int { return a.IP.Compare(b.IP) })
 	if m.Addresses == nil {
@@ -167,6 +178,7 @@ func NewRecorder(n int) *Recorder {
 func (rec *Recorder) Record(r engine.Report) {
 	r.MAC = slices.Clone(r.MAC)
 	r.Verified, r.Failed, r.Programmed = slices.Clone(r.Verified), slices.Clone(r.Failed), slices.Clone(r.Programmed)
+	r.Skipped, r.Answered = slices.Clone(r.Skipped), maps.Clone(r.Answered)
 	rec.mu.Lock()
 	rec.ring[rec.next] = r
 	rec.next = (rec.next + 1) % len(rec.ring)

@@ -41,16 +41,21 @@ func TestFromReport(t *testing.T) {
 		{"programmed and unanswered", engine.Report{
 			MAC: mac1, Verified: addrs("192.0.2.11", "192.0.2.10"), Failed: addrs("192.0.2.99"),
 			Programmed: addrs("192.0.2.10", "192.0.2.11"), Latency: 1500 * time.Microsecond,
-		}, []Address{{ip("192.0.2.10"), Programmed}, {ip("192.0.2.11"), Programmed}, {ip("192.0.2.99"), Unanswered}}},
+		}, []Address{{IP: ip("192.0.2.10"), Verdict: Programmed}, {IP: ip("192.0.2.11"), Verdict: Programmed}, {IP: ip("192.0.2.99"), Verdict: Unanswered}}},
 		{"dry run: verified, nothing programmed", engine.Report{
 			MAC: mac1, Verified: addrs("2001:db8::10", "192.0.2.10"),
-		}, []Address{{ip("192.0.2.10"), Verified}, {ip("2001:db8::10"), Verified}}},
+		}, []Address{{IP: ip("192.0.2.10"), Verdict: Verified}, {IP: ip("2001:db8::10"), Verdict: Verified}}},
 		{"the kernel refused one", engine.Report{
 			MAC: mac1, Verified: addrs("192.0.2.10", "192.0.2.11"), Programmed: addrs("192.0.2.11"),
-		}, []Address{{ip("192.0.2.10"), Verified}, {ip("192.0.2.11"), Programmed}}},
+		}, []Address{{IP: ip("192.0.2.10"), Verdict: Verified}, {IP: ip("192.0.2.11"), Verdict: Programmed}}},
 		{"nothing answered", engine.Report{MAC: mac1, Failed: addrs("192.0.2.10")},
-			[]Address{{ip("192.0.2.10"), Unanswered}}},
+			[]Address{{IP: ip("192.0.2.10"), Verdict: Unanswered}}},
 		{"nothing bound", engine.Report{MAC: mac1}, []Address{}},
+		{"answer times and a skipped address", engine.Report{
+			MAC: mac1, Verified: addrs("192.0.2.10"), Programmed: addrs("192.0.2.10"),
+			Answered: map[netip.Addr]time.Duration{ip("192.0.2.10"): 2500 * time.Microsecond},
+			Skipped:  []engine.Skipped{{IP: ip("192.0.2.5"), Reason: engine.SkipBusy}},
+		}, []Address{{IP: ip("192.0.2.5"), Verdict: Skipped, Reason: engine.SkipBusy}, {IP: ip("192.0.2.10"), Verdict: Programmed, AnsweredMS: 2.5}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := FromReport(tc.r)
