@@ -298,8 +298,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.notify()
 			return &limitConn{Conn: c, l: l}, nil
 		}
-		c.Close()
+		// Counted before the close: a scraper that sees its connection
+		// closed then finds it counted.
 		n := l.refused.Add(1)
+		c.Close()
 		if now := time.Now(); now.Sub(l.warned) >= time.Minute {
 			l.warned = now
 			l.log.Warn("metrics connections refused: too many open", "max", l.max, "refused_total", n)
