@@ -44,24 +44,38 @@ port vm1 `+vm1+` `+vm1MAC+` 192.0.2.10/24
 `)
 	listen.WaitFor(t, `"msg":"port added","ifname":"vm1"`, 5*time.Second)
 
-	// The excluded VM's RARP first: the daemon has seen it (if it was
-	// going to) by the time the other VM's migration is handled.
-	nstest.Run(t, "ip", "netns", "exec", vm2, bin, "send-rarp", "--mac", vm2MAC, "-i", "eth0", "--count", "2", "--interval", "10ms")
+	checkNotServed(t, listen, sw, unserved{what: "the excluded port", ns: vm2, port: "vm2", addr: "192.0.2.20"}, vm1)
+}
+
+// unserved is a port the daemon must not serve, vm2MAC's host behind it
+// and the address bound to vm2MAC there.
+type unserved struct{ what, ns, port, addr string }
+
+// checkNotServed sends a RARP for vm2MAC from behind the unserved port,
+// then migrates vm1MAC (in namespace vm1, behind a served port) and stops
+// the daemon: vm1MAC's binding is programmed, while the unserved port was
+// never served, its binding is left extern_learn and no RARP was decoded on
+// it. The unserved RARP goes first, so the daemon has seen it (if it was
+// going to) by the time the other migration is handled.
+func checkNotServed(t *testing.T, listen *nstest.Proc, sw string, u unserved, vm1 string) {
+	t.Helper()
+	bin := nstest.Binary(t)
+	nstest.Run(t, "ip", "netns", "exec", u.ns, bin, "send-rarp", "--mac", vm2MAC, "-i", "eth0", "--count", "2", "--interval", "10ms")
 	nstest.Run(t, "ip", "netns", "exec", vm1, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
 	waitLocal(t, sw, vm1MAC, "192.0.2.10")
 	listen.WaitFor(t, `"msg":"migration handled","mac":"`+vm1MAC+`"`, 5*time.Second)
 	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
 
 	for _, l := range listen.Lines() {
-		if strings.Contains(l, `"ifname":"vm2"`) || strings.Contains(l, vm2MAC) {
-			t.Errorf("the excluded port was served: %s", l)
+		if strings.Contains(l, `"ifname":"`+u.port+`"`) || strings.Contains(l, vm2MAC) {
+			t.Errorf("%s was served: %s", u.what, l)
 		}
 	}
-	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "192.0.2.20"); !strings.Contains(out, "extern_learn") {
-		t.Errorf("192.0.2.20 behind the excluded port is now %q, want it left extern_learn", out)
+	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", u.addr); !strings.Contains(out, "extern_learn") {
+		t.Errorf("%s behind %s is now %q, want it left extern_learn", u.addr, u.what, out)
 	}
-	if c := stoppedCounters(t, listen); c["rarp[vm2]"] != 0 || c["rarp[vm1]"] == 0 {
-		t.Errorf("RARPs decoded on vm2 %d, on vm1 %d; want none on the excluded port and some on the other", c["rarp[vm2]"], c["rarp[vm1]"])
+	if c := stoppedCounters(t, listen); c["rarp["+u.port+"]"] != 0 || c["rarp[vm1]"] == 0 {
+		t.Errorf("RARPs decoded on %s %d, on vm1 %d; want none on %s and some on the served port", u.port, c["rarp["+u.port+"]"], c["rarp[vm1]"], u.what)
 	}
 }
 
@@ -101,21 +115,5 @@ ip -n `+vm1+` addr add 192.0.2.10/24 dev eth0
 ip -n `+vm1+` link set eth0 up
 `)
 	listen.WaitFor(t, `"msg":"port added","ifname":"vm1"`, 5*time.Second)
-	nstest.Run(t, "ip", "netns", "exec", peer, bin, "send-rarp", "--mac", vm2MAC, "-i", "eth0", "--count", "2", "--interval", "10ms")
-	nstest.Run(t, "ip", "netns", "exec", vm1, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
-	waitLocal(t, sw, vm1MAC, "192.0.2.10")
-	listen.WaitFor(t, `"msg":"migration handled","mac":"`+vm1MAC+`"`, 5*time.Second)
-	listen.Stop(t, syscall.SIGTERM, 5*time.Second)
-
-	for _, l := range listen.Lines() {
-		if strings.Contains(l, `"ifname":"up1"`) || strings.Contains(l, vm2MAC) {
-			t.Errorf("the routed uplink was served: %s", l)
-		}
-	}
-	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "198.51.100.20"); !strings.Contains(out, "extern_learn") {
-		t.Errorf("198.51.100.20 on the uplink is now %q, want it left extern_learn", out)
-	}
-	if c := stoppedCounters(t, listen); c["rarp[up1]"] != 0 || c["rarp[vm1]"] == 0 {
-		t.Errorf("RARPs decoded on up1 %d, on vm1 %d; want none on the routed uplink and some on the bridge port", c["rarp[up1]"], c["rarp[vm1]"])
-	}
+	checkNotServed(t, listen, sw, unserved{what: "the routed uplink", ns: peer, port: "up1", addr: "198.51.100.20"}, vm1)
 }
