@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"flag"
@@ -22,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/rarp-replay/rarp-replay/internal/compat"
+	"github.com/rarp-replay/rarp-replay/internal/markers"
 )
 
 // rows is the table's catalog: every layout id a test may record, in the
@@ -90,15 +90,11 @@ func run(results, readme string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
-	if i < 0 || j < i {
-		return fmt.Errorf("-readme: %s has no %q ... %q markers", readme, begin, end)
+	out, err := markers.Replace(old, begin, end, []byte("\n"+table))
+	if err != nil {
+		return fmt.Errorf("-readme: %s: %w", readme, err)
 	}
-	var out bytes.Buffer
-	out.Write(old[:i+len(begin)])
-	out.WriteString("\n" + table)
-	out.Write(old[j:])
-	return os.WriteFile(readme, out.Bytes(), 0o644)
+	return os.WriteFile(readme, out, 0o644)
 }
 
 // render returns the table in Markdown. For each cell it keeps each test's

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/cmd"
+	"github.com/rarp-replay/rarp-replay/internal/markers"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
@@ -162,15 +163,11 @@ func listenTable(root *cobra.Command) []byte {
 // readmeWith returns readme with the listen flags table between its
 // markers replaced by the generated one.
 func readmeWith(readme []byte) ([]byte, error) {
-	i, j := bytes.Index(readme, []byte(readmeBegin)), bytes.Index(readme, []byte(readmeEnd))
-	if i < 0 || j < i {
-		return nil, fmt.Errorf("the README has no %q ... %q markers", strings.TrimSpace(readmeBegin), readmeEnd)
+	out, err := markers.Replace(readme, readmeBegin, readmeEnd, listenTable(root()))
+	if err != nil {
+		return nil, fmt.Errorf("the README: %w", err)
 	}
-	var out bytes.Buffer
-	out.Write(readme[:i+len(readmeBegin)])
-	out.Write(listenTable(root()))
-	out.Write(readme[j:])
-	return out.Bytes(), nil
+	return out, nil
 }
 
 func rewriteReadme(path string) error {
