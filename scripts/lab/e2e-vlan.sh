@@ -333,7 +333,7 @@ run_scenario() {
   if [[ $mode == with ]]; then
     if [[ $E2EV_SKIP_DAEMON == 1 ]]; then
       note "E2EV_SKIP_DAEMON=1: no daemon started (this scenario must fail)"
-    elif lv_start_daemons "$E2EV_DAEMON_NICE" --log-format json --log-level debug && lab_daemons_wait_listening 20; then
+    elif LAB_DAEMON_NICE=$E2EV_DAEMON_NICE lab_start_daemons --log-format json --log-level debug && lab_daemons_wait_listening 20; then
       check 0 "rarp-replay listen -i any running on both leaves before the migration (nice $E2EV_DAEMON_NICE)"
     else
       check 1 "rarp-replay listen -i any running on both leaves"
@@ -421,7 +421,7 @@ run_scenario() {
     # The routed client, over the L3 VNI.
     local rx0 rx1 bad=""
     rx0=$(e2ev_rx 2 "$LV_VX_L3")
-    for a in "${LV_VM_IPS[@]}"; do lv_ping "$a" 3 2 || bad+=" $a"; done
+    for a in "${LV_VM_IPS[@]}"; do lab_ping_vm "$a" 3 2 || bad+=" $a"; done
     rx1=$(e2ev_rx 2 "$LV_VX_L3")
     c=1; [[ -z $bad ]] && ((rx1 - rx0 >= nvm)) && c=0
     check $c "routed client ($LV_CL_IP4, VLAN $LV_CL_VLAN) reaches the VM on every address${bad:+ (unreachable:$bad)}, routed over the L3 VNI: leaf2's $LV_VX_L3 received $((rx1 - rx0)) packets meanwhile (>= $nvm)"
@@ -460,7 +460,7 @@ run_scenario() {
       ip -n "$LAB_NS_L1" neigh del "$a" dev "${l%% *}" 2>/dev/null && left+=" $a(${l%% *})"
     done < <(ip -n "$LAB_NS_L1" neigh show | grep -i "lladdr $LAB_VM_MAC " | sed 's/ dev / /')
     for a in "${LV_VM_IPS[@]}"; do
-      if lv_ping "$a" 1 1; then reach+=" $a:ok"; else reach+=" $a:no"; fi
+      if lab_ping_vm "$a" 1 1; then reach+=" $a:ok"; else reach+=" $a:no"; fi
     done
     n1=$(lv_route_dev 1 "${LV_VM_IPS[0]}")
     note "without the daemon, leaf1's leftovers deleted (${left# }); client -> VM:$reach (bridged: leaf1 routes ${LV_VM_IPS[0]} via $n1 and resolves it over the L2 VNI)"

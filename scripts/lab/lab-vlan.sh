@@ -169,46 +169,13 @@ _lv_leaf() {
 }
 
 # ---------------------------------------------------------------- FRR
-_lv_frr_conf() { # N PEER RID
-  local n=$1 peer=$2 rid=$3 d
-  d=$LAB_DIR/leaf$n
-  mkdir -p "$d/run" || return 1
-  : >"$d/run/vtysh.conf"
-  {
-    echo "hostname leaf$n"
-    echo "log file $d/zebra.log"
-    echo "log timestamp precision 3"
-    if [[ $LAB_DEBUG == 1 ]]; then
-      echo "debug zebra vxlan"; echo "debug zebra kernel"; echo "debug zebra events"
-    fi
-    echo "vrf $LV_VRF"
-    echo " vni $LV_L3VNI"
-    echo "exit-vrf"
-  } >"$d/zebra.conf"
-  {
-    echo "hostname leaf$n"
-    echo "log file $d/bgpd.log"
-    echo "log timestamp precision 3"
-    [[ $LAB_DEBUG == 1 ]] && { echo "debug bgp updates"; echo "debug bgp zebra"; }
-    cat <<EOF
-router bgp $LAB_ASN
- bgp router-id $rid
- no bgp default ipv4-unicast
- neighbor $peer remote-as internal
- neighbor $peer update-source $rid
- neighbor $peer timers 3 9
- neighbor $peer timers connect 1
- neighbor $peer advertisement-interval 0
- address-family l2vpn evpn
-  neighbor $peer activate
-  advertise-all-vni
- exit-address-family
-!
+_lv_frr_conf() { # N PEER RID: lab.sh's, plus the tenant VRF and its L3 VNI
+  _lab_frr_conf "$1" "$2" "$3" "vrf $LV_VRF
+ vni $LV_L3VNI
+exit-vrf" "!
 router bgp $LAB_ASN vrf $LV_VRF
- bgp router-id $rid
-!
-EOF
-  } >"$d/bgpd.conf"
+ bgp router-id $3
+!"
 }
 
 # ---------------------------------------------------------------- guests
@@ -364,27 +331,6 @@ lv_monitors_start() {
   sleep 0.2
 }
 
-# lv_start_daemons NICE [listen args]: lab_start_daemons (same log and pid
-# files, so lab_stop_daemons, lab_daemons_alive and lab_down work) at nice
-# NICE.
-lv_start_daemons() {
-  local nice=$1 n ns pf
-  shift
-  lab_binary || return 1
-  for n in 1 2; do
-    ns=$(lab_ns "$n"); pf=$LAB_DIR/leaf$n/rarp-replay.pid
-    nice -n "$nice" ip netns exec "$ns" "$RARP_REPLAY" listen -i any "$@" \
-      >"$LAB_DIR/leaf$n/rarp-replay.log" 2>&1 &
-    echo $! >"$pf"
-    LAB_DAEMON_PIDFILES+=("$pf")
-    lab_log "rarp-replay listen on leaf$n: pid $! (nice $nice)"
-  done
-  sleep 0.5
-  for pf in "${LAB_DAEMON_PIDFILES[@]}"; do
-    kill -0 "$(<"$pf")" 2>/dev/null || { lab_err "rarp-replay exited, see ${pf%.pid}.log"; return 1; }
-  done
-}
-
 # ---------------------------------------------------------------- lab up
 lv_up() {
   lab_check_prereqs || return 1
@@ -451,18 +397,9 @@ lv_bind_decoys() {
   lab_wait "$LAB_TIMEOUT" lv_decoys_known || { lab_err "decoys not advertised"; lv_dump >&2; return 1; }
 }
 
-# lv_ping ADDR [TRIES] [WAIT-s]: the client pings ADDR.
-lv_ping() {
-  local a=$1 tries=${2:-3} w=${3:-2} i fam=-4
-  [[ $a == *:* ]] && fam=-6
-  for ((i = 0; i < tries; i++)); do
-    ip netns exec "$LAB_NS_CL" ping "$fam" -c1 -W"$w" "$a" >/dev/null 2>&1 && return 0
-  done
-  return 1
-}
 lv_client_reach_all() {
   local a
-  for a in "${LV_VM_IPS[@]}"; do lv_ping "$a" 2 2 || return 1; done
+  for a in "${LV_VM_IPS[@]}"; do lab_ping_vm "$a" 2 2 || return 1; done
 }
 
 # ---------------------------------------------------------------- migration

@@ -191,8 +191,8 @@ lab_show() { # LEAF "show ..." : one command
   lab_vtysh "$n" -c "$*"
 }
 
-_lab_frr_conf() {
-  local n=$1 peer=$2 rid=$3 d
+_lab_frr_conf() { # N PEER RID [ZEBRA-EXTRA [BGPD-EXTRA]]: the extras end each file
+  local n=$1 peer=$2 rid=$3 zextra=${4:-} bextra=${5:-} d
   d=$LAB_DIR/leaf$n
   mkdir -p "$d/run" || return 1
   : >"$d/run/vtysh.conf"
@@ -203,6 +203,7 @@ _lab_frr_conf() {
     if [[ $LAB_DEBUG == 1 ]]; then
       echo "debug zebra vxlan"; echo "debug zebra kernel"; echo "debug zebra events"
     fi
+    [[ -z $zextra ]] || printf '%s\n' "$zextra"
   } >"$d/zebra.conf"
   {
     echo "hostname leaf$n"
@@ -223,6 +224,7 @@ router bgp $LAB_ASN
   advertise-all-vni
  exit-address-family
 EOF
+    [[ -z $bextra ]] || printf '%s\n' "$bextra"
   } >"$d/bgpd.conf"
 }
 
@@ -518,16 +520,18 @@ lab_dump() { # human-readable state of both leaves
 }
 
 # ---------------------------------------------------------------- rarp-replay daemons
-lab_start_daemons() { # extra args are passed to "rarp-replay listen"
+# Extra args are passed to "rarp-replay listen"; LAB_DAEMON_NICE (default 0)
+# is the daemons' nice value.
+lab_start_daemons() {
   lab_binary || return 1
-  local n ns pf
+  local n ns pf nice=${LAB_DAEMON_NICE:-0}
   for n in 1 2; do
     ns=$(lab_ns "$n"); pf=$LAB_DIR/leaf$n/rarp-replay.pid
-    ip netns exec "$ns" "$RARP_REPLAY" listen -i any "$@" \
+    nice -n "$nice" ip netns exec "$ns" "$RARP_REPLAY" listen -i any "$@" \
       >"$LAB_DIR/leaf$n/rarp-replay.log" 2>&1 &
     echo $! >"$pf"
     LAB_DAEMON_PIDFILES+=("$pf")
-    lab_log "rarp-replay listen on leaf$n: pid $!"
+    lab_log "rarp-replay listen on leaf$n: pid $! (nice $nice)"
   done
   sleep 0.5
   for pf in "${LAB_DAEMON_PIDFILES[@]}"; do
