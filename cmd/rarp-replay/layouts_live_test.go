@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -323,7 +324,8 @@ func testLayout(t *testing.T, l liveLayout) {
 	case "active-backup":
 		waitActiveSlave(t, sw, l.trunk, l.bondSlave)
 	case "802.3ad":
-		waitLACPPartner(t, sw, l.trunk)
+		waitDistributing(t, sw, l.bondSlave)
+		waitDistributing(t, hv, "nic0")
 	}
 
 	at12 := l.svi10
@@ -572,20 +574,25 @@ func waitActiveSlave(t *testing.T, ns, bond, slave string) {
 	t.Fatalf("%s: active slave %q, want %s within 5s", bond, strings.TrimSpace(got), slave)
 }
 
-// waitLACPPartner waits until the 802.3ad bond in ns has negotiated with
-// its partner (the hypervisor's bond).
-func waitLACPPartner(t *testing.T, ns, bond string) {
+// waitDistributing waits until the 802.3ad bond member slave in ns and its
+// LACP partner both collect and distribute (port state bits 0x10 and 0x20):
+// before that the bond drops what it is given to send (ENOBUFS).
+func waitDistributing(t *testing.T, ns, slave string) {
 	t.Helper()
+	const ready = 0x30
 	deadline := time.Now().Add(10 * time.Second)
-	var got string
+	var actor, partner string
 	for time.Now().Before(deadline) {
-		got, _ = nstest.Output("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+bond+"/bonding/ad_partner_mac")
-		if got = strings.TrimSpace(got); got != "" && got != "00:00:00:00:00:00" {
+		actor, _ = nstest.Output("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+slave+"/bonding_slave/ad_actor_oper_port_state")
+		partner, _ = nstest.Output("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+slave+"/bonding_slave/ad_partner_oper_port_state")
+		a, errA := strconv.Atoi(strings.TrimSpace(actor))
+		p, errP := strconv.Atoi(strings.TrimSpace(partner))
+		if errA == nil && errP == nil && a&ready == ready && p&ready == ready {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s: no LACP partner within 10s (ad_partner_mac %q)", bond, got)
+	t.Fatalf("%s: LACP not distributing within 10s (actor port state %q, partner %q)", slave, strings.TrimSpace(actor), strings.TrimSpace(partner))
 }
 
 // sortedAddrs returns the addresses in address order (IPv4 first); nil
