@@ -49,9 +49,23 @@ func LoadIPLinks(r io.Reader) ([]Link, error) {
 	if err := json.NewDecoder(r).Decode(&raw); err != nil {
 		return nil, fmt.Errorf("ip -d -j link show: %w", err)
 	}
+	// Every interface has a positive ifindex and a name, each its own:
+	// masters and parents are found by name.
 	byName := make(map[string]int, len(raw))
-	for _, l := range raw {
-		byName[l.Name] = l.Index
+	byIndex := make(map[int]string, len(raw))
+	for i, l := range raw {
+		switch other, dup := byIndex[l.Index]; {
+		case l.Index <= 0:
+			return nil, fmt.Errorf("ip -d -j link show: entry %d (%q): no ifindex", i+1, l.Name)
+		case l.Name == "":
+			return nil, fmt.Errorf("ip -d -j link show: entry %d (ifindex %d): no ifname", i+1, l.Index)
+		case dup:
+			return nil, fmt.Errorf("ip -d -j link show: ifindex %d twice (%s and %s)", l.Index, other, l.Name)
+		}
+		if _, dup := byName[l.Name]; dup {
+			return nil, fmt.Errorf("ip -d -j link show: ifname %s twice", l.Name)
+		}
+		byName[l.Name], byIndex[l.Index] = l.Index, l.Name
 	}
 	out := make([]Link, 0, len(raw))
 	for _, j := range raw {
