@@ -20,6 +20,8 @@ type Kernel struct {
 	// after (read back from the kernel: two more netlink round trips, made
 	// only at debug level).
 	Log *slog.Logger
+
+	conn *routeConn // ProgramBatch's socket (NewKernel); nil: one request at a time
 }
 
 // WatchOptions tune Watch. The zero value follows this process's network
