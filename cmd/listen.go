@@ -337,7 +337,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	defer stopSignals()
 	// Programs verified bindings, and again those the kernel loses right
 	// after (the neighbor watcher tells it).
-	programmer := newReasserter(neigh.Kernel{Log: log}, kernelNeighbors, log)
+	kernel := neigh.NewKernel(log)
+	defer kernel.Close()
+	programmer := newReasserter(kernel, kernelNeighbors, log)
 	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, programmer.Changed, log) {
 		return nil
 	}

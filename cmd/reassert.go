@@ -75,6 +75,34 @@ func (r *reasserter) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) e
 	return nil
 }
 
+// ProgramBatch programs the bindings, in one batch when the programmer
+// can, and watches each one programmed for the window.
+func (r *reasserter) ProgramBatch(bs []engine.Replace) []error {
+	until := time.Now().Add(r.window)
+	r.mu.Lock()
+	for _, b := range bs {
+		r.watch[guardKey{b.IfIndex, b.IP}] = guarded{mac: slices.Clone(b.MAC), until: until}
+	}
+	r.mu.Unlock()
+	var errs []error
+	if bp, ok := r.prog.(engine.BatchProgrammer); ok {
+		errs = bp.ProgramBatch(bs)
+	} else {
+		errs = make([]error, len(bs))
+		for i, b := range bs {
+			errs[i] = r.prog.Program(b.IfIndex, b.IP, b.MAC)
+		}
+	}
+	r.mu.Lock()
+	for i, err := range errs {
+		if err != nil && i < len(bs) {
+			delete(r.watch, guardKey{bs[i].IfIndex, bs[i].IP})
+		}
+	}
+	r.mu.Unlock()
+	return errs
+}
+
 // Changed takes the neighbor watcher's events (neigh.WatchOptions.Changed):
 // a watched binding deleted, FAILED or INCOMPLETE is queued to be
 // programmed again. It never blocks.

@@ -2,16 +2,13 @@ package neigh
 
 import (
 	"encoding/binary"
-	"net"
-	"net/netip"
+
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
 
-// Replace is one binding to program as a local, reachable neighbor.
-type Replace struct {
-	IfIndex int
-	IP      netip.Addr
-	MAC     net.HardwareAddr
-}
+// Replace is one binding to program as a local, reachable neighbor: the
+// engine's type, so that Kernel is an engine.BatchProgrammer.
+type Replace = engine.Replace
 
 // rtnetlink numbers (linux/rtnetlink.h, linux/neighbour.h), spelt out so
 // that the encoder builds on every system.

@@ -176,6 +176,9 @@ type Engine struct {
 	log    *slog.Logger
 	stats  *Counters
 	report func(Report)
+	// progq takes verified bindings to Run's programming goroutine; nil
+	// when Run is not running (a replay): they are programmed at once.
+	progq chan programJob
 
 	cycles  map[cycleKey]*cycle
 	pending map[pendingKey]*cycle
@@ -217,15 +220,18 @@ type probe struct {
 }
 
 type cycle struct {
-	key      cycleKey
-	mac      net.HardwareAddr
-	port     link.Port
-	start    time.Time
-	probes   []*probe
-	open     int // probes still pending
-	ended    time.Time
-	report   Report
-	finished bool
+	key    cycleKey
+	mac    net.HardwareAddr
+	port   link.Port
+	start  time.Time
+	probes []*probe
+	open   int // probes still pending
+	// programming counts verified bindings queued for Run's programming
+	// goroutine.
+	programming int
+	ended       time.Time
+	report      Report
+	finished    bool
 }
 
 // New returns an engine. report, when not nil, is called once per cycle.
@@ -514,15 +520,7 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 		e.debugProbe("verified: would program (dry run)", c, pr, 0)
 	} else {
 		e.debugProbe("verified: programming", c, pr, 0)
-		if err := e.prog.Program(pr.dev, f.IP, c.mac); err != nil {
-			e.stats.Count(ProgramError)
-			e.log.Error("program neighbor", "mac", c.mac.String(), "ip", f.IP, "svi", port.SVI.Name, "err", err)
-			d.Err = err
-		} else {
-			e.stats.Count(Programmed)
-			c.report.Programmed = append(c.report.Programmed, f.IP)
-			c.report.Latency = now.Sub(c.start)
-		}
+		d.Err = e.program(now, c, pr)
 	}
 	e.maybeFinish(now, c)
 	return d
@@ -601,7 +599,7 @@ func (e *Engine) Next() (time.Time, bool) {
 }
 
 func (e *Engine) maybeFinish(now time.Time, c *cycle) {
-	if c.open > 0 || c.finished {
+	if c.open > 0 || c.programming > 0 || c.finished {
 		return
 	}
 	c.finished, c.ended = true, now

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -719,4 +721,135 @@ func TestTimerHeap(t *testing.T) {
 	if diff := cmp.Diff(model, got[j:]); diff != "" {
 		t.Errorf("draining pops (-want +got):\n%s", diff)
 	}
+}
+
+// gatedProgrammer is a BatchProgrammer that holds each batch until the test
+// lets it through, and refuses one address.
+type gatedProgrammer struct {
+	entered chan []Replace // each batch, as it starts
+	release chan struct{}  // one receive per batch
+	refuse  netip.Addr
+}
+
+func (g *gatedProgrammer) Program(int, netip.Addr, net.HardwareAddr) error {
+	panic("Run's programming goroutine must use ProgramBatch")
+}
+
+func (g *gatedProgrammer) ProgramBatch(rs []Replace) []error {
+	g.entered <- slices.Clone(rs)
+	<-g.release
+	errs := make([]error, len(rs))
+	for i, r := range rs {
+		if r.IP == g.refuse {
+			errs[i] = errors.New("refused by the test")
+		}
+	}
+	return errs
+}
+
+// TestRunProgramsAside: while Run runs, a verified binding is programmed
+// on Run's goroutine, in batches, and the capture goroutine that verified
+// it goes on at once, even while the kernel (here a programmer the test
+// holds) has not answered; the migration is reported only once its last
+// binding's outcome is in, with the refused one counted and left out; a
+// binding being programmed when Run stops is reported before Run returns.
+func TestRunProgramsAside(t *testing.T) {
+	g := &gatedProgrammer{entered: make(chan []Replace, 8), release: make(chan struct{}), refuse: ip99}
+	reports := make(chan Report, 4)
+	f := newFixture(t, Config{ProbeTimeout: time.Minute, Window: time.Second})
+	f.e.prog = g
+	f.e.report = func(r Report) { reports <- r }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.e.Run(ctx) }()
+	within := func(what string, fn func()) { // fails instead of hanging
+		t.Helper()
+		ok := make(chan struct{})
+		go func() { fn(); close(ok) }()
+		select {
+		case <-ok:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not return", what)
+		}
+	}
+	// Run's goroutine is there once programming is taken aside.
+	for !runProgramming(f.e) {
+		runtime.Gosched()
+	}
+	now := time.Now()
+	f.e.Process(now, rarp(t, vmMAC, idxPort, now))
+	within("Process of the answers while the programmer is held", func() {
+		for i, s := range slices.Clone(f.send.frames) {
+			if d := f.e.Process(now, replyTo(t, s.frame, vmMAC, now)); d.Verdict != VerdictVerified {
+				t.Errorf("reply %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
+			}
+		}
+	})
+	first := <-g.entered
+	select {
+	case r := <-reports:
+		t.Fatalf("migration reported before its bindings were programmed: %v", r)
+	default:
+	}
+	if _, migrations := f.e.InFlight(); migrations != 1 {
+		t.Errorf("InFlight: %d migrations while programming, want 1", migrations)
+	}
+	got := len(first)
+	g.release <- struct{}{}
+	for got < 4 {
+		rs := <-g.entered
+		got += len(rs)
+		g.release <- struct{}{}
+	}
+	r := <-reports
+	if diff := cmp.Diff([]netip.Addr{ip10, ip11, ip6}, r.Programmed, cmpAddrs); diff != "" {
+		t.Errorf("programmed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Addr{ip10, ip11, ip99, ip6}, r.Verified, cmpAddrs); diff != "" {
+		t.Errorf("verified (-want +got):\n%s", diff)
+	}
+	if p, e := f.e.Stats().Get(Programmed), f.e.Stats().Get(ProgramError); p != 3 || e != 1 {
+		t.Errorf("counters: programmed %d, program errors %d; want 3, 1", p, e)
+	}
+	if r.Latency <= 0 {
+		t.Errorf("latency %v, want the time to the last binding programmed", r.Latency)
+	}
+
+	// Stopping while a binding is programmed: Run waits for it.
+	before := len(f.send.frames)
+	f.e.Process(now, rarp(t, vm2MAC, idxOther, now))
+	probe := f.send.frames[before].frame
+	target, source := probeTarget(t, probe)
+	b, err := packet.BuildReply(packet.Reply{MAC: vm2MAC, IP: target, DstMAC: sviMAC, DstIP: source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.Process(now, Packet{Data: b, LinkType: layers.LinkTypeEthernet, IfIndex: idxOther, Time: now})
+	<-g.entered
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) with a binding still being programmed", err)
+	default:
+	}
+	g.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	select {
+	case r := <-reports:
+		if diff := cmp.Diff([]netip.Addr{target}, r.Programmed, cmpAddrs); diff != "" {
+			t.Errorf("after stop: programmed (-want +got):\n%s", diff)
+		}
+	default:
+		t.Error("the migration whose binding was queued at stop was never reported")
+	}
+}
+
+// runProgramming reports whether Run's programming goroutine takes
+// verified bindings.
+func runProgramming(e *Engine) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.progq != nil
 }
