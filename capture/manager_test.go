@@ -889,14 +889,16 @@ func TestManagerReadError(t *testing.T) {
 				return
 			}
 			second := h.opener.opened(t, "veth1", 2)
-			if diff := cmp.Diff(tt.wantPorts, h.m.Ports()); diff != "" {
-				t.Errorf("Ports() (-want +got):\n%s", diff)
-			}
 			at := time.Now()
 			second.push(t, fakeFrame{data: []byte{7}, at: at})
 			want := Packet{Data: []byte{7}, LinkType: layers.LinkTypeEthernet, IfIndex: ixVeth1, Time: at}
 			if diff := cmp.Diff(want, h.next(t)); diff != "" {
 				t.Errorf("frame on the reopened handle (-want +got):\n%s", diff)
+			}
+			// Its reader runs, so the port is registered (Open returning
+			// is not enough: the manager registers the handle after).
+			if diff := cmp.Diff(tt.wantPorts, h.m.Ports()); diff != "" {
+				t.Errorf("Ports() (-want +got):\n%s", diff)
 			}
 		})
 	}
