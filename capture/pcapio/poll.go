@@ -12,15 +12,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcap"
 	"github.com/rarp-replay/rarp-replay/capture"
 	"golang.org/x/sys/unix"
 )
@@ -48,23 +45,11 @@ type poller struct {
 	nsec   bool // timestamps in nanoseconds
 }
 
-// pcapT returns gopacket's pcap_t of h (see ignoreOutgoing).
-func pcapT(h *pcap.Handle) (*C.pcap_t, error) {
-	f := reflect.ValueOf(h).Elem().FieldByName("cptr")
-	if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() {
-		return nil, errors.New("gopacket's pcap.Handle has no cptr field: cannot reach the packet socket")
-	}
-	return (*C.pcap_t)(unsafe.Pointer(f.Pointer())), nil
-}
-
 // newPoller puts h in non-blocking mode and registers its packet socket
 // with Go's poller. The descriptor becomes non-blocking, libpcap's sends included; Live's
 // WritePacketData waits for room itself.
-func newPoller(h *pcap.Handle, timeout time.Duration) (*poller, error) {
-	p, err := pcapT(h)
-	if err != nil {
-		return nil, err
-	}
+func newPoller(h *pcapT, timeout time.Duration) (*poller, error) {
+	p := h.p
 	var errbuf [C.PCAP_ERRBUF_SIZE]C.char
 	if C.pcap_setnonblock(p, 1, &errbuf[0]) < 0 {
 		return nil, fmt.Errorf("pcap_setnonblock: %s", C.GoString(&errbuf[0]))
@@ -93,8 +78,7 @@ func newPoller(h *pcap.Handle, timeout time.Duration) (*poller, error) {
 		f.Close()
 		return nil, fmt.Errorf("packet socket not pollable: %w", err)
 	}
-	return &poller{p: p, f: f, rc: rc, timeout: timeout,
-		nsec: h.Resolution() == gopacket.TimestampResolutionNanosecond}, nil
+	return &poller{p: p, f: f, rc: rc, timeout: timeout, nsec: h.nsec}, nil
 }
 
 // read returns the next frame, capture.ErrTimeout when none arrived within
@@ -141,25 +125,33 @@ func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
 	return data, ci, rerr
 }
 
-// write sends frame through libpcap, waiting in the poller while the
-// socket's send buffer is full (the descriptor is non-blocking).
-func (r *poller) write(h *pcap.Handle, frame []byte) error {
-	for {
-		err := h.WritePacketData(frame)
-		// pcap_sendpacket reports errno as text only: "send: Resource
-		// temporarily unavailable".
-		if err == nil || !strings.HasSuffix(err.Error(), unix.EAGAIN.Error()) {
-			return err
-		}
-		waited := false
-		if werr := r.rc.Write(func(uintptr) bool {
-			done := waited
-			waited = true
-			return done
-		}); werr != nil {
-			return err
-		}
+// write sends frame out of the handle's interface: a write on the packet
+// socket, which is all pcap_sendpacket does on Linux, without a cgo call;
+// it waits in the poller while the socket's send buffer is full (the
+// descriptor is non-blocking).
+func (r *poller) write(frame []byte) error {
+	var werr error
+	err := r.rc.Write(func(fd uintptr) bool {
+		_, werr = unix.Write(int(fd), frame)
+		return !errors.Is(werr, unix.EAGAIN)
+	})
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
 	}
+	if werr != nil {
+		return fmt.Errorf("send: %w", werr)
+	}
+	return nil
+}
+
+// stats reads the kernel's counters, serialised with reads.
+func (r *poller) stats(h *pcapT) (received, dropped int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, 0, io.EOF
+	}
+	return h.stats()
 }
 
 // close wakes a reader parked in the poller and keeps pcap_next_ex from
