@@ -37,9 +37,9 @@ var ErrTimeout = errors.New("capture: read timeout")
 
 // Opener opens capture handles. Both kinds capture inbound frames only.
 type Opener interface {
-	// Open opens a handle on one interface, filtered with PortFilter, able
-	// to send.
-	Open(ifname string) (Handle, error)
+	// Open opens a handle on the port l, filtered with PortFilter, able to
+	// send.
+	Open(l link.Link) (Handle, error)
 	// OpenAny opens a handle on all interfaces with Linux cooked (SLL2)
 	// headers, which record the interface index, filtered with AnyFilter.
 	OpenAny() (Handle, error)
@@ -249,7 +249,7 @@ func (m *Manager) open(l link.Link) (*port, error) {
 	var h Handle
 	err := errors.New("capture: manager not running")
 	if ctx != nil && ctx.Err() == nil {
-		h, err = m.opener.Open(l.Name)
+		h, err = m.opener.Open(l)
 	}
 	m.mu.Lock()
 	if done, ok := m.opening[l.Index]; ok {

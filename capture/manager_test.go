@@ -212,7 +212,8 @@ func newFakeOpener() *fakeOpener {
 	}
 }
 
-func (o *fakeOpener) Open(name string) (Handle, error) {
+func (o *fakeOpener) Open(l link.Link) (Handle, error) {
+	name := l.Name
 	if gate, ok := o.openGate[name]; ok {
 		o.openEntered <- name
 		<-gate

@@ -40,6 +40,7 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"listen", "--probe-retries", "-1"}, "--probe-retries -1", 2},
 		{[]string{"listen", "--probe-rate", "-1"}, "--probe-rate", 2},
 		{[]string{"listen", "--capture-buffer", "1000"}, "--capture-buffer 1000", 2},
+		{[]string{"listen", "--tap-capture-buffer", "1000"}, "--tap-capture-buffer 1000", 2},
 		{[]string{"listen", "--max-migrations", "-5"}, "--max-migrations -5", 2},
 		{[]string{"listen", "--retention", "soon"}, `invalid argument "soon"`, 2},
 		{[]string{"listen", "--log-level", "loud"}, `--log-level "loud"`, 2},

@@ -49,6 +49,7 @@ type listenOptions struct {
 	stateEvery time.Duration
 	sources    []string
 	capBuffer  int
+	tapBuffer  int
 	portRate   float64
 	portBurst  int
 	cfg        engine.Config
@@ -73,6 +74,8 @@ func (o *listenOptions) validate() error {
 		return fmt.Errorf("--state-interval %s: must be positive", o.stateEvery)
 	case o.capBuffer < 64<<10:
 		return fmt.Errorf("--capture-buffer %d: must be at least 65536", o.capBuffer)
+	case o.tapBuffer != 0 && o.tapBuffer < 64<<10:
+		return fmt.Errorf("--tap-capture-buffer %d: must be 0 or at least 65536", o.tapBuffer)
 	case o.cfg.ProbeRate < 0, o.cfg.PortProbeRate < 0, o.portRate < 0:
 		return errors.New("--probe-rate, --port-probe-rate and --port-frame-rate must not be negative (0: no limit)")
 	case o.cfg.ProbeBurst < 1, o.cfg.PortProbeBurst < 1, o.portBurst < 1:
@@ -201,6 +204,7 @@ Needs CAP_NET_RAW (capture and send) and CAP_NET_ADMIN (program neighbors).`,
 	f.Float64Var(&o.cfg.PortProbeRate, "port-probe-rate", o.cfg.PortProbeRate, "probes per second per port (0: no limit)")
 	f.IntVar(&o.cfg.PortProbeBurst, "port-probe-burst", o.cfg.PortProbeBurst, "probes sent at once per port")
 	f.IntVar(&o.capBuffer, "capture-buffer", pcapio.DefaultOptions.BufferSize, "kernel capture ring per port, in bytes: a burst waits there while the port's frames are handled")
+	f.IntVar(&o.tapBuffer, "tap-capture-buffer", pcapio.DefaultOptions.TapBufferSize, "kernel capture ring of a tap port (one VM's vNIC), in bytes; at most --capture-buffer (0: --capture-buffer)")
 	f.Float64Var(&o.portRate, "port-frame-rate", 20000, "captured frames per second one port may feed the daemon; beyond, dropped (0: no limit)")
 	f.IntVar(&o.portBurst, "port-frame-burst", 20000, "captured frames one port may feed the daemon at once")
 	f.IntVar(&o.cfg.MaxCycles, "max-migrations", o.cfg.MaxCycles, "migrations (probe cycles) held at once; beyond, RARPs are dropped (0: no limit)")
@@ -367,6 +371,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	var eng *engine.Engine
 	popts := pcapio.DefaultOptions
 	popts.BufferSize = o.capBuffer
+	popts.TapBufferSize = o.tapBuffer
 	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected,
 		func(p engine.Packet) { eng.Process(time.Now(), p) }, log, stats)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst

@@ -8,6 +8,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
 // Live is a live libpcap handle.
@@ -86,9 +87,9 @@ func Open(ifname, filter string, o Options) (Live, error) {
 // Opener opens the daemon's handles.
 type Opener struct{ Options Options }
 
-// Open opens a port handle.
-func (o Opener) Open(ifname string) (capture.Handle, error) {
-	return Open(ifname, capture.PortFilter, o.Options)
+// Open opens a port handle (a smaller ring on a tap: Options.For).
+func (o Opener) Open(l link.Link) (capture.Handle, error) {
+	return Open(l.Name, capture.PortFilter, o.Options.For(l))
 }
 
 // OpenAny opens the any-device handle.

@@ -6,6 +6,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/rarp-replay/rarp-replay/capture"
+	"github.com/rarp-replay/rarp-replay/internal/link"
 )
 
 // LibVersion says there is no libpcap here.
@@ -38,7 +39,7 @@ func OpenSender(string) (Live, error) { return Live{}, ErrNotImplemented }
 type Opener struct{ Options Options }
 
 // Open fails.
-func (Opener) Open(string) (capture.Handle, error) { return nil, ErrNotImplemented }
+func (Opener) Open(link.Link) (capture.Handle, error) { return nil, ErrNotImplemented }
 
 // OpenAny fails.
 func (Opener) OpenAny() (capture.Handle, error) { return nil, ErrNotImplemented }

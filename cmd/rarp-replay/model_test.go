@@ -646,7 +646,7 @@ func (m *kernelModel) randomOp() op {
 // test looks at which ports the manager holds, not at frames.
 type idleOpener struct{}
 
-func (idleOpener) Open(string) (capture.Handle, error) {
+func (idleOpener) Open(link.Link) (capture.Handle, error) {
 	return &idleHandle{closed: make(chan struct{})}, nil
 }
 
