@@ -1,7 +1,9 @@
 /*
  * floor: the latency benchmark's floor (scripts/bench/latency.sh). A raw
- * AF_PACKET socket bound to EtherType RARP on one interface, a blocking
- * recv in a tight loop, and each RARP answered with one prebuilt frame (a
+ * AF_PACKET socket on one interface with a kernel filter for EtherType RARP
+ * (every EtherType, as libpcap binds: a bridge port hands frames of a bound
+ * EtherType to the bridge, not to the socket), a blocking recv in a tight
+ * loop, and each RARP answered with one prebuilt frame (a
  * unicast ARP request to the announced MAC, as rarp-replay's first probe
  * would be): no decode beyond the source MAC, no lookup, no allocation.
  * Nothing a daemon could do to answer a RARP takes less.
@@ -11,6 +13,7 @@
  * Build: gcc -O2 -o floor floor.c
  */
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -29,7 +32,7 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "usage: floor IFNAME\n");
 		return 2;
 	}
-	int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_RARP));
+	int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
 	if (fd < 0) {
 		perror("floor: socket");
 		return 1;
@@ -49,10 +52,22 @@ int main(int argc, char **argv) {
 	struct sockaddr_ll sll;
 	memset(&sll, 0, sizeof sll);
 	sll.sll_family = AF_PACKET;
-	sll.sll_protocol = htons(ETH_P_RARP);
+	sll.sll_protocol = htons(ETH_P_ALL);
 	sll.sll_ifindex = ifindex;
 	if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
 		perror("floor: bind");
+		return 1;
+	}
+	/* ether proto 0x8035: what "rarp" compiles to, without the VLAN cases. */
+	struct sock_filter code[] = {
+		{BPF_LD | BPF_H | BPF_ABS, 0, 0, 12},
+		{BPF_JMP | BPF_JEQ | BPF_K, 0, 1, ETH_P_RARP},
+		{BPF_RET | BPF_K, 0, 0, 0xffff},
+		{BPF_RET | BPF_K, 0, 0, 0},
+	};
+	struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+		perror("floor: SO_ATTACH_FILTER");
 		return 1;
 	}
 	int one = 1;

@@ -2,12 +2,13 @@
 # RARP -> first probe on the wire, with N bindings mirrored, against the
 # floor, in one invocation so that the ratio comes from one run:
 #   rarp-replay  `listen -i pd` on a bridge port, N+RARPS bindings mirrored
-#   C floor      scripts/bench/floor.c: raw AF_PACKET socket bound to RARP,
-#                blocking recv in a tight loop, a prebuilt ARP request back,
+#   C floor      scripts/bench/floor.c: raw AF_PACKET socket with a kernel
+#                filter for RARP, blocking recv in a tight loop, a prebuilt ARP request back,
 #                no lookup (compiled here with gcc -O2)
 #   Go floor     the same in Go (scripts/bench/latency floor): what the
 #                language and its runtime add, with nothing of the daemon
-# Each responder has its own veth into one switch namespace; RARPs for
+# Each responder has its own veth, a bridge port (the daemon's in its switch
+# namespace, the floors' in another with its own bridge); RARPs for
 # distinct MACs are sent from the VM side, SPACING apart, and tcpdump
 # (immediate mode, kernel timestamps) on the VM side records each RARP going
 # out and each probe coming in: latency is first probe minus RARP, per MAC.
@@ -52,6 +53,13 @@ for s in "${sides[@]}"; do
   ip -n "${home[$s]}" link set "p$s" up
 done
 ip -n "$sw" link set pd master br0   # the daemon serves bridge ports only
+# The floors' ports are bridge ports too: the same path through the kernel
+# (a frame entering a bridge port goes to the bridge after the packet
+# sockets).
+ip -n "$fs" link add br0 address 02:00:5e:10:00:02 type bridge
+ip -n "$fs" link set br0 up
+ip -n "$fs" link set pc master br0
+ip -n "$fs" link set pg master br0
 base=02aa00000000
 awk -v n="$n" -v k="$k" 'BEGIN {
   for (i = 0; i < n; i++)

@@ -110,13 +110,24 @@ func run(args []string) error {
 }
 
 // floor answers every RARP on ifname, as fast as a raw socket allows, with
-// a fixed ARP request to the announced MAC.
+// a fixed ARP request to the announced MAC. Like floor.c it takes every
+// EtherType with a kernel filter for RARP: on a bridge port, a socket bound
+// to RARP alone would never see one (the bridge takes it first).
 func floor(ifname string) error {
-	ifi, fd, err := rawSocket(ifname, uint16(packet.EtherTypeRARP))
+	ifi, fd, err := rawSocket(ifname, unix.ETH_P_ALL)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	code := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(packet.EtherTypeRARP)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(code)), Filter: &code[0]}); err != nil {
+		return fmt.Errorf("filter: %w", err)
+	}
 	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
 		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
 	if err != nil {
