@@ -16,8 +16,9 @@ import (
 
 // kernelNeigh is what the kernel holds for an address on an SVI.
 type kernelNeigh struct {
-	mac  net.HardwareAddr
-	lost bool // FAILED or INCOMPLETE: on its way out
+	mac    net.HardwareAddr
+	lost   bool // FAILED or INCOMPLETE: on its way out
+	remote bool // extern_learn: the fabric's (zebra's) binding again
 }
 
 // reasserter programs verified bindings and, for a short window after,
@@ -29,6 +30,11 @@ type kernelNeigh struct {
 // never came back. The neighbor watcher reports such losses (Lost); if its
 // reports overflow, the kernel's table is read instead (check). An address
 // the kernel binds to another MAC meanwhile is left alone: it moved again.
+// So is one zebra installs as a remote (extern_learn) binding again, even
+// to the same MAC: the VM moved on to another leaf, which advertised it,
+// and the deletion that may follow (that leaf's withdrawal) must not make
+// this leaf claim the VM back. (In the race above zebra deletes the entry
+// the daemon programmed without installing a remote one first.)
 type reasserter struct {
 	prog   engine.Programmer
 	list   func(ifindex int) (map[netip.Addr]kernelNeigh, error) // the SVI's neighbors
@@ -111,8 +117,8 @@ func (r *reasserter) Changed(e neigh.Entry, deleted bool) {
 	k := guardKey{e.IfIndex, e.IP}
 	r.mu.Lock()
 	g, ok := r.watch[k]
-	if ok && !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac) {
-		delete(r.watch, k) // bound elsewhere now
+	if ok && !deleted && (e.ExternLearned() || !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac)) {
+		delete(r.watch, k) // bound elsewhere now, or remote again
 		ok = false
 	}
 	r.mu.Unlock()
@@ -212,8 +218,8 @@ func (r *reasserter) check(now time.Time) {
 			}
 			e, there := kn[k.ip]
 			switch {
-			case there && !e.lost && !slices.Equal(e.mac, g.mac):
-				r.forget(k, g) // bound elsewhere now
+			case there && (e.remote || !e.lost && !slices.Equal(e.mac, g.mac)):
+				r.forget(k, g) // bound elsewhere now, or remote again
 				continue
 			case there && !e.lost:
 				continue

@@ -27,6 +27,7 @@ func add(out map[netip.Addr]kernelNeigh, ifindex int, ns []netlink.Neigh) {
 		if !ok || n.LinkIndex != ifindex {
 			continue
 		}
-		out[a.Unmap()] = kernelNeigh{mac: n.HardwareAddr, lost: n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0}
+		out[a.Unmap()] = kernelNeigh{mac: n.HardwareAddr, lost: n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0,
+			remote: n.Flags&netlink.NTF_EXT_LEARNED != 0}
 	}
 }

@@ -41,6 +41,7 @@ func TestReasserter(t *testing.T) {
 			[]programCall{first, first}},
 		{"failed: programmed again", []map[netip.Addr]kernelNeigh{{ip: {mac: vm, lost: true}}}, time.Second, []programCall{first, first}},
 		{"bound to another MAC: left alone for good", []map[netip.Addr]kernelNeigh{{ip: {mac: other}}, {}}, time.Second, []programCall{first}},
+		{"remote again, same MAC (moved on): left alone for good", []map[netip.Addr]kernelNeigh{{ip: {mac: vm, remote: true}}, {}}, time.Second, []programCall{first}},
 		{"lost after the window: left alone", []map[netip.Addr]kernelNeigh{{}}, 4 * time.Second, []programCall{first}},
 		{"lost again and again: at most maxReassert times", []map[netip.Addr]kernelNeigh{{}, {}, {}, {}, {}}, time.Second,
 			[]programCall{first, first, first, first}},
@@ -116,6 +117,12 @@ func TestReasserterChanged(t *testing.T) {
 		{"another SVI", []neigh.Entry{{IfIndex: 11, IP: ip}}, []bool{true}, 0},
 		{"bound to another MAC, then deleted", []neigh.Entry{
 			{IfIndex: 10, IP: ip, MAC: other, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, true}, 0},
+		// The VM moved on: its new leaf's route made zebra bind the address
+		// as remote, to the same MAC; that leaf's withdrawal deletes it.
+		{"remote again with its MAC, then deleted", []neigh.Entry{
+			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, true}, 0},
+		{"deleted, with the deleted entry's extern_learn flag", []neigh.Entry{
+			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}}, []bool{true}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
