@@ -56,6 +56,10 @@ type guarded struct {
 	mac   net.HardwareAddr
 	until time.Time
 	again int // times programmed again
+	// queued: a loss is queued for Run. A deletion is two events (the
+	// kernel reports the entry FAILED, then deleted); one reprogramming
+	// answers both.
+	queued bool
 }
 
 // maxReassert bounds how often one binding is programmed again.
@@ -121,10 +125,13 @@ func (r *reasserter) Changed(e neigh.Entry, deleted bool) {
 		delete(r.watch, k) // bound elsewhere now, or remote again
 		ok = false
 	}
-	r.mu.Unlock()
-	if !ok || !lost {
+	if !ok || !lost || g.queued {
+		r.mu.Unlock()
 		return
 	}
+	g.queued = true
+	r.watch[k] = g
+	r.mu.Unlock()
 	select {
 	case r.lost <- k:
 	default:
@@ -164,6 +171,7 @@ func (r *reasserter) again(k guardKey, now time.Time) {
 	}
 	if ok {
 		g.again++
+		g.queued = false
 		r.watch[k] = g
 	}
 	r.mu.Unlock()

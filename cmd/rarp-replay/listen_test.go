@@ -343,6 +343,51 @@ ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern
 	return sw, vm
 }
 
+// TestListenReassert, against the kernel: zebra deleting a binding the
+// daemon just programmed (it applied the old leaf's withdrawal late) gets
+// the binding programmed again; once zebra has installed the address as a
+// remote (extern_learn) binding again, to the same MAC (the VM moved on to
+// another leaf, which advertised it), that leaf's withdrawal deleting it
+// does not: this leaf must not claim the VM back. A second address's
+// deletion, made after, is the marker that the daemon has seen the first.
+func TestListenReassert(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := nstest.Binary(t)
+	sw, vm := oneVM(t)
+	nstest.Sh(t, `
+ip -n `+vm+` addr add 192.0.2.11/24 dev eth0
+ip -n `+sw+` neigh replace 192.0.2.11 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+`)
+	p := nstest.Start(t, "ip", "netns", "exec", sw, bin, "listen", "--log-format", "json")
+	p.WaitFor(t, `"msg":"listening"`, 10*time.Second)
+	nstest.Run(t, "ip", "netns", "exec", vm, bin, "send-rarp", "--mac", vm1MAC, "-i", "eth0", "--count", "1")
+	waitLocal(t, sw, vm1MAC, "192.0.2.10", "192.0.2.11")
+	again := func(ip string) string { return `it was programmed","ip":"` + ip + `"` }
+
+	nstest.Run(t, "ip", "-n", sw, "neigh", "del", "192.0.2.10", "dev", "br0")
+	p.WaitFor(t, again("192.0.2.10"), 5*time.Second)
+	waitLocal(t, sw, vm1MAC, "192.0.2.10")
+	count := func(ip string) int { return strings.Count(strings.Join(p.Lines(), "\n"), again(ip)) }
+	if n := count("192.0.2.10"); n != 1 {
+		t.Errorf("one deletion: 192.0.2.10 programmed again %d times, want once (the kernel reports it FAILED, then deleted)", n)
+	}
+
+	nstest.Sh(t, `
+ip -n `+sw+` neigh replace 192.0.2.10 lladdr `+vm1MAC+` dev br0 nud noarp extern_learn
+ip -n `+sw+` neigh del 192.0.2.10 dev br0
+ip -n `+sw+` neigh del 192.0.2.11 dev br0
+`)
+	p.WaitFor(t, again("192.0.2.11"), 5*time.Second)
+	waitLocal(t, sw, vm1MAC, "192.0.2.11")
+	if n := count("192.0.2.10"); n != 1 {
+		t.Errorf("192.0.2.10 programmed again %d times in all, want once (not after zebra made it remote again)", n)
+	}
+	if out := nstest.Run(t, "ip", "-n", sw, "neigh", "show", "192.0.2.10", "dev", "br0"); strings.TrimSpace(out) != "" {
+		t.Errorf("192.0.2.10 is bound again after the remote leaf withdrew it: %q", out)
+	}
+	p.Stop(t, syscall.SIGTERM, 5*time.Second)
+}
+
 // TestListenStateAcrossRestart: EVPN withdraws a binding while the daemon
 // is down for an upgrade; the restarted daemon still knows it from its
 // state file and restores it. A corrupt state file is moved aside (kept for
