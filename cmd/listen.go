@@ -344,6 +344,7 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	kernel := neigh.NewKernel(log)
 	defer kernel.Close()
 	programmer := newReasserter(kernel, kernelNeighbors, log)
+	programmer.get = kernelNeighbor
 	if !watch(ctx, &wg, links, mirror, stats, o.stateFile, programmer.Changed, log) {
 		return nil
 	}

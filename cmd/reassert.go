@@ -36,8 +36,12 @@ type kernelNeigh struct {
 // this leaf claim the VM back. (In the race above zebra deletes the entry
 // the daemon programmed without installing a remote one first.)
 type reasserter struct {
-	prog   engine.Programmer
-	list   func(ifindex int) (map[netip.Addr]kernelNeigh, error) // the SVI's neighbors
+	prog engine.Programmer
+	list func(ifindex int) (map[netip.Addr]kernelNeigh, error) // the SVI's neighbors
+	// get, when not nil, reads one entry before it is programmed again:
+	// a loss is reported twice (FAILED, then deleted), and the second
+	// report may come after the binding was programmed again.
+	get    func(ifindex int, ip netip.Addr) (kernelNeigh, bool, error)
 	log    *slog.Logger
 	window time.Duration // how long after programming a binding is watched
 
@@ -178,12 +182,35 @@ func (r *reasserter) again(k guardKey, now time.Time) {
 	if !ok {
 		return
 	}
+	if r.get != nil {
+		e, there, err := r.get(k.ifindex, k.ip)
+		switch {
+		case err != nil:
+			r.log.Warn("cannot read the neighbor before programming it again", "ip", k.ip, "ifindex", k.ifindex, "err", err)
+		case there && (e.remote || !e.lost && !slices.Equal(e.mac, g.mac)):
+			r.forget(k, g) // bound elsewhere now, or remote again
+			return
+		case there && !e.lost:
+			r.undo(k) // back already: nothing to do
+			return
+		}
+	}
 	if err := r.prog.Program(k.ifindex, k.ip, g.mac); err != nil {
 		r.log.Error("program again", "ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "err", err)
 		return
 	}
 	r.log.Info("binding programmed again: the kernel lost it right after it was programmed",
 		"ip", k.ip, "mac", g.mac.String(), "ifindex", k.ifindex, "times", g.again)
+}
+
+// undo takes back the attempt again counted for k: the binding was there.
+func (r *reasserter) undo(k guardKey) {
+	r.mu.Lock()
+	if g, ok := r.watch[k]; ok && g.again > 0 {
+		g.again--
+		r.watch[k] = g
+	}
+	r.mu.Unlock()
 }
 
 func (r *reasserter) expire(now time.Time) {

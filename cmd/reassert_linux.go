@@ -1,11 +1,27 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
+	"github.com/rarp-replay/rarp-replay/neigh"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
+
+// kernelNeighbor reads the kernel's entry for ip on ifindex; false when
+// there is none.
+func kernelNeighbor(ifindex int, ip netip.Addr) (kernelNeigh, bool, error) {
+	e, err := neigh.Get(ifindex, ip)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return kernelNeigh{}, false, nil
+	case err != nil:
+		return kernelNeigh{}, false, err
+	}
+	return kernelNeigh{mac: e.MAC, lost: e.State&(neigh.NUDFailed|neigh.NUDIncomplete) != 0, remote: e.ExternLearned()}, true, nil
+}
 
 // kernelNeighbors reads every neighbor entry on ifindex.
 // Equivalent to `ip neigh show dev IFINDEX`.

@@ -9,3 +9,7 @@ import (
 )
 
 func kernelNeighbors(int) (map[netip.Addr]kernelNeigh, error) { return nil, neigh.ErrNotImplemented }
+
+func kernelNeighbor(int, netip.Addr) (kernelNeigh, bool, error) {
+	return kernelNeigh{}, false, neigh.ErrNotImplemented
+}

@@ -146,3 +146,57 @@ func TestReasserterChanged(t *testing.T) {
 		})
 	}
 }
+
+// Before programming a binding again, the reasserter reads the kernel's
+// entry: one already back (the second report of one loss) is left as it
+// is, and the attempt is not counted; one zebra made remote again, or
+// bound to another MAC, is forgotten; a missing one, or a failed read, is
+// programmed.
+func TestReasserterAgainReads(t *testing.T) {
+	vm, other := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	ip := netip.MustParseAddr("192.0.2.10")
+	tests := []struct {
+		name       string
+		entry      kernelNeigh
+		there      bool
+		err        error
+		programmed bool
+		watched    bool
+	}{
+		{"absent", kernelNeigh{}, false, nil, true, true},
+		{"failed", kernelNeigh{mac: vm, lost: true}, true, nil, true, true},
+		{"back already", kernelNeigh{mac: vm}, true, nil, false, true},
+		{"remote again", kernelNeigh{mac: vm, remote: true}, true, nil, false, false},
+		{"another MAC", kernelNeigh{mac: other}, true, nil, false, false},
+		{"read failed", kernelNeigh{}, false, errors.New("netlink: no buffer space"), true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prog := &fakeProgrammer{}
+			r := newReasserter(prog, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r.get = func(ifindex int, a netip.Addr) (kernelNeigh, bool, error) {
+				if ifindex != 10 || a != ip {
+					t.Errorf("read ifindex %d %s, want 10 %s", ifindex, a, ip)
+				}
+				return tc.entry, tc.there, tc.err
+			}
+			if err := r.Program(10, ip, vm); err != nil {
+				t.Fatal(err)
+			}
+			r.Changed(neigh.Entry{IfIndex: 10, IP: ip}, true)
+			r.again(<-r.lost, time.Now())
+			if got := len(prog.calls) == 2; got != tc.programmed {
+				t.Errorf("programmed again: %v, want %v (%v)", got, tc.programmed, prog.calls)
+			}
+			r.mu.Lock()
+			g, watched := r.watch[guardKey{10, ip}]
+			r.mu.Unlock()
+			if watched != tc.watched {
+				t.Errorf("still watched: %v, want %v", watched, tc.watched)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.programmed]; watched && g.again != want {
+				t.Errorf("attempts counted %d, want %d", g.again, want)
+			}
+		})
+	}
+}

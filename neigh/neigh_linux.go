@@ -241,6 +241,11 @@ func macOrNone(mac net.HardwareAddr) string {
 	return mac.String()
 }
 
+// Get reads the kernel's neighbor entry for ip on ifindex (one
+// RTM_GETNEIGH request); an error wrapping unix.ENOENT when there is none.
+// Equivalent to `ip neigh get IP dev DEV`.
+func Get(ifindex int, ip netip.Addr) (Entry, error) { return get(ifindex, ip) }
+
 // get reads the kernel's neighbor entry for ip on ifindex (an RTM_GETNEIGH
 // request, not a dump); unix.ENOENT when there is none.
 // Equivalent to `ip neigh get IP dev DEV`.
