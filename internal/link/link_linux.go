@@ -62,10 +62,10 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 	var wg sync.WaitGroup
 	linksIn := make(chan struct{})
 	wg.Go(func() {
-		nlwatch.Follow(ctx, log, nlwatch.Source[netlink.LinkUpdate]{
+		nlwatch.Follow(ctx, log, nlwatch.Source[linkMsg]{
 			Name: "link",
-			Subscribe: func(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
-				return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: o.ReceiveBuffer})
+			Subscribe: func(ch chan<- linkMsg, done <-chan struct{}, onErr func(error)) error {
+				return subscribeLinks(ns, o.ReceiveBuffer, ch, done, onErr)
 			},
 			Dump: func() error {
 				links, err := k.Links()
@@ -76,7 +76,7 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 				t.Replace(links)
 				return nil
 			},
-			Apply: func(u netlink.LinkUpdate) {
+			Apply: func(u linkMsg) {
 				k.apply(t, u, b)
 				if len(b.links)+len(b.bridge) >= maxBatch { // a burst without a pause
 					k.flush(t, b, log)
@@ -134,57 +134,141 @@ func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o Watc
 	return nil
 }
 
-// batch holds what a burst of link messages left to read from the kernel:
-// the bridge port view (one AF_BRIDGE dump of every port) and the
-// addresses of new links (one address dump). Read per message, a burst of
-// N new ports cost N dumps of N ports each: 200 VM ports created within a
-// second kept the watcher (and every port's handle, and its first RARP)
-// seconds behind the kernel.
+// batch holds what a burst of link messages left to complete: the bridge
+// port view and the addresses of new links (one address dump). The bridge
+// port view comes from the AF_BRIDGE notifications themselves, which carry
+// all of it (flags, STP state, VLANs); one AF_BRIDGE dump of every port is
+// read only when a bridge member has neither a notification in the burst
+// nor a view in the table for the same bridge. Read per message, a burst
+// of N new ports cost N dumps of N ports each: 200 VM ports created within
+// a second kept the watcher (and every port's handle, and its first RARP)
+// seconds behind the kernel; with a dump per burst the dump of every port
+// was still 16-19% of the daemon's CPU (fabric benchmark, model (b)).
 type batch struct {
 	links  map[int]Link // bridge members (or links with one pending), latest message
 	bridge map[int]bool // AF_BRIDGE messages for these ports
-	addrs  map[int]bool // new links: addresses to read
+	// ports holds the latest AF_BRIDGE notification's view of each port
+	// in bridge that carried one (zero when the port left its bridge).
+	ports map[int]BridgePort
+	addrs map[int]bool // new links: addresses to read
+}
+
+// linkMsg is one link notification: netlink's reading of it and, for an
+// AF_BRIDGE message, the bridge's view of the port it carries.
+type linkMsg struct {
+	netlink.LinkUpdate
+	port    BridgePort
+	hasPort bool // port was decoded from an AF_BRIDGE message
 }
 
 // maxBatch bounds the links a burst leaves pending before they are read.
 const maxBatch = 256
 
 func newBatch() *batch {
-	return &batch{links: map[int]Link{}, bridge: map[int]bool{}, addrs: map[int]bool{}}
+	return &batch{links: map[int]Link{}, bridge: map[int]bool{}, ports: map[int]BridgePort{}, addrs: map[int]bool{}}
 }
 
 func (b *batch) clear() {
 	clear(b.links)
 	clear(b.bridge)
+	clear(b.ports)
 	clear(b.addrs)
 }
 
 // apply applies one link message to t, or leaves it in b for flush when it
 // needs the bridge's view of a port (a bridge member, an AF_BRIDGE
 // message) or the addresses of a new link.
-func (k *Kernel) apply(t *Table, u netlink.LinkUpdate, b *batch) {
+// subscribeLinks delivers the link notifications of the namespace ns on ch
+// until done is closed or the socket fails (then it calls onErr and closes
+// ch). Like netlink.LinkSubscribeWithOptions, plus the bridge's view of the
+// port an AF_BRIDGE message carries, which netlink's Link drops.
+func subscribeLinks(ns *netns.NsHandle, rcvbuf int, ch chan<- linkMsg, done <-chan struct{}, onErr func(error)) error {
+	at := netns.None()
+	if ns != nil {
+		at = *ns
+	}
+	s, err := nl.SubscribeAt(at, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		return fmt.Errorf("subscribe to link events: %w", err)
+	}
+	if rcvbuf != 0 {
+		if err := s.SetReceiveBufferSize(rcvbuf, false); err != nil {
+			s.Close()
+			return fmt.Errorf("link events: receive buffer: %w", err)
+		}
+	}
+	go func() {
+		<-done
+		s.Close()
+	}()
+	go func() {
+		defer close(ch)
+		for {
+			msgs, from, err := s.Receive()
+			if err != nil {
+				onErr(err)
+				return
+			}
+			if from.Pid != nl.PidKernel {
+				continue
+			}
+			for _, m := range msgs {
+				if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
+					continue
+				}
+				header := unix.NlMsghdr(m.Header)
+				l, err := netlink.LinkDeserialize(&header, m.Data)
+				if err != nil {
+					onErr(fmt.Errorf("link event: %w", err))
+					continue
+				}
+				u := linkMsg{LinkUpdate: netlink.LinkUpdate{IfInfomsg: *nl.DeserializeIfInfomsg(m.Data), Header: header, Link: l}}
+				if u.IfInfomsg.Family == unix.AF_BRIDGE && m.Header.Type == unix.RTM_NEWLINK {
+					if bp, err := DecodeBridgePort(m.Data); err == nil {
+						u.port, u.hasPort = bp, true
+					}
+				}
+				ch <- u
+			}
+		}
+	}()
+	return nil
+}
+
+func (k *Kernel) apply(t *Table, u linkMsg, b *batch) {
 	index := int(u.IfInfomsg.Index)
 	if u.IfInfomsg.Family == unix.AF_BRIDGE {
 		// Whatever the message says (a port flag, an STP state, a VLAN, or
-		// RTM_DELLINK for a port leaving its bridge), read what the bridge
-		// says about the port now (at flush). A DELLINK of this family
-		// deletes no link: the port itself lives on (its AF_UNSPEC
-		// RTM_NEWLINK without a master follows).
+		// RTM_DELLINK for a port leaving its bridge), it carries the
+		// bridge's whole view of the port: the latest one wins, at flush.
+		// A DELLINK of this family deletes no link: the port itself lives
+		// on (its AF_UNSPEC RTM_NEWLINK without a master follows).
 		_, known := t.Get(index)
 		_, pending := b.links[index]
 		if known || pending {
 			b.bridge[index] = true
+			switch {
+			case u.Header.Type == unix.RTM_DELLINK:
+				b.ports[index] = BridgePort{Index: index}
+			case u.hasPort && u.port.Master != 0:
+				b.ports[index] = u.port
+			case u.hasPort:
+				b.ports[index] = BridgePort{Index: index} // the bridge device itself
+			default:
+				delete(b.ports, index) // undecodable: read it at flush
+			}
 		}
 		return
 	}
 	if u.Header.Type == unix.RTM_DELLINK {
 		delete(b.links, index)
 		delete(b.bridge, index)
+		delete(b.ports, index)
 		delete(b.addrs, index)
 		t.Delete(index)
 		return
 	}
-	l := fromNetlink(u.Link)
+	l := fromNetlink(u.LinkUpdate.Link)
 	_, known := t.Get(l.Index)
 	_, pending := b.links[l.Index]
 	if !known && !pending {
@@ -204,16 +288,47 @@ func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
 		return
 	}
 	defer b.clear()
-	var ports map[int]BridgePort
-	var perr error
-	members := len(b.bridge) > 0
-	for _, l := range b.links {
-		members = members || l.MasterIndex != 0
+	// The bridge's view of each port: the burst's latest notification, or
+	// for a member of the same bridge as before without one (its link
+	// changed, not its port: every change of the port is notified), the
+	// table's; one dump of every port only for the rest (a notification
+	// that could not be decoded, a port that came with none yet).
+	ports := make(map[int]BridgePort, len(b.ports)+len(b.links))
+	dump := false
+	for idx := range b.bridge {
+		if bp, ok := b.ports[idx]; ok {
+			ports[idx] = bp
+		} else {
+			dump = true
+		}
 	}
-	if members {
-		ports, perr = k.BridgePorts()
-		if perr != nil {
+	for idx, l := range b.links {
+		if l.MasterIndex == 0 {
+			continue
+		}
+		if bp, ok := b.ports[idx]; ok && bp.Master == l.MasterIndex {
+			continue
+		}
+		if old, ok := t.Get(idx); ok && old.MasterIndex == l.MasterIndex {
+			ports[idx] = BridgePort{Index: idx, Master: l.MasterIndex, Info: old.PortInfo, VLANs: old.VLANs}
+			continue
+		}
+		dump = true
+	}
+	var perr error
+	if dump {
+		var all map[int]BridgePort
+		if all, perr = k.BridgePorts(); perr != nil {
 			log.Warn("link event: cannot read the bridge ports", "err", perr)
+		} else {
+			for idx := range b.bridge {
+				ports[idx] = all[idx]
+			}
+			for idx, l := range b.links {
+				if l.MasterIndex != 0 {
+					ports[idx] = all[idx]
+				}
+			}
 		}
 	}
 	var addrs map[int][]netip.Prefix
@@ -235,7 +350,7 @@ func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
 			}
 		}
 		if l.MasterIndex != 0 {
-			if bp, ok := ports[idx]; perr == nil && ok && bp.Master == l.MasterIndex {
+			if bp, ok := ports[idx]; ok && bp.Master == l.MasterIndex {
 				l.PortInfo, l.VLANs = bp.Info, bp.VLANs
 			} else if old, ok := t.Get(idx); perr != nil && ok && old.MasterIndex == l.MasterIndex {
 				l.PortInfo, l.VLANs = old.PortInfo, old.VLANs
@@ -243,14 +358,14 @@ func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
 		}
 		t.Set(l)
 	}
-	if perr != nil {
-		return
-	}
 	for idx := range b.bridge {
 		if _, done := b.links[idx]; done {
 			continue
 		}
-		bp := ports[idx]
+		bp, ok := ports[idx]
+		if !ok {
+			continue // the dump failed: the table keeps what it had
+		}
 		t.SetBridgePort(idx, bp.Info, bp.VLANs)
 	}
 }
