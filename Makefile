@@ -78,13 +78,14 @@ fuzz:
 # (TestLayouts: Cumulus- and SONiC-style VLAN-aware leaves, a bond trunk, a
 # port created 10 ms before its RARP, a single VXLAN device). Without
 # linux.uml it fails with one line naming the package (scripts/uml/run.sh).
-UML_TESTS ?= ^(TestKernelModel|TestNetlinkOverflow|TestListen|TestListenAnycastMacvlan|TestLayouts)$$
+UML_TESTS ?= ^(TestKernelModel|TestNetlinkOverflow|TestListen|TestListenAnycastMacvlan|TestListenReassert|TestLayouts)$$
+MODEL_STEPS ?= 300
 test-uml: build
 	mkdir -p build $(COMPAT)
 	$(GO) test -c -o build/rr-cmd.test ./cmd/rarp-replay
 	scripts/uml/run.sh -q --rw $(COMPAT) -e RARP_REPLAY_UML=1 -e RARP_REPLAY_BIN=$(CURDIR)/bin/rarp-replay \
 		-e RARP_REPLAY_COMPAT_DIR=$(COMPAT) -e RARP_REPLAY_REQUIRE_ROOT=1 -- \
-		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps 300 -test.run "$(UML_TESTS)"'
+		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps $(MODEL_STEPS) -test.run "$(UML_TESTS)"'
 
 # FRR EVPN end to end on a Cumulus-style VLAN-aware bridge with symmetric
 # IRB, both migration orders, without and with the daemon, in user-mode Linux

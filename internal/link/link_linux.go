@@ -40,8 +40,9 @@ func NewKernel(ns *netns.NsHandle) (*Kernel, error) {
 // Link messages come in two families. AF_UNSPEC ones carry the whole link
 // and replace it in t. AF_BRIDGE ones (port flags, STP state, port VLANs,
 // a port leaving its bridge) carry only what the bridge says about a port,
-// and nothing of its kind: they only ever update the port's bridge view,
-// read afresh from the kernel, and never delete the link.
+// and nothing of its kind: they only ever update the port's bridge view
+// (with what they carry, or a dump of the bridge ports where they carry
+// nothing usable), and never delete the link.
 func Watch(ctx context.Context, t *Table, log *slog.Logger, ready func(), o WatchOptions) error {
 	k, err := NewKernel(o.Namespace)
 	if err != nil {
