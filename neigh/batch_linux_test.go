@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,7 +16,6 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,7 +84,7 @@ func TestProgramBatch(t *testing.T) {
 	k := NewKernel(nil)
 	defer k.Close()
 	var errs []error
-	inNamespace(t, ns, func() { errs = k.ProgramBatch(bs) })
+	nstest.InNamespace(t, ns, func() { errs = k.ProgramBatch(bs) })
 	if len(errs) != len(bs) {
 		t.Fatalf("%d errors for %d bindings", len(errs), len(bs))
 	}
@@ -141,7 +139,7 @@ func TestProgramBatch(t *testing.T) {
 	}
 	// The socket stays usable after a batch with refusals.
 	var again []error
-	inNamespace(t, ns, func() { again = k.ProgramBatch(bs[:1]) })
+	nstest.InNamespace(t, ns, func() { again = k.ProgramBatch(bs[:1]) })
 	if again[0] != nil {
 		t.Errorf("second batch: %v", again[0])
 	}
@@ -156,31 +154,4 @@ func ifindexIn(t *testing.T, ns, name string) int {
 		t.Fatalf("ifindex of %s: %v", name, err)
 	}
 	return l[0].Index
-}
-
-// inNamespace runs f on a thread in the namespace ns: sockets f opens
-// belong to ns.
-func inNamespace(t *testing.T, ns string, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic("cannot return to the test's network namespace: " + err.Error())
-		}
-	}()
-	f()
 }

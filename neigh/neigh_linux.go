@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -120,52 +120,17 @@ var ipOnly = []unix.SockFilter{
 // onErr and closes ch). Like netlink.NeighSubscribeWithOptions, plus the
 // ipOnly filter.
 func subscribe(o WatchOptions, force bool, ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
-	ns := netns.None()
-	if o.Namespace != nil {
-		ns = *o.Namespace
-	}
-	s, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_NEIGH)
-	if err != nil {
-		return fmt.Errorf("subscribe to neighbor events: %w", err)
-	}
-	if err := s.SetReceiveBufferSize(o.ReceiveBuffer, force); err != nil {
-		s.Close()
-		return fmt.Errorf("neighbor events: receive buffer: %w", err)
-	}
-	prog := unix.SockFprog{Len: uint16(len(ipOnly)), Filter: &ipOnly[0]}
-	if err := unix.SetsockoptSockFprog(s.GetFd(), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
-		s.Close()
-		return fmt.Errorf("neighbor events: socket filter: %w", err)
-	}
-	go func() {
-		<-done
-		s.Close()
-	}()
-	go func() {
-		defer close(ch)
-		for {
-			msgs, from, err := s.Receive()
-			if err != nil {
-				onErr(err)
-				return
-			}
-			if from.Pid != nl.PidKernel {
-				continue
-			}
-			for _, m := range msgs {
-				if m.Header.Type != unix.RTM_NEWNEIGH && m.Header.Type != unix.RTM_DELNEIGH {
-					continue
-				}
-				n, err := netlink.NeighDeserialize(m.Data)
-				if err != nil {
-					onErr(fmt.Errorf("neighbor event: %w", err))
-					continue
-				}
-				ch <- netlink.NeighUpdate{Type: m.Header.Type, Neigh: *n}
-			}
+	sock := nlwatch.Socket{What: "neighbor events", Namespace: o.Namespace, ReceiveBuffer: o.ReceiveBuffer, Force: force, Filter: ipOnly}
+	return nlwatch.Subscribe(sock, unix.RTNLGRP_NEIGH, ch, done, onErr, func(m syscall.NetlinkMessage) (netlink.NeighUpdate, bool, error) {
+		if m.Header.Type != unix.RTM_NEWNEIGH && m.Header.Type != unix.RTM_DELNEIGH {
+			return netlink.NeighUpdate{}, false, nil
 		}
-	}()
-	return nil
+		n, err := netlink.NeighDeserialize(m.Data)
+		if err != nil {
+			return netlink.NeighUpdate{}, false, err
+		}
+		return netlink.NeighUpdate{Type: m.Header.Type, Neigh: *n}, true, nil
+	})
 }
 
 func fromNetlink(n netlink.Neigh) Entry {

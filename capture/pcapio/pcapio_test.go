@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,35 +15,7 @@ import (
 	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
-	"github.com/vishvananda/netns"
 )
-
-// inNamespace runs f on a thread in the namespace ns: the packet sockets f
-// opens belong to ns.
-func inNamespace(t *testing.T, ns string, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic("cannot return to the test's network namespace: " + err.Error())
-		}
-	}()
-	f()
-}
 
 // TestLive opens real handles on a veth pair in a namespace of its own:
 // a port handle takes the RARP and the ARP reply sent to it, not the
@@ -73,7 +44,7 @@ func TestLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var port, any, peer Live
-	inNamespace(t, ns, func() {
+	nstest.InNamespace(t, ns, func() {
 		if _, err := Open("rr-nosuch0", capture.PortFilter, DefaultOptions); err == nil || !strings.Contains(err.Error(), "rr-nosuch0") {
 			t.Errorf("Open on a missing device: %v, want an error naming it", err)
 		}
@@ -144,7 +115,7 @@ func TestLive(t *testing.T) {
 func ifindex(t *testing.T, ns, name string) int {
 	t.Helper()
 	var idx int
-	inNamespace(t, ns, func() {
+	nstest.InNamespace(t, ns, func() {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/rarp-replay/rarp-replay/internal/nlwatch"
 	"github.com/vishvananda/netlink"
@@ -184,56 +185,24 @@ func (b *batch) clear() {
 // ch). Like netlink.LinkSubscribeWithOptions, plus the bridge's view of the
 // port an AF_BRIDGE message carries, which netlink's Link drops.
 func subscribeLinks(ns *netns.NsHandle, rcvbuf int, ch chan<- linkMsg, done <-chan struct{}, onErr func(error)) error {
-	at := netns.None()
-	if ns != nil {
-		at = *ns
-	}
-	s, err := nl.SubscribeAt(at, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
-	if err != nil {
-		return fmt.Errorf("subscribe to link events: %w", err)
-	}
-	if rcvbuf != 0 {
-		if err := s.SetReceiveBufferSize(rcvbuf, false); err != nil {
-			s.Close()
-			return fmt.Errorf("link events: receive buffer: %w", err)
+	sock := nlwatch.Socket{What: "link events", Namespace: ns, ReceiveBuffer: rcvbuf}
+	return nlwatch.Subscribe(sock, unix.RTNLGRP_LINK, ch, done, onErr, func(m syscall.NetlinkMessage) (linkMsg, bool, error) {
+		if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
+			return linkMsg{}, false, nil
 		}
-	}
-	go func() {
-		<-done
-		s.Close()
-	}()
-	go func() {
-		defer close(ch)
-		for {
-			msgs, from, err := s.Receive()
-			if err != nil {
-				onErr(err)
-				return
-			}
-			if from.Pid != nl.PidKernel {
-				continue
-			}
-			for _, m := range msgs {
-				if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
-					continue
-				}
-				header := unix.NlMsghdr(m.Header)
-				l, err := netlink.LinkDeserialize(&header, m.Data)
-				if err != nil {
-					onErr(fmt.Errorf("link event: %w", err))
-					continue
-				}
-				u := linkMsg{LinkUpdate: netlink.LinkUpdate{IfInfomsg: *nl.DeserializeIfInfomsg(m.Data), Header: header, Link: l}}
-				if u.IfInfomsg.Family == unix.AF_BRIDGE && m.Header.Type == unix.RTM_NEWLINK {
-					if bp, err := DecodeBridgePort(m.Data); err == nil {
-						u.port, u.hasPort = bp, true
-					}
-				}
-				ch <- u
+		header := unix.NlMsghdr(m.Header)
+		l, err := netlink.LinkDeserialize(&header, m.Data)
+		if err != nil {
+			return linkMsg{}, false, err
+		}
+		u := linkMsg{LinkUpdate: netlink.LinkUpdate{IfInfomsg: *nl.DeserializeIfInfomsg(m.Data), Header: header, Link: l}}
+		if u.IfInfomsg.Family == unix.AF_BRIDGE && m.Header.Type == unix.RTM_NEWLINK {
+			if bp, err := DecodeBridgePort(m.Data); err == nil {
+				u.port, u.hasPort = bp, true
 			}
 		}
-	}()
-	return nil
+		return u, true, nil
+	})
 }
 
 func (k *Kernel) apply(t *Table, u linkMsg, b *batch) {

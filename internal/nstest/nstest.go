@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // RequireRoot skips t unless it runs as root with iproute2 available; when
@@ -223,4 +225,31 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// InNamespace runs f on an OS thread that is in the namespace ns while f
+// runs: the sockets f opens (netlink, packet) belong to ns and stay there.
+func InNamespace(t testing.TB, ns string, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic("cannot return to the test's network namespace: " + err.Error())
+		}
+	}()
+	f()
 }
