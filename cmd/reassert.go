@@ -64,6 +64,11 @@ type guarded struct {
 	// kernel reports the entry FAILED, then deleted); one reprogramming
 	// answers both.
 	queued bool
+	// seen: an event showed the binding as programmed (local, this MAC).
+	// Events before it describe the entry the programming replaced (the
+	// remote one, from before the write reached the kernel): they say
+	// nothing about where the VM went next.
+	seen bool
 }
 
 // maxReassert bounds how often one binding is programmed again.
@@ -125,7 +130,11 @@ func (r *reasserter) Changed(e neigh.Entry, deleted bool) {
 	k := guardKey{e.IfIndex, e.IP}
 	r.mu.Lock()
 	g, ok := r.watch[k]
-	if ok && !deleted && (e.ExternLearned() || !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac)) {
+	if ok && !deleted && !lost && !e.ExternLearned() && slices.Equal(e.MAC, g.mac) && !g.seen {
+		g.seen = true
+		r.watch[k] = g
+	}
+	if ok && g.seen && !deleted && (e.ExternLearned() || !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac)) {
 		delete(r.watch, k) // bound elsewhere now, or remote again
 		ok = false
 	}

@@ -104,6 +104,8 @@ func TestReasserterReadError(t *testing.T) {
 func TestReasserterChanged(t *testing.T) {
 	vm, other := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
 	ip, ip2 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	// The kernel's event for the daemon's own programming.
+	local := neigh.Entry{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDReachable}
 	tests := []struct {
 		name    string
 		events  []neigh.Entry
@@ -115,12 +117,17 @@ func TestReasserterChanged(t *testing.T) {
 		{"reachable with its MAC", []neigh.Entry{{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDReachable}}, []bool{false}, 0},
 		{"another address", []neigh.Entry{{IfIndex: 10, IP: ip2}}, []bool{true}, 0},
 		{"another SVI", []neigh.Entry{{IfIndex: 11, IP: ip}}, []bool{true}, 0},
-		{"bound to another MAC, then deleted", []neigh.Entry{
-			{IfIndex: 10, IP: ip, MAC: other, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, true}, 0},
+		{"bound to another MAC, then deleted", []neigh.Entry{local,
+			{IfIndex: 10, IP: ip, MAC: other, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, false, true}, 0},
+		// Events from before the programming reached the kernel (the remote
+		// entry it replaces, refreshed by zebra) say nothing of a move: a
+		// deletion after them is still programmed again.
+		{"remote before the programming showed, then deleted", []neigh.Entry{
+			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, local, {IfIndex: 10, IP: ip}}, []bool{false, false, true}, 1},
 		// The VM moved on: its new leaf's route made zebra bind the address
 		// as remote, to the same MAC; that leaf's withdrawal deletes it.
-		{"remote again with its MAC, then deleted", []neigh.Entry{
-			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, true}, 0},
+		{"remote again with its MAC, then deleted", []neigh.Entry{local,
+			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}, {IfIndex: 10, IP: ip}}, []bool{false, false, true}, 0},
 		{"deleted, with the deleted entry's extern_learn flag", []neigh.Entry{
 			{IfIndex: 10, IP: ip, MAC: vm, State: neigh.NUDNoARP, Flags: neigh.NTFExtLearned}}, []bool{true}, 1},
 	}
