@@ -21,6 +21,11 @@ type kernelNeigh struct {
 	remote bool // extern_learn: the fabric's (zebra's) binding again
 }
 
+// newKernelNeigh reads an entry's MAC, NUD state and NTF flags.
+func newKernelNeigh(mac net.HardwareAddr, state, flags int) kernelNeigh {
+	return kernelNeigh{mac: mac, lost: state&(neigh.NUDFailed|neigh.NUDIncomplete) != 0, remote: flags&neigh.NTFExtLearned != 0}
+}
+
 // reasserter programs verified bindings and, for a short window after,
 // programs a binding again if the kernel loses it. Seen in the fabric
 // benchmark (200 VMs at once, scripts/bench/fabric.sh): zebra, busy with
@@ -71,6 +76,12 @@ type guarded struct {
 	seen bool
 }
 
+// movedOn reports whether e, the kernel's entry for g's address, says the
+// VM is elsewhere now: bound to another MAC, or remote again.
+func (g guarded) movedOn(e kernelNeigh) bool {
+	return e.remote || !e.lost && len(e.mac) > 0 && !slices.Equal(e.mac, g.mac)
+}
+
 // maxReassert bounds how often one binding is programmed again.
 const maxReassert = 3
 
@@ -81,17 +92,7 @@ func newReasserter(prog engine.Programmer, list func(int) (map[netip.Addr]kernel
 
 // Program programs the binding and watches it for the window.
 func (r *reasserter) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
-	k := guardKey{ifindex, ip}
-	r.mu.Lock()
-	r.watch[k] = guarded{mac: slices.Clone(mac), until: time.Now().Add(r.window)}
-	r.mu.Unlock()
-	if err := r.prog.Program(ifindex, ip, mac); err != nil {
-		r.mu.Lock()
-		delete(r.watch, k)
-		r.mu.Unlock()
-		return err
-	}
-	return nil
+	return r.ProgramBatch([]engine.Replace{{IfIndex: ifindex, IP: ip, MAC: mac}})[0]
 }
 
 // ProgramBatch programs the bindings, in one batch when the programmer
@@ -103,18 +104,10 @@ func (r *reasserter) ProgramBatch(bs []engine.Replace) []error {
 		r.watch[guardKey{b.IfIndex, b.IP}] = guarded{mac: slices.Clone(b.MAC), until: until}
 	}
 	r.mu.Unlock()
-	var errs []error
-	if bp, ok := r.prog.(engine.BatchProgrammer); ok {
-		errs = bp.ProgramBatch(bs)
-	} else {
-		errs = make([]error, len(bs))
-		for i, b := range bs {
-			errs[i] = r.prog.Program(b.IfIndex, b.IP, b.MAC)
-		}
-	}
+	errs := engine.ProgramAll(r.prog, bs)
 	r.mu.Lock()
 	for i, err := range errs {
-		if err != nil && i < len(bs) {
+		if err != nil {
 			delete(r.watch, guardKey{bs[i].IfIndex, bs[i].IP})
 		}
 	}
@@ -126,15 +119,16 @@ func (r *reasserter) ProgramBatch(bs []engine.Replace) []error {
 // a watched binding deleted, FAILED or INCOMPLETE is queued to be
 // programmed again. It never blocks.
 func (r *reasserter) Changed(e neigh.Entry, deleted bool) {
-	lost := deleted || e.State&(neigh.NUDFailed|neigh.NUDIncomplete) != 0
+	kn := newKernelNeigh(e.MAC, e.State, e.Flags)
+	lost := deleted || kn.lost
 	k := guardKey{e.IfIndex, e.IP}
 	r.mu.Lock()
 	g, ok := r.watch[k]
-	if ok && !deleted && !lost && !e.ExternLearned() && slices.Equal(e.MAC, g.mac) && !g.seen {
+	if ok && !lost && !kn.remote && slices.Equal(kn.mac, g.mac) && !g.seen {
 		g.seen = true
 		r.watch[k] = g
 	}
-	if ok && g.seen && !deleted && (e.ExternLearned() || !lost && len(e.MAC) > 0 && !slices.Equal(e.MAC, g.mac)) {
+	if ok && g.seen && !deleted && g.movedOn(kn) {
 		delete(r.watch, k) // bound elsewhere now, or remote again
 		ok = false
 	}
@@ -196,7 +190,7 @@ func (r *reasserter) again(k guardKey, now time.Time) {
 		switch {
 		case err != nil:
 			r.log.Warn("cannot read the neighbor before programming it again", "ip", k.ip, "ifindex", k.ifindex, "err", err)
-		case there && (e.remote || !e.lost && !slices.Equal(e.mac, g.mac)):
+		case there && g.movedOn(e):
 			r.forget(k, g) // bound elsewhere now, or remote again
 			return
 		case there && !e.lost:
@@ -262,7 +256,7 @@ func (r *reasserter) check(now time.Time) {
 			}
 			e, there := kn[k.ip]
 			switch {
-			case there && (e.remote || !e.lost && !slices.Equal(e.mac, g.mac)):
+			case there && g.movedOn(e):
 				r.forget(k, g) // bound elsewhere now, or remote again
 				continue
 			case there && !e.lost:

@@ -20,7 +20,7 @@ func kernelNeighbor(ifindex int, ip netip.Addr) (kernelNeigh, bool, error) {
 	case err != nil:
 		return kernelNeigh{}, false, err
 	}
-	return kernelNeigh{mac: e.MAC, lost: e.State&(neigh.NUDFailed|neigh.NUDIncomplete) != 0, remote: e.ExternLearned()}, true, nil
+	return newKernelNeigh(e.MAC, e.State, e.Flags), true, nil
 }
 
 // kernelNeighbors reads every neighbor entry on ifindex.
@@ -43,7 +43,6 @@ func add(out map[netip.Addr]kernelNeigh, ifindex int, ns []netlink.Neigh) {
 		if !ok || n.LinkIndex != ifindex {
 			continue
 		}
-		out[a.Unmap()] = kernelNeigh{mac: n.HardwareAddr, lost: n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0,
-			remote: n.Flags&netlink.NTF_EXT_LEARNED != 0}
+		out[a.Unmap()] = newKernelNeigh(n.HardwareAddr, n.State, n.Flags)
 	}
 }

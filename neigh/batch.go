@@ -2,6 +2,9 @@ package neigh
 
 import (
 	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/rarp-replay/rarp-replay/internal/engine"
 )
@@ -9,6 +12,15 @@ import (
 // Replace is one binding to program as a local, reachable neighbor: the
 // engine's type, so that Kernel is an engine.BatchProgrammer.
 type Replace = engine.Replace
+
+// checkReplace returns ErrInvalid for an address or MAC no neighbor entry
+// can hold.
+func checkReplace(ip netip.Addr, mac net.HardwareAddr) error {
+	if !ip.IsValid() || len(mac) != 6 {
+		return fmt.Errorf("%w: %v %v", ErrInvalid, ip, mac)
+	}
+	return nil
+}
 
 // rtnetlink numbers (linux/rtnetlink.h, linux/neighbour.h), spelt out so
 // that the encoder builds on every system.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,12 +22,11 @@ const MaxBatch = 128
 // routeConn is a NETLINK_ROUTE socket kept open for programming, opened on
 // first use in the network namespace of the calling thread.
 type routeConn struct {
-	mu   sync.Mutex
-	fd   int // -1: not open
-	seq  uint32
-	out  []byte
-	in   []byte
-	errs []error
+	mu  sync.Mutex
+	fd  int // -1: not open
+	seq uint32
+	out []byte
+	in  []byte
 }
 
 // NewKernel returns a Kernel whose ProgramBatch writes through one netlink
@@ -45,11 +45,7 @@ func NewKernel(log *slog.Logger) Kernel {
 func (k Kernel) ProgramBatch(bs []Replace) []error {
 	debug := k.Log != nil && k.Log.Enabled(context.Background(), slog.LevelDebug)
 	if k.conn == nil || debug {
-		errs := make([]error, len(bs))
-		for i, b := range bs {
-			errs[i] = k.Program(b.IfIndex, b.IP, b.MAC)
-		}
-		return errs
+		return engine.ProgramEach(k, bs)
 	}
 	errs := make([]error, 0, len(bs))
 	for len(bs) > 0 {
@@ -121,8 +117,8 @@ func (c *routeConn) replace(bs []Replace) []error {
 	waiting := 0
 	for i, b := range bs {
 		c.seq++
-		if !b.IP.IsValid() || len(b.MAC) != 6 {
-			errs[i] = fmt.Errorf("%w: %v %v", ErrInvalid, b.IP, b.MAC)
+		if err := checkReplace(b.IP, b.MAC); err != nil {
+			errs[i] = err
 			continue
 		}
 		c.out = appendReplace(c.out, c.seq, b)

@@ -151,8 +151,8 @@ func fromNetlink(n netlink.Neigh) Entry {
 // at debug level it logs the entry before and after.
 // Equivalent to `ip neigh replace IP lladdr MAC dev SVI nud reachable`.
 func (k Kernel) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
-	if !ip.IsValid() || len(mac) != 6 {
-		return fmt.Errorf("%w: %v %v", ErrInvalid, ip, mac)
+	if err := checkReplace(ip, mac); err != nil {
+		return err
 	}
 	fam := netlink.FAMILY_V4
 	if ip.Is6() {

@@ -24,6 +24,29 @@ type BatchProgrammer interface {
 	ProgramBatch([]Replace) []error
 }
 
+// ProgramEach programs rs one at a time through p; one error per binding.
+func ProgramEach(p Programmer, rs []Replace) []error {
+	errs := make([]error, len(rs))
+	for i, r := range rs {
+		errs[i] = p.Program(r.IfIndex, r.IP, r.MAC)
+	}
+	return errs
+}
+
+// ProgramAll programs rs through p, in one batch when p is a
+// BatchProgrammer; one error per binding, whatever p returned.
+func ProgramAll(p Programmer, rs []Replace) []error {
+	bp, ok := p.(BatchProgrammer)
+	if !ok {
+		return ProgramEach(p, rs)
+	}
+	errs := bp.ProgramBatch(rs)
+	for len(errs) < len(rs) {
+		errs = append(errs, errShortBatch)
+	}
+	return errs
+}
+
 // programQueue bounds the verified bindings waiting for Run's programming
 // goroutine; past it a binding is programmed by the goroutine that
 // verified it, as without Run. programBatch bounds what one ProgramBatch
@@ -122,33 +145,18 @@ func (e *Engine) startProgramming(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// programJobs programs a batch, through ProgramBatch when the programmer
-// has it, then records the outcomes and ends the cycles they complete.
+// programJobs programs a batch (ProgramAll), then records the outcomes and ends the cycles they complete.
 func (e *Engine) programJobs(batch []programJob) {
 	rs := make([]Replace, len(batch))
 	for i, j := range batch {
 		rs[i] = j.r
 	}
-	var errs []error
-	if bp, ok := e.prog.(BatchProgrammer); ok {
-		errs = bp.ProgramBatch(rs)
-	} else {
-		errs = make([]error, len(rs))
-		for i, r := range rs {
-			errs[i] = e.prog.Program(r.IfIndex, r.IP, r.MAC)
-		}
-	}
+	errs := ProgramAll(e.prog, rs)
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, j := range batch {
-		var err error
-		if i < len(errs) {
-			err = errs[i]
-		} else {
-			err = errShortBatch
-		}
-		e.programmed(now, j.c, j.pr, err)
+		e.programmed(now, j.c, j.pr, errs[i])
 		j.c.programming--
 		e.maybeFinish(now, j.c)
 	}
