@@ -13,8 +13,7 @@ import (
 
 // Live is a live libpcap handle.
 type Live struct {
-	h *pcapT
-	r *poller
+	r *poller // and its libpcap handle, r.h
 }
 
 // ReadPacketData returns the next frame, or capture.ErrTimeout when the read
@@ -30,18 +29,18 @@ func (h Live) WritePacketData(frame []byte) error {
 }
 
 // LinkType returns the link-layer header type of the frames read.
-func (h Live) LinkType() layers.LinkType { return h.h.linkType() }
+func (h Live) LinkType() layers.LinkType { return h.r.h.linkType() }
 
 // Close stops reads and closes the handle.
 func (h Live) Close() {
 	h.r.close()
-	h.h.close()
+	h.r.h.close()
 }
 
 // Stats returns the packets the kernel received for the handle and those
 // it dropped (ring full, or dropped by the interface).
 func (h Live) Stats() (received, dropped int, err error) {
-	return h.r.stats(h.h)
+	return h.r.stats()
 }
 
 // Open opens ifname for inbound capture with the BPF filter (none when
@@ -81,7 +80,7 @@ func Open(ifname, filter string, o Options) (Live, error) {
 	if err != nil {
 		return fail("", err)
 	}
-	return Live{h: h, r: r}, nil
+	return Live{r: r}, nil
 }
 
 // Opener opens the daemon's handles.

@@ -33,7 +33,7 @@ import (
 // readable socket wakes the goroutine, which takes the frame out of
 // libpcap's ring with one non-blocking pcap_next_ex call.
 type poller struct {
-	p       *C.pcap_t
+	h       *pcapT
 	f       *os.File // the duplicated descriptor, registered with the poller
 	rc      syscall.RawConn
 	timeout time.Duration
@@ -42,19 +42,17 @@ type poller struct {
 	closed bool
 	hdr    *C.struct_pcap_pkthdr
 	pkt    *C.u_char
-	nsec   bool // timestamps in nanoseconds
 }
 
 // newPoller puts h in non-blocking mode and registers its packet socket
-// with Go's poller. The descriptor becomes non-blocking, libpcap's sends included; Live's
-// WritePacketData waits for room itself.
+// with Go's poller. The descriptor becomes non-blocking; write waits in the
+// poller for room.
 func newPoller(h *pcapT, timeout time.Duration) (*poller, error) {
-	p := h.p
 	var errbuf [C.PCAP_ERRBUF_SIZE]C.char
-	if C.pcap_setnonblock(p, 1, &errbuf[0]) < 0 {
+	if C.pcap_setnonblock(h.p, 1, &errbuf[0]) < 0 {
 		return nil, fmt.Errorf("pcap_setnonblock: %s", C.GoString(&errbuf[0]))
 	}
-	fd := int(C.pcap_get_selectable_fd(p))
+	fd := h.fd()
 	if fd < 0 {
 		return nil, errors.New("pcap_get_selectable_fd: no descriptor")
 	}
@@ -78,7 +76,7 @@ func newPoller(h *pcapT, timeout time.Duration) (*poller, error) {
 		f.Close()
 		return nil, fmt.Errorf("packet socket not pollable: %w", err)
 	}
-	return &poller{p: p, f: f, rc: rc, timeout: timeout, nsec: h.nsec}, nil
+	return &poller{h: h, f: f, rc: rc, timeout: timeout}, nil
 }
 
 // read returns the next frame, capture.ErrTimeout when none arrived within
@@ -99,12 +97,12 @@ func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
 			rerr = io.EOF
 			return true
 		}
-		switch C.pcap_next_ex(r.p, &r.hdr, &r.pkt) {
+		switch C.pcap_next_ex(r.h.p, &r.hdr, &r.pkt) {
 		case 1:
 			n := int(r.hdr.caplen)
 			data = C.GoBytes(unsafe.Pointer(r.pkt), C.int(n))
 			ns := int64(r.hdr.ts.tv_usec)
-			if !r.nsec {
+			if !r.h.nsec {
 				ns *= 1000
 			}
 			ci = gopacket.CaptureInfo{Timestamp: time.Unix(int64(r.hdr.ts.tv_sec), ns), CaptureLength: n, Length: int(r.hdr.len)}
@@ -112,7 +110,7 @@ func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
 		case 0: // nothing in the ring: wait for the socket
 			return false
 		default:
-			rerr = errors.New(C.GoString(C.pcap_geterr(r.p)))
+			rerr = r.h.err()
 			return true
 		}
 	})
@@ -145,13 +143,13 @@ func (r *poller) write(frame []byte) error {
 }
 
 // stats reads the kernel's counters, serialised with reads.
-func (r *poller) stats(h *pcapT) (received, dropped int, err error) {
+func (r *poller) stats() (received, dropped int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return 0, 0, io.EOF
 	}
-	return h.stats()
+	return r.h.stats()
 }
 
 // close wakes a reader parked in the poller and keeps pcap_next_ex from
