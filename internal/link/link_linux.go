@@ -285,11 +285,10 @@ func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
 		}
 		dump = true
 	}
-	var perr error
 	if dump {
-		var all map[int]BridgePort
-		if all, perr = k.BridgePorts(); perr != nil {
-			log.Warn("link event: cannot read the bridge ports", "err", perr)
+		if all, err := k.BridgePorts(); err != nil {
+			// What the loop above did not find keeps the table's view.
+			log.Warn("link event: cannot read the bridge ports", "err", err)
 		} else {
 			for idx := range b.bridge {
 				ports[idx] = all[idx]
@@ -322,8 +321,6 @@ func (k *Kernel) flush(t *Table, b *batch, log *slog.Logger) {
 		if l.MasterIndex != 0 {
 			if bp, ok := ports[idx]; ok && bp.Master == l.MasterIndex {
 				l.PortInfo, l.VLANs = bp.Info, bp.VLANs
-			} else if old, ok := t.Get(idx); perr != nil && ok && old.MasterIndex == l.MasterIndex {
-				l.PortInfo, l.VLANs = old.PortInfo, old.VLANs
 			}
 		}
 		t.Set(l)
