@@ -66,9 +66,8 @@ type Manager struct {
 
 	mu    sync.Mutex
 	ports map[int]*port
-	// opening holds the ports whose handle is being opened, outside mu;
-	// the channel is closed once the attempt is over.
-	opening map[int]chan struct{}
+	// opening holds the ports whose handle is being opened, outside mu.
+	opening map[int]bool
 	// queued holds the frames Send took for a port whose handle is being
 	// opened; the opener writes them once it is open.
 	queued map[int][][]byte
@@ -122,7 +121,7 @@ func (m *Manager) Stats() map[string]PortStats {
 // and those only the any-device handle caught.
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
 	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
-		ports: make(map[int]*port), opening: make(map[int]chan struct{}), queued: make(map[int][][]byte)}
+		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte)}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -219,10 +218,10 @@ func (m *Manager) reconcile() {
 		if _, ok := m.ports[idx]; ok {
 			continue
 		}
-		if _, busy := m.opening[idx]; busy {
+		if m.opening[idx] {
 			continue // Send is opening it
 		}
-		m.opening[idx] = make(chan struct{})
+		m.opening[idx] = true
 		todo = append(todo, l)
 	}
 	m.mu.Unlock()
@@ -240,7 +239,7 @@ func (m *Manager) reconcile() {
 
 // open opens l's handle without holding m.mu, starts its reader and
 // writes the frames Send queued for it meanwhile. The caller has put
-// l.Index into m.opening; open removes it and closes its channel, whatever
+// l.Index into m.opening; open removes it, whatever
 // the outcome.
 func (m *Manager) open(l link.Link) (*port, error) {
 	m.mu.Lock()
@@ -252,10 +251,7 @@ func (m *Manager) open(l link.Link) (*port, error) {
 		h, err = m.opener.Open(l)
 	}
 	m.mu.Lock()
-	if done, ok := m.opening[l.Index]; ok {
-		close(done)
-		delete(m.opening, l.Index)
-	}
+	delete(m.opening, l.Index)
 	queued := m.queued[l.Index]
 	delete(m.queued, l.Index)
 	p, err := m.addLocked(ctx, l, h, err)
@@ -319,7 +315,7 @@ func (m *Manager) closeLocked(idx int, why string) {
 func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
-	if _, busy := m.opening[ifindex]; !ok && busy {
+	if !ok && m.opening[ifindex] {
 		m.queued[ifindex] = append(m.queued[ifindex], slices.Clone(frame))
 		m.mu.Unlock()
 		return nil
@@ -330,7 +326,7 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 			m.mu.Unlock()
 			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
 		}
-		m.opening[ifindex] = make(chan struct{})
+		m.opening[ifindex] = true
 		m.mu.Unlock()
 		var err error
 		if p, err = m.open(l); err != nil {
