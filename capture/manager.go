@@ -25,11 +25,13 @@ const replyFilter = "(rarp or (arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136
 // "vlan" shifts the offsets of what follows it, hence the nesting.
 const PortFilter = replyFilter + " or (vlan and (" + replyFilter + " or (vlan and " + replyFilter + ")))"
 
-// AnyFilter is the BPF filter of the "any" handle, which only catches RARPs
-// on ports whose own handle is not open yet. libpcap has no "vlan" for
-// cooked (SLL2) captures; the kernel hands tagged frames to the any device
-// with the tag already removed when the NIC or bridge strips it.
-const AnyFilter = "rarp"
+// AnyFilter is the BPF filter of the "any" handle, which catches RARPs and
+// answers on ports whose own handle is not open yet: a new port's RARP,
+// and its VM's answers to the probes sent meanwhile (Manager.Direct).
+// libpcap has no "vlan" for cooked (SLL2) captures; the kernel hands
+// tagged frames to the any device with the tag already removed when the
+// NIC or bridge strips it.
+const AnyFilter = replyFilter
 
 // ErrTimeout is what a Handle's ReadPacketData returns when its read timeout
 // expired with no frame.
@@ -63,6 +65,14 @@ type Manager struct {
 	// others. Zero: no limit. Set before Run.
 	PortRate  float64
 	PortBurst int
+
+	// Direct, when set, writes a frame out of a port without its handle.
+	// Send uses it for a port whose handle is being opened, so that a new
+	// port's probes need not wait for the open (milliseconds of RCU grace
+	// periods in the kernel); the any-device handle takes the answers
+	// until the port's own handle is open. Nil: such frames are queued and
+	// written once the handle is open. Set before Run.
+	Direct func(ifindex int, frame []byte) error
 
 	mu    sync.Mutex
 	ports map[int]*port
@@ -312,10 +322,18 @@ func (m *Manager) closeLocked(idx int, why string) {
 // written once it is open, and Send returns at once: the caller, a capture
 // goroutine handling a RARP, goes on with the next frame (200 new ports'
 // RARPs otherwise waited for the ports' opens one after another).
+//
+// With Direct set, such a frame is written at once instead, through Direct,
+// and a port with no handle at all gets its open started aside: the frame
+// waits for neither.
 func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
 	if !ok && m.opening[ifindex] {
+		if m.direct(ifindex) {
+			m.mu.Unlock()
+			return m.Direct(ifindex, frame)
+		}
 		m.queued[ifindex] = append(m.queued[ifindex], slices.Clone(frame))
 		m.mu.Unlock()
 		return nil
@@ -327,6 +345,11 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 			return fmt.Errorf("send on ifindex %d: not a captured access port", ifindex)
 		}
 		m.opening[ifindex] = true
+		if m.ctx != nil && m.direct(ifindex) {
+			m.wg.Go(func() { _, _ = m.open(l) })
+			m.mu.Unlock()
+			return m.Direct(ifindex, frame)
+		}
 		m.mu.Unlock()
 		var err error
 		if p, err = m.open(l); err != nil {
@@ -339,6 +362,20 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 		return fmt.Errorf("send on %s: %w", p.name, err)
 	}
 	return nil
+}
+
+// direct reports whether a frame for ifindex, a port without a handle, can
+// be written through Direct now: there is a Direct, and the kernel reports
+// the port operationally up. Before that (a port created a moment ago,
+// whose link-watch work waits for RTNL while zebra holds it under a burst
+// of new ports) the kernel drops what is sent on it without an error; the
+// frame is queued and written once the handle is open, as without Direct.
+func (m *Manager) direct(ifindex int) bool {
+	if m.Direct == nil {
+		return false
+	}
+	l, ok := m.links.Get(ifindex)
+	return ok && l.Running
 }
 
 func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
@@ -368,11 +405,12 @@ func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
 	}
 }
 
-// readAny forwards RARPs seen on the any device for ports that had no
-// handle of their own when the frame arrived: a port that appeared a few
-// milliseconds ago. Frames the port's own handle also saw are skipped; a
-// frame seen by both is harmless anyway, as repeated RARPs of one migration
-// make one probe cycle.
+// readAny forwards RARPs and answers seen on the any device for ports that
+// had no handle of their own when the frame arrived: a port that appeared
+// a few milliseconds ago. Frames the port's own handle also saw are
+// skipped; a frame seen by both is harmless anyway: repeated RARPs of one
+// migration make one probe cycle, and an answer seen twice verifies once
+// (the second is counted as unsolicited).
 func (m *Manager) readAny(ctx context.Context, h Handle) {
 	if h.LinkType() != layers.LinkTypeLinuxSLL2 {
 		m.log.Warn("any device does not record interface indexes; not using it", "linktype", h.LinkType())
@@ -407,7 +445,11 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 		if l, known := m.links.Get(ifindex); known && !m.serves(l) {
 			continue // the bridge's copy of the port's RARP, a VXLAN port, ...
 		}
-		m.stats.Count(engine.RARPViaAny)
+		if packet.SLL2IsRARP(data) {
+			m.stats.Count(engine.RARPViaAny)
+		} else {
+			m.stats.Count(engine.ReplyViaAny)
+		}
 		m.deliver(Packet{Data: data, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: ifindex, Time: ci.Timestamp})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -415,8 +416,14 @@ func (h *harness) counted() map[string]uint64 { return h.stats.Snapshot().Flat()
 
 // sll2Frame is a Linux cooked v2 record of a RARP request that entered the
 // interface ifindex: the 20-byte SLL2 header, then the RARP payload.
-func sll2Frame(ifindex uint32) []byte {
-	b := binary.BigEndian.AppendUint16(nil, 0x8035) // protocol
+func sll2Frame(ifindex uint32) []byte { return sll2Record(0x8035, ifindex) }
+
+// sll2Reply is sll2Frame's record with the ARP EtherType: an answer (the
+// manager reads no further than the header).
+func sll2Reply(ifindex uint32) []byte { return sll2Record(0x0806, ifindex) }
+
+func sll2Record(proto uint16, ifindex uint32) []byte {
+	b := binary.BigEndian.AppendUint16(nil, proto) // protocol
 	b = append(b, 0, 0)                             // reserved
 	b = binary.BigEndian.AppendUint32(b, ifindex)   // interface index
 	b = binary.BigEndian.AppendUint16(b, 1)         // ARPHRD_ETHER
@@ -667,6 +674,22 @@ func TestManagerAnyDeviceFrames(t *testing.T) {
 			wantCounted: map[string]uint64{"rarp-via-any": 1},
 		},
 		{
+			name:        "answer on an access port without a handle",
+			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixDown), at: time.Now()} },
+			wantIfIndex: ixDown,
+			wantCounted: map[string]uint64{"reply-via-any": 1},
+		},
+		{
+			name:        "answer on a port whose handle was open before it",
+			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixVeth1), at: time.Now()} },
+			wantCounted: map[string]uint64{},
+		},
+		{
+			name:        "answer on the bridge",
+			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixBridge), at: time.Now()} },
+			wantCounted: map[string]uint64{},
+		},
+		{
 			name:        "access port not selected",
 			selected:    func(l link.Link) bool { return l.Name != "veth3" },
 			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixDown), at: time.Now()} },
@@ -763,49 +786,141 @@ func TestManagerSend(t *testing.T) {
 	}
 }
 
+// directFrame is a frame Manager.Direct was given.
+type directFrame struct {
+	ifindex int
+	frame   []byte
+}
+
 // TestManagerSendWhileOpening: a port created a moment ago is having its
-// handle opened (slowly: RCU grace periods, an interface scan) when its
-// RARP's probes are sent. Send queues them and returns at once, so that the
-// capture goroutine goes on with the next RARP; they leave once the handle
-// is open, through it.
+// handle opened (slowly: RCU grace periods) when its RARP's probes are
+// sent. Send returns at once, so that the capture goroutine goes on with
+// the next RARP. With Direct, and the kernel reporting the port running,
+// the probes leave at once through Direct; else they are queued and leave
+// once the handle is open, through it (before the kernel runs the port's
+// link-watch work, what is sent on it is dropped).
 func TestManagerSendWhileOpening(t *testing.T) {
-	h := newHarness(nil)
-	gate := make(chan struct{})
-	h.opener.openGate = map[string]chan struct{}{"veth6": gate}
-	h.opener.openEntered = make(chan string, 1)
-	h.opener.wrote = make(chan string, 4)
-	h.start(t)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(gate)
-		}
-	})
-	h.links.Set(bridgeMember(6, "veth6"))
-	recv(t, h.opener.openEntered, "veth6's handle to be opening")
-	probes := [][]byte{{1, 2, 3}, {4, 5, 6}}
-	done := make(chan error, 1)
-	go func() {
-		for _, f := range probes {
-			if err := h.m.Send(6, f); err != nil {
-				done <- err
-				return
+	tests := []struct {
+		name       string
+		direct     bool
+		running    bool
+		wantDirect bool
+	}{
+		{name: "no Direct", running: true},
+		{name: "Direct, port running", direct: true, running: true, wantDirect: true},
+		{name: "Direct, port not running yet", direct: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(nil)
+			gate := make(chan struct{})
+			h.opener.openGate = map[string]chan struct{}{"veth6": gate}
+			h.opener.openEntered = make(chan string, 1)
+			h.opener.wrote = make(chan string, 4)
+			direct := make(chan directFrame, 4)
+			if tt.direct {
+				h.m.Direct = func(ifindex int, frame []byte) error {
+					direct <- directFrame{ifindex, frame}
+					return nil
+				}
 			}
-		}
-		done <- nil
-	}()
-	if err := recv(t, done, "Send to return while veth6's handle is being opened"); err != nil {
+			h.start(t)
+			released := false
+			t.Cleanup(func() {
+				if !released {
+					close(gate)
+				}
+			})
+			veth6 := bridgeMember(6, "veth6")
+			veth6.Running = tt.running
+			h.links.Set(veth6)
+			recv(t, h.opener.openEntered, "veth6's handle to be opening")
+			probes := [][]byte{{1, 2, 3}, {4, 5, 6}}
+			done := make(chan error, 1)
+			go func() {
+				for _, f := range probes {
+					if err := h.m.Send(6, f); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			if err := recv(t, done, "Send to return while veth6's handle is being opened"); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			var want []directFrame
+			if tt.wantDirect {
+				for _, f := range probes {
+					want = append(want, directFrame{6, f})
+				}
+			}
+			close(gate)
+			released = true
+			var viaHandle [][]byte
+			if !tt.wantDirect {
+				viaHandle = probes
+				for range probes {
+					if name := recv(t, h.opener.wrote, "a queued probe to be written"); name != "veth6" {
+						t.Fatalf("a frame was written on %s, want veth6", name)
+					}
+				}
+			}
+			var got []directFrame
+			for len(got) < len(want) {
+				got = append(got, recv(t, direct, "a frame through Direct"))
+			}
+			h.opener.opened(t, "veth6", 1)
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(directFrame{})); diff != "" {
+				t.Errorf("frames through Direct (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(viaHandle, h.opener.only(t, "veth6").written()); diff != "" {
+				t.Errorf("frames written on veth6's handle (-want +got):\n%s", diff)
+			}
+			select {
+			case f := <-direct:
+				t.Errorf("one more frame through Direct: %v", f)
+			default:
+			}
+		})
+	}
+}
+
+// TestManagerSendDirectOpensAside: Send for a running access port that has
+// no handle and none being opened (the any-device handle caught its RARP
+// before the manager saw the port) writes through Direct at once and opens
+// the handle aside; the next frames, once it is open, go through it.
+func TestManagerSendDirectOpensAside(t *testing.T) {
+	var selectVeth6 atomic.Bool
+	h := newHarness(func(l link.Link) bool { return l.Name != "veth6" || selectVeth6.Load() })
+	direct := make(chan directFrame, 4)
+	h.m.Direct = func(ifindex int, frame []byte) error {
+		direct <- directFrame{ifindex, frame}
+		return nil
+	}
+	h.start(t)
+	veth6 := bridgeMember(6, "veth6")
+	veth6.Running = true
+	h.links.Set(veth6) // not selected yet: no handle, none opening
+	selectVeth6.Store(true)
+	if err := h.m.Send(6, []byte{1, 2, 3}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	close(gate)
-	released = true
-	for range probes {
-		if name := recv(t, h.opener.wrote, "a queued probe to be written"); name != "veth6" {
-			t.Fatalf("a frame was written on %s, want veth6", name)
-		}
+	if diff := cmp.Diff(directFrame{6, []byte{1, 2, 3}}, recv(t, direct, "the frame through Direct"), cmp.AllowUnexported(directFrame{})); diff != "" {
+		t.Errorf("frame through Direct (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(probes, h.opener.only(t, "veth6").written()); diff != "" {
-		t.Errorf("frames written on veth6 (-want +got):\n%s", diff)
+	hv := h.opener.opened(t, "veth6", 1)
+	// Its reader runs, so the port is registered.
+	at := time.Now()
+	hv.push(t, fakeFrame{data: []byte{7}, at: at})
+	if diff := cmp.Diff(Packet{Data: []byte{7}, LinkType: layers.LinkTypeEthernet, IfIndex: 6, Time: at}, h.next(t)); diff != "" {
+		t.Errorf("frame on veth6's handle (-want +got):\n%s", diff)
+	}
+	if err := h.m.Send(6, []byte{4, 5, 6}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if diff := cmp.Diff([][]byte{{4, 5, 6}}, hv.written()); diff != "" {
+		t.Errorf("frames written on veth6's handle (-want +got):\n%s", diff)
 	}
 }
 

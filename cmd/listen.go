@@ -376,6 +376,12 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected,
 		func(p engine.Packet) { eng.Process(time.Now(), p) }, log, stats)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
+	if direct, err := pcapio.OpenDirect(); err != nil {
+		log.Warn("no direct packet socket: a new port's probes wait for its capture handle", "err", err)
+	} else {
+		defer direct.Close()
+		mgr.Direct = direct.SendOn
+	}
 	coll := metrics.New(metrics.Sources{
 		Counters: stats.Snapshot,
 		Bindings: mirror.Len,

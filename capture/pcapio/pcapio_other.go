@@ -43,3 +43,15 @@ func (Opener) Open(link.Link) (capture.Handle, error) { return nil, ErrNotImplem
 
 // OpenAny fails.
 func (Opener) OpenAny() (capture.Handle, error) { return nil, ErrNotImplemented }
+
+// Direct sends nothing here.
+type Direct struct{}
+
+// OpenDirect fails: there is no packet socket here.
+func OpenDirect() (*Direct, error) { return nil, ErrNotImplemented }
+
+// SendOn fails: there is no packet socket here.
+func (*Direct) SendOn(int, []byte) error { return ErrNotImplemented }
+
+// Close does nothing.
+func (*Direct) Close() error { return nil }

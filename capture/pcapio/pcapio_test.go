@@ -39,6 +39,10 @@ func TestLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	na, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("2001:db8::10"), DstMAC: gw, DstIP: netip.MustParseAddr("2001:db8::1")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	request, err := packet.Build(packet.Probe{SrcMAC: gw, SrcIP: netip.MustParseAddr("192.0.2.1"), DstMAC: vm, Target: netip.MustParseAddr("192.0.2.10")})
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +73,12 @@ func TestLive(t *testing.T) {
 	if err := port.WritePacketData(reply); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range [][]byte{request, rarp, reply} {
+	for _, f := range [][]byte{request, rarp, reply, na} {
 		if err := peer.WritePacketData(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i, want := range [][]byte{rarp, reply} {
+	for i, want := range [][]byte{rarp, reply, na} {
 		got, ci, err := port.ReadPacketData()
 		if err != nil {
 			t.Fatalf("read %d: %v", i, err)
@@ -83,15 +87,28 @@ func TestLive(t *testing.T) {
 			t.Errorf("read %d: % x (%d bytes at %v), want % x", i, got, ci.CaptureLength, ci.Timestamp, want)
 		}
 	}
-	got, _, err := any.ReadPacketData()
-	if err != nil {
-		t.Fatal(err)
+	// The any device: the RARP and the answers (a new port's, before its
+	// own handle is open), each with the interface it entered (the reply
+	// a0 sent entered b0); not the request.
+	a0, b0 := ifindex(t, ns, "a0"), ifindex(t, ns, "b0")
+	for i, want := range []struct {
+		kind    packet.Kind
+		ifindex int
+	}{{packet.KindARPReply, b0}, {packet.KindRARP, a0}, {packet.KindARPReply, a0}, {packet.KindNA, a0}} {
+		got, _, err := any.ReadPacketData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := packet.Decode(got, layers.LinkTypeLinuxSLL2)
+		if err != nil || f.Kind != want.kind || string(f.SrcMAC) != string(vm) {
+			t.Errorf("any device, frame %d: %v from %v (%v), want %v from %v", i, f.Kind, f.SrcMAC, err, want.kind, vm)
+		}
+		if idx, ok := packet.SLL2IfIndex(got); !ok || idx != want.ifindex {
+			t.Errorf("any device, frame %d: from ifindex %d (ok %v), want %d", i, idx, ok, want.ifindex)
+		}
 	}
-	if idx, ok := packet.SLL2IfIndex(got); !ok || idx != ifindex(t, ns, "a0") {
-		t.Errorf("any device: RARP from ifindex %d (ok %v), want a0's %d", idx, ok, ifindex(t, ns, "a0"))
-	}
-	if received, _, err := port.Stats(); err != nil || received != 2 {
-		t.Errorf("Stats: received %d (%v), want the 2 frames the filter passed", received, err)
+	if received, _, err := port.Stats(); err != nil || received != 3 {
+		t.Errorf("Stats: received %d (%v), want the 3 frames the filter passed", received, err)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -123,4 +140,63 @@ func ifindex(t *testing.T, ns, name string) int {
 		idx = ifi.Index
 	})
 	return idx
+}
+
+// TestDirect sends through the direct socket, which needs no handle on the
+// port: the frame leaves the interface named by its index as it was given;
+// a frame too short to name its EtherType and an unknown interface fail.
+func TestDirect(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.Namespace(t, "direct")
+	nstest.Run(t, "ip", "-n", ns, "link", "add", "a0", "type", "veth", "peer", "name", "b0")
+	nstest.Run(t, "ip", "-n", ns, "link", "set", "a0", "up")
+	nstest.Run(t, "ip", "-n", ns, "link", "set", "b0", "up")
+	gw := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 0xfe}
+	vm := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 1}
+	var frames [][]byte
+	for _, target := range []string{"192.0.2.10", "2001:db8::10"} {
+		src := "192.0.2.1"
+		if strings.Contains(target, ":") {
+			src = "2001:db8::1"
+		}
+		f, err := packet.Build(packet.Probe{SrcMAC: gw, SrcIP: netip.MustParseAddr(src), DstMAC: vm, Target: netip.MustParseAddr(target), VLANs: []uint16{10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, f)
+	}
+	var d *Direct
+	var vmSide Live
+	var err error
+	nstest.InNamespace(t, ns, func() {
+		if d, err = OpenDirect(); err != nil {
+			t.Fatal(err)
+		}
+		if vmSide, err = Open("b0", "", DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer d.Close()
+	defer vmSide.Close()
+	a0 := ifindex(t, ns, "a0")
+	for _, f := range frames {
+		if err := d.SendOn(a0, f); err != nil {
+			t.Fatalf("SendOn(a0): %v", err)
+		}
+	}
+	for i, want := range frames {
+		got, _, err := vmSide.ReadPacketData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("frame %d on b0: % x, want % x", i, got, want)
+		}
+	}
+	if err := d.SendOn(a0, frames[0][:13]); err == nil {
+		t.Error("SendOn with a 13-byte frame: no error")
+	}
+	if err := d.SendOn(1<<30, frames[0]); err == nil {
+		t.Error("SendOn on an interface that does not exist: no error")
+	}
 }

@@ -329,7 +329,7 @@ func (m *kernelModel) dump() kernelState {
 type modelLink struct {
 	Index, Master, Parent int
 	Name, Kind, MAC       string
-	Up, Loopback          bool
+	Up, Running, Loopback bool
 	VLANID                uint16
 	VLANFiltering         bool
 	Addrs                 []string
@@ -349,7 +349,7 @@ func view(ls []link.Link) []modelLink {
 			mac = "" // lo: iproute2 prints zeros, netlink leaves it out
 		}
 		v := modelLink{Index: l.Index, Master: l.MasterIndex, Name: l.Name, Kind: l.Kind, MAC: mac,
-			Up: l.Up, Loopback: l.Loopback, VLANID: l.VLANID, VLANFiltering: l.VLANFiltering}
+			Up: l.Up, Running: l.Running, Loopback: l.Loopback, VLANID: l.VLANID, VLANFiltering: l.VLANFiltering}
 		if l.Kind == "vlan" || l.Kind == "macvlan" {
 			v.Parent = l.ParentIndex // a veth's peer index is the other namespace's business
 		}

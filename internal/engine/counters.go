@@ -24,6 +24,7 @@ const (
 	Cycle                         // a migration (probe cycle) completed
 	RARPDuplicate                 // a RARP of a migration already being handled
 	RARPViaAny                    // a RARP only the any-device handle caught (a new port)
+	ReplyViaAny                   // an answer only the any-device handle caught (a new port's probes)
 	StateSaveError                // --state-file could not be saved
 	StateLoadError                // --state-file could not be loaded (moved aside)
 	numEvents
@@ -34,6 +35,7 @@ var eventNames = [numEvents]string{
 	ProbeSendError: "probe-send-error", ProbeDryRun: "probe-dry-run", Verified: "verified",
 	Failed: "failed", Programmed: "programmed", ProgramError: "program-error", Cycle: "cycle",
 	RARPDuplicate: "rarp-duplicate", RARPViaAny: "rarp-via-any",
+	ReplyViaAny:    "reply-via-any",
 	StateSaveError: "state-save-error", StateLoadError: "state-load-error",
 }
 

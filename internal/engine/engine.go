@@ -30,6 +30,14 @@ type Ports interface {
 	Port(ifindex int, vlans []uint16) (link.Port, error)
 }
 
+// Rereader is Ports that can read one link from the kernel again. The
+// kernel announces a new link before it adds it to its bridge, so a port
+// created a moment ago can be in the link table as a stand-alone link
+// while the kernel already has it in the bridge.
+type Rereader interface {
+	Reread(ifindex int) bool // whether the link was read (and the table updated)
+}
+
 // Packet is one captured frame and where it came from.
 type Packet struct {
 	Data     []byte
@@ -280,6 +288,7 @@ func (e *Engine) Stats() *Counters { return e.stats }
 // Process decides what to do with one frame at time now (wall clock live,
 // capture time in a replay), does it, and returns the decision.
 func (e *Engine) Process(now time.Time, p Packet) Decision {
+	e.reread(p)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(now)
@@ -288,12 +297,36 @@ func (e *Engine) Process(now time.Time, p Packet) Decision {
 	case VerdictDrop:
 		e.stats.Drop(d.Reason)
 		if e.debugEnabled() {
-			e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "ifindex", p.IfIndex)
+			e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "svi", d.SVI, "ifindex", p.IfIndex)
 		}
 	case VerdictDuplicate:
 		e.stats.Count(RARPDuplicate)
 	}
 	return d
+}
+
+// reread reads p's port from the kernel again, before the engine's lock
+// is taken (a netlink round trip, which waits while zebra holds RTNL), when
+// the any-device handle caught p and the link table sees its port as a
+// stand-alone link. Such a port has no capture handle of its own yet: it
+// is new, and the kernel announces a new link before it adds it to its
+// bridge. Acting on that first view, a RARP would look for bindings on the
+// port instead of its bridge's SVI and find none.
+func (e *Engine) reread(p Packet) {
+	r, ok := e.ports.(Rereader)
+	if !ok || p.LinkType != layers.LinkTypeLinuxSLL2 {
+		return
+	}
+	f, err := packet.Decode(p.Data, p.LinkType)
+	if err != nil {
+		return
+	}
+	if port, err := e.ports.Port(p.IfIndex, f.VLANs); err == nil && port.SVI.Index == port.Link.Index {
+		read := r.Reread(p.IfIndex)
+		if e.debugEnabled() {
+			e.log.Debug("port seen as stand-alone: read again", "port", port.Link.Name, "ifindex", p.IfIndex, "read", read)
+		}
+	}
 }
 
 func (e *Engine) handle(now time.Time, p Packet) Decision {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -852,4 +853,99 @@ func runProgramming(e *Engine) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.progq != nil
+}
+
+// cooked turns an Ethernet frame into what the any-device handle records
+// for it: a Linux cooked (SLL2) header naming the interface it entered and
+// its Ethernet source (no destination), then the payload.
+func cooked(eth []byte, ifindex int) []byte {
+	b := append([]byte(nil), eth[12:14]...) // protocol
+	b = append(b, 0, 0)                     // reserved
+	b = binary.BigEndian.AppendUint32(b, uint32(ifindex))
+	b = append(b, 0, 1, 3, 6)   // ARPHRD_ETHER, PACKET_OTHERHOST, address length
+	b = append(b, eth[6:12]...) // the Ethernet source
+	b = append(b, 0, 0)         // padding to 8
+	return append(b, eth[14:]...)
+}
+
+// TestNewPortViaAny: the any-device handle catches a new port's RARP and
+// the VM's answers before the port's own handle is open. The link table
+// may still hold the port as the kernel first announced it, stand-alone
+// (not yet in its bridge): the engine reads it again before acting, and
+// only for frames the any device caught. Answers without an Ethernet
+// destination are verified on all the rest: the port they entered and
+// their sender.
+func TestNewPortViaAny(t *testing.T) {
+	const idxNew = 9
+	standalone := link.Link{Index: idxNew, Name: "tap9", Kind: "tun", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, Up: true}
+	member := standalone
+	member.MasterIndex = idxBridge
+	tests := []struct {
+		name        string
+		cooked      bool      // the frames come from the any-device handle
+		kernel      link.Link // what reading the port again returns
+		wantVerdict Verdict
+		wantReason  string
+		wantReads   int
+	}{
+		{name: "any device, enslaved meanwhile", cooked: true, kernel: member, wantVerdict: VerdictProbe, wantReads: 1},
+		{name: "any device, stand-alone in the kernel too", cooked: true, kernel: standalone, wantVerdict: VerdictDrop, wantReason: "unknown-mac", wantReads: 1},
+		{name: "the port's own handle", kernel: member, wantVerdict: VerdictDrop, wantReason: "unknown-mac"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, DefaultConfig)
+			links := f.e.ports.(*link.Table)
+			links.Set(standalone)
+			reads := 0
+			links.Refresh = func(index int) (link.Link, error) {
+				reads++
+				if index != idxNew {
+					return link.Link{}, errors.New("no such link")
+				}
+				return tt.kernel, nil
+			}
+			p := rarp(t, vmMAC, idxNew, t0)
+			if tt.cooked {
+				p.Data, p.LinkType = cooked(p.Data, idxNew), layers.LinkTypeLinuxSLL2
+			}
+			d := f.e.Process(t0, p)
+			if d.Verdict != tt.wantVerdict || d.Reason != tt.wantReason {
+				t.Fatalf("RARP: verdict %s (%s), want %s (%s)", d.Verdict, d.Reason, tt.wantVerdict, tt.wantReason)
+			}
+			if reads != tt.wantReads {
+				t.Errorf("the port was read again %d times, want %d", reads, tt.wantReads)
+			}
+			if d.Verdict != VerdictProbe {
+				return
+			}
+			if d.Port != "tap9" || d.SVI != "br10" {
+				t.Errorf("RARP on port %s, SVI %s; want tap9, br10", d.Port, d.SVI)
+			}
+			// Answers through the any device: forged ones first (entered
+			// another port; another Ethernet source), then the VM's.
+			probe := f.send.frames[0].frame
+			answer := replyTo(t, probe, vmMAC, t0).Data
+			forged := replyTo(t, probe, vm2MAC, t0).Data
+			copy(forged[22:28], vmMAC) // the ARP sender claims the VM's MAC
+			for _, c := range []struct {
+				what    string
+				frame   []byte
+				ifindex int
+				want    string
+			}{
+				{"entered another port", cooked(answer, idxOther), idxOther, DropWrongPort},
+				{"another Ethernet source", cooked(forged, idxNew), idxNew, DropEthSource},
+			} {
+				d := f.e.Process(t0.Add(time.Millisecond), Packet{Data: c.frame, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: c.ifindex, Time: t0})
+				if d.Verdict != VerdictDrop || d.Reason != c.want {
+					t.Errorf("answer that %s: verdict %s (%s), want drop (%s)", c.what, d.Verdict, d.Reason, c.want)
+				}
+			}
+			d = f.e.Process(t0.Add(time.Millisecond), Packet{Data: cooked(answer, idxNew), LinkType: layers.LinkTypeLinuxSLL2, IfIndex: idxNew, Time: t0})
+			if d.Verdict != VerdictVerified {
+				t.Errorf("the VM's answer: verdict %s (%s), want verified", d.Verdict, d.Reason)
+			}
+		})
+	}
 }

@@ -17,6 +17,7 @@ type ipLinkJSON struct {
 	Index     int      `json:"ifindex"`
 	Name      string   `json:"ifname"`
 	Flags     []string `json:"flags"`
+	OperState string   `json:"operstate"`
 	Address   string   `json:"address"`
 	Link      string   `json:"link"`
 	LinkIndex *int     `json:"link_index"` // the parent, when it is in another namespace
@@ -73,7 +74,7 @@ func LoadIPLinks(r io.Reader) ([]Link, error) {
 			Index: j.Index, Name: j.Name, Kind: j.LinkInfo.Kind,
 			MasterIndex: byName[j.Master], ParentIndex: byName[j.Link],
 			Loopback: slices.Contains(j.Flags, "LOOPBACK"), Up: slices.Contains(j.Flags, "UP"),
-			Addrs: []netip.Prefix{},
+			Running: j.OperState == "UP", Addrs: []netip.Prefix{},
 		}
 		if l.Kind == "" {
 			l.Kind = "device"

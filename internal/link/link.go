@@ -21,7 +21,12 @@ type Link struct {
 	ParentIndex int // the lower device of a vlan or macvlan; 0 for none
 	Loopback    bool
 	Up          bool
-	Addrs       []netip.Prefix
+	// Running is set when the kernel reports the link operationally up
+	// (IF_OPER_UP). The kernel sets that state in its link-watch work,
+	// right after it attaches the link's transmit queue discipline: until
+	// then a frame sent on a new port is dropped without an error.
+	Running bool
+	Addrs   []netip.Prefix
 	// VLANID is the 802.1Q VLAN of a vlan device (an SVI such as vlan10,
 	// br0.10 or Vlan10 on a VLAN-aware bridge); 0 otherwise.
 	VLANID uint16
@@ -335,6 +340,20 @@ func (t *Table) Port(index int, vlans []uint16) (Port, error) {
 		}
 	}
 	return p, err
+}
+
+// Reread reads the link index from the kernel again (Refresh) and puts it
+// in the table; false without Refresh or when the read failed.
+func (t *Table) Reread(index int) bool {
+	if t.Refresh == nil {
+		return false
+	}
+	l, err := t.Refresh(index)
+	if err != nil {
+		return false
+	}
+	t.Set(l)
+	return true
 }
 
 func (t *Table) port(index int, vlans []uint16) (Port, error, bool) {

@@ -459,6 +459,7 @@ func fromNetlink(nlk netlink.Link) Link {
 		ParentIndex: a.ParentIndex,
 		Loopback:    a.Flags&net.FlagLoopback != 0,
 		Up:          a.Flags&net.FlagUp != 0,
+		Running:     a.OperState == netlink.OperUp,
 	}
 	switch v := nlk.(type) {
 	case *netlink.Vlan:

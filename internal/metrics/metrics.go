@@ -78,6 +78,8 @@ func EventMetric(e engine.Event) (name, help string) {
 		return "rarps_duplicate_total", "RARPs of a migration already being handled."
 	case engine.RARPViaAny:
 		return "rarps_via_any_total", "RARPs only the any-device handle caught (new ports)."
+	case engine.ReplyViaAny:
+		return "replies_via_any_total", "ARP replies and NAs only the any-device handle caught (answers to a new port's probes, sent before its handle was open)."
 	case engine.StateSaveError:
 		return "state_save_errors_total", "Saves of --state-file that failed (the previous file stays)."
 	case engine.StateLoadError:

@@ -503,6 +503,12 @@ func SLL2IfIndex(data []byte) (int, bool) {
 	return int(int32(binary.BigEndian.Uint32(data[4:8]))), true
 }
 
+// SLL2IsRARP reports whether the Linux cooked (SLL2) header at the start of
+// data names a RARP frame (its protocol type).
+func SLL2IsRARP(data []byte) bool {
+	return len(data) >= 20 && binary.BigEndian.Uint16(data[0:2]) == uint16(EtherTypeRARP)
+}
+
 // UnicastMAC reports whether mac is a 6-byte unicast, non-zero MAC address.
 func UnicastMAC(mac net.HardwareAddr) bool {
 	if len(mac) != 6 || mac[0]&1 != 0 {

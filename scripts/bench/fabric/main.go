@@ -185,17 +185,26 @@ func respond(args []string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	names := map[int]string{}
-	ifname := func(idx int) string {
-		if n, ok := names[idx]; ok {
-			return n
+	// A VM answers on its own port only: the one its own frames (the
+	// announcer's RARPs, its first words) left through, seen here as
+	// outgoing; else its index read by name (RTM_GETLINK, which can wait
+	// long for RTNL while ports are created), cached once found.
+	indexes := map[string]int{}
+	byMAC := map[string]string{}
+	for _, v := range vms {
+		byMAC[string(v.mac)] = v.ifname
+	}
+	on := func(o owner, idx int) bool {
+		i, ok := indexes[o.ifname]
+		if !ok {
+			l, err := netlink.LinkByName(o.ifname)
+			if err != nil {
+				return false
+			}
+			i = l.Attrs().Index
+			indexes[o.ifname] = i
 		}
-		ifi, err := net.InterfaceByIndex(idx)
-		if err != nil {
-			return ""
-		}
-		names[idx] = ifi.Name
-		return ifi.Name
+		return i == idx
 	}
 	rx := map[netip.Addr][]uint32{}
 	stop := make(chan os.Signal, 1)
@@ -219,7 +228,13 @@ func respond(args []string) error {
 			return err
 		}
 		ll, ok := from.(*unix.SockaddrLinklayer)
-		if !ok || ll.Pkttype == unix.PACKET_OUTGOING || n < 14 {
+		if !ok || n < 14 {
+			continue
+		}
+		if ll.Pkttype == unix.PACKET_OUTGOING {
+			if name, ok := byMAC[string(buf[6:12])]; ok {
+				indexes[name] = ll.Ifindex
+			}
 			continue
 		}
 		f := buf[:n]
@@ -232,7 +247,7 @@ func respond(args []string) error {
 			sip, _ := netip.AddrFromSlice(f[28:32])
 			tip, _ := netip.AddrFromSlice(f[38:42])
 			o, ok := owners[tip]
-			if !ok || sip == tip || o.ifname != ifname(ll.Ifindex) || !(isBroadcast(dst) || slices.Equal(dst, o.mac)) {
+			if !ok || sip == tip || !on(o, ll.Ifindex) || !(isBroadcast(dst) || slices.Equal(dst, o.mac)) {
 				continue
 			}
 			reply, err := packet.BuildReply(packet.Reply{MAC: o.mac, IP: tip, DstMAC: net.HardwareAddr(slices.Clone(f[22:28])), DstIP: sip})
@@ -246,7 +261,7 @@ func respond(args []string) error {
 			src, _ := netip.AddrFromSlice(f[14+8 : 14+24])
 			tgt, _ := netip.AddrFromSlice(f[14+40+8 : 14+40+24])
 			o, ok := owners[tgt]
-			if !ok || src.IsUnspecified() || o.ifname != ifname(ll.Ifindex) ||
+			if !ok || src.IsUnspecified() || !on(o, ll.Ifindex) ||
 				!(slices.Equal(dst, o.mac) || solicitedNode(dst, tgt)) {
 				continue
 			}
