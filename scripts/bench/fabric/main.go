@@ -346,16 +346,35 @@ func announce(args []string) error {
 	}
 	defer unix.Close(fd)
 	idx := ifIndex{}
+	// ENOBUFS: the veth's peer dropped the frame (its backlog full while
+	// the host is busy). A guest's frame would be lost the same way: try
+	// again for a few milliseconds, then count it lost and go on.
+	var lost int
 	send := func(v vm, frame []byte) error {
 		i, err := idx.get(v.ifname)
 		if err != nil {
 			return err
 		}
-		if err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: i, Halen: 6}); err != nil {
-			return fmt.Errorf("send on %s: %w", v.ifname, err)
+		for try := 0; ; try++ {
+			err := unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: i, Halen: 6})
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, unix.ENOBUFS) && try < 50:
+				time.Sleep(100 * time.Microsecond)
+			case errors.Is(err, unix.ENOBUFS):
+				lost++
+				return nil
+			default:
+				return fmt.Errorf("send on %s: %w", v.ifname, err)
+			}
 		}
-		return nil
 	}
+	defer func() {
+		if lost > 0 {
+			fmt.Printf("lost %d frames (ENOBUFS)\n", lost)
+		}
+	}()
 	if *mode == "speak" {
 		var gws4 []netip.Prefix
 		for _, s := range strings.Split(*gw4, ",") {
