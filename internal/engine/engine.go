@@ -223,6 +223,7 @@ type probe struct {
 	srcMAC   net.HardwareAddr // whom the answer must be addressed to
 	frame    []byte
 	attempts int
+	sent     time.Time // the last attempt
 	state    state
 	seq      int // invalidates stale timer entries
 }
@@ -349,7 +350,7 @@ func (e *Engine) handle(now time.Time, p Packet) Decision {
 		e.stats.RARP(port.Link.Name)
 		return e.rarp(now, p.Time, f, port, d)
 	}
-	return e.reply(now, f, port, d)
+	return e.reply(now, p.Time, f, port, d)
 }
 
 func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Decision) Decision {
@@ -448,6 +449,7 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	pr.attempts++
 	pr.seq++
+	pr.sent = now
 	timeout := e.cfg.ProbeTimeout
 	for i := 1; i < pr.attempts && (e.cfg.MaxProbeTimeout == 0 || timeout < e.cfg.MaxProbeTimeout) && timeout < time.Hour; i++ {
 		timeout *= 2
@@ -510,7 +512,7 @@ const (
 // codec has already applied RFC 4861 7.1.2). Anything else is a counted
 // drop and leaves the probe pending: a forged answer can neither verify a
 // binding nor cancel the VM's own.
-func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision) Decision {
+func (e *Engine) reply(now, seen time.Time, f packet.Frame, port link.Port, d Decision) Decision {
 	pk := pendingKey{port.SVI.Index, f.IP}
 	c, ok := e.pending[pk]
 	if !ok || string(c.mac) != string(f.MAC) {
@@ -549,6 +551,12 @@ func (e *Engine) reply(now time.Time, f packet.Frame, port link.Port, d Decision
 	}
 	c.report.Answered[f.IP] = now.Sub(c.start)
 	d.Verdict = VerdictVerified
+	if e.debugEnabled() {
+		// How long the answer took, and how long of that it waited in the
+		// daemon (from the kernel's capture time stamp to now).
+		e.log.Debug("answer", "mac", c.mac.String(), "ip", pr.ip, "port", c.port.Link.Name, "attempt", pr.attempts,
+			"after_probe_ms", float64(now.Sub(pr.sent).Microseconds())/1e3, "waited_ms", float64(now.Sub(seen).Microseconds())/1e3)
+	}
 	if e.cfg.DryRun {
 		e.debugProbe("verified: would program (dry run)", c, pr, 0)
 	} else {
