@@ -192,6 +192,7 @@ func TestListenExplains(t *testing.T) {
 	for _, s := range []step{
 		{"probing", map[string]string{"mac": vm1MAC, "port": "vm1", "svi": "br0", "ips": "[192.0.2.10 192.0.2.11]"}},
 		{"probe sent", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC, "port": "vm1", "svi": "br0", "attempt": "1", "wait_ms": "20"}},
+		{"answer", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC, "port": "vm1", "attempt": "1"}},
 		{"verified: programming", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC}},
 		{"programmed neighbor", map[string]string{"ip": "192.0.2.10", "mac": vm1MAC,
 			"old_state": "NOARP", "old_flags": "extern_learn", "old_mac": vm1MAC,
