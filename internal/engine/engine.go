@@ -309,10 +309,12 @@ func (e *Engine) Process(now time.Time, p Packet) Decision {
 // reread reads p's port from the kernel again, before the engine's lock
 // is taken (a netlink round trip, which waits while zebra holds RTNL), when
 // the any-device handle caught p and the link table sees its port as a
-// stand-alone link. Such a port has no capture handle of its own yet: it
-// is new, and the kernel announces a new link before it adds it to its
-// bridge. Acting on that first view, a RARP would look for bindings on the
-// port instead of its bridge's SVI and find none.
+// stand-alone link or cannot make it a port. Such a port has no capture
+// handle of its own yet: it is new, and the link table may still hold an
+// earlier view than the kernel's. The kernel announces a new link before
+// it adds it to its bridge, and a bridge port's VLANs in notifications of
+// their own: acting on such a view, a RARP would look for bindings on the
+// port itself (or find no VLAN) and find none.
 func (e *Engine) reread(p Packet) {
 	r, ok := e.ports.(Rereader)
 	if !ok || p.LinkType != layers.LinkTypeLinuxSLL2 {
@@ -322,11 +324,17 @@ func (e *Engine) reread(p Packet) {
 	if err != nil {
 		return
 	}
-	if port, err := e.ports.Port(p.IfIndex, f.VLANs); err == nil && port.SVI.Index == port.Link.Index {
-		read := r.Reread(p.IfIndex)
-		if e.debugEnabled() {
-			e.log.Debug("port seen as stand-alone: read again", "port", port.Link.Name, "ifindex", p.IfIndex, "read", read)
+	port, err := e.ports.Port(p.IfIndex, f.VLANs)
+	if err == nil && port.SVI.Index != port.Link.Index {
+		return
+	}
+	read := r.Reread(p.IfIndex)
+	if e.debugEnabled() {
+		why := "stand-alone"
+		if err != nil {
+			why = err.Error()
 		}
+		e.log.Debug("new port read again", "ifindex", p.IfIndex, "seen", why, "read", read)
 	}
 }
 

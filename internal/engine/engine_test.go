@@ -880,6 +880,13 @@ func TestNewPortViaAny(t *testing.T) {
 	standalone := link.Link{Index: idxNew, Name: "tap9", Kind: "tun", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, Up: true}
 	member := standalone
 	member.MasterIndex = idxBridge
+	// On a VLAN-aware bridge, the table may hold a new member without the
+	// VLANs the kernel announces in a notification of their own.
+	const idxVLANBridge, idxVLAN30 = 20, 21
+	noVLANs := standalone
+	noVLANs.MasterIndex = idxVLANBridge
+	inVLAN30 := noVLANs
+	inVLAN30.VLANs = []link.PortVLAN{{VID: 30, PVID: true, Untagged: true}}
 	tests := []struct {
 		name        string
 		cooked      bool      // the frames come from the any-device handle
@@ -891,12 +898,27 @@ func TestNewPortViaAny(t *testing.T) {
 		{name: "any device, enslaved meanwhile", cooked: true, kernel: member, wantVerdict: VerdictProbe, wantReads: 1},
 		{name: "any device, stand-alone in the kernel too", cooked: true, kernel: standalone, wantVerdict: VerdictDrop, wantReason: "unknown-mac", wantReads: 1},
 		{name: "the port's own handle", kernel: member, wantVerdict: VerdictDrop, wantReason: "unknown-mac"},
+		{name: "any device, VLANs not in the table yet", cooked: true, kernel: inVLAN30, wantVerdict: VerdictProbe, wantReads: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, DefaultConfig)
 			links := f.e.ports.(*link.Table)
 			links.Set(standalone)
+			wantSVI, other := "br10", idxOther
+			if tt.kernel.MasterIndex == idxVLANBridge {
+				other = 22 // another VM's port in VLAN 30
+				links.Set(link.Link{Index: other, Name: "tap22", Kind: "tun", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 22}, MasterIndex: idxVLANBridge, Up: true,
+					VLANs: []link.PortVLAN{{VID: 30, PVID: true, Untagged: true}}})
+				links.Set(link.Link{Index: idxVLANBridge, Name: "br1", Kind: "bridge", MAC: sviMAC, Up: true, VLANFiltering: true})
+				links.Set(link.Link{Index: idxVLAN30, Name: "vlan30", Kind: "vlan", MAC: sviMAC, ParentIndex: idxVLANBridge, VLANID: 30, Up: true,
+					Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8:10::1/64")}})
+				links.Set(noVLANs)
+				for _, ip := range []netip.Addr{ip10, ip11, ip99, ip6} {
+					f.mirror.bind(idxVLAN30, vmMAC, Binding{IP: ip, Present: true, Remote: true})
+				}
+				wantSVI = "vlan30"
+			}
 			reads := 0
 			links.Refresh = func(index int) (link.Link, error) {
 				reads++
@@ -919,8 +941,8 @@ func TestNewPortViaAny(t *testing.T) {
 			if d.Verdict != VerdictProbe {
 				return
 			}
-			if d.Port != "tap9" || d.SVI != "br10" {
-				t.Errorf("RARP on port %s, SVI %s; want tap9, br10", d.Port, d.SVI)
+			if d.Port != "tap9" || d.SVI != wantSVI {
+				t.Errorf("RARP on port %s, SVI %s; want tap9, %s", d.Port, d.SVI, wantSVI)
 			}
 			// Answers through the any device: forged ones first (entered
 			// another port; another Ethernet source), then the VM's.
@@ -934,7 +956,7 @@ func TestNewPortViaAny(t *testing.T) {
 				ifindex int
 				want    string
 			}{
-				{"entered another port", cooked(answer, idxOther), idxOther, DropWrongPort},
+				{"entered another port", cooked(answer, other), other, DropWrongPort},
 				{"another Ethernet source", cooked(forged, idxNew), idxNew, DropEthSource},
 			} {
 				d := f.e.Process(t0.Add(time.Millisecond), Packet{Data: c.frame, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: c.ifindex, Time: t0})
