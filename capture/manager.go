@@ -81,8 +81,14 @@ type Manager struct {
 	// queued holds the frames Send took for a port whose handle is being
 	// opened; the opener writes them once it is open.
 	queued map[int][][]byte
-	ctx    context.Context
-	wg     sync.WaitGroup
+	// held keeps a copy of the frames written on a port the kernel did not
+	// report running yet (a port created a moment ago, whose link-watch
+	// work has not attached its queue discipline: the kernel drops what is
+	// sent on it without an error). They are written again once the port
+	// runs, or forgotten after holdFor.
+	held map[int]heldFrames
+	ctx  context.Context
+	wg   sync.WaitGroup
 }
 
 // openParallel bounds the handles opened at once. Opening one takes
@@ -92,6 +98,15 @@ type Manager struct {
 // another under the manager's lock, the ports of 200 VMs created within a
 // second took seconds, and every RARP and probe waited behind them.
 const openParallel = 16
+
+// holdFor bounds how long frames wait for their port to run (a port whose
+// driver never reports an operational state stays "unknown").
+const holdFor = 2 * time.Second
+
+type heldFrames struct {
+	since  time.Time
+	frames [][]byte
+}
 
 type port struct {
 	name  string
@@ -131,7 +146,7 @@ func (m *Manager) Stats() map[string]PortStats {
 // and those only the any-device handle caught.
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
 	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
-		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte)}
+		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte), held: make(map[int]heldFrames)}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -151,6 +166,7 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 	defer retry.Stop()
 	for {
 		m.reconcile()
+		m.flushHeld()
 		if ready != nil {
 			ready()
 			ready = nil
@@ -277,7 +293,60 @@ func (m *Manager) open(l link.Link) (*port, error) {
 			m.log.Error("send queued frame", "ifname", l.Name, "err", werr)
 		}
 	}
+	m.holdUnlessRunning(l.Index, queued...)
 	return p, nil
+}
+
+// holdUnlessRunning keeps a copy of frames, just written on the port
+// ifindex, when the kernel does not report the port running: they are
+// written again once it does (flushHeld).
+func (m *Manager) holdUnlessRunning(ifindex int, frames ...[]byte) {
+	if len(frames) == 0 {
+		return
+	}
+	if l, ok := m.links.Get(ifindex); !ok || l.Running {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.held[ifindex]
+	if h.frames == nil {
+		h.since = time.Now()
+	}
+	for _, f := range frames {
+		h.frames = append(h.frames, slices.Clone(f))
+	}
+	m.held[ifindex] = h
+}
+
+// flushHeld writes the held frames of the ports that now run, through
+// their handles, and forgets those of ports gone or held too long.
+func (m *Manager) flushHeld() {
+	type write struct {
+		p      *port
+		frames [][]byte
+	}
+	var writes []write
+	m.mu.Lock()
+	for idx, h := range m.held {
+		l, known := m.links.Get(idx)
+		p, open := m.ports[idx]
+		switch {
+		case !known || !open || time.Since(h.since) > holdFor:
+			delete(m.held, idx)
+		case l.Running:
+			writes = append(writes, write{p, h.frames})
+			delete(m.held, idx)
+		}
+	}
+	m.mu.Unlock()
+	for _, w := range writes {
+		for _, f := range w.frames {
+			if err := w.p.h.WritePacketData(f); err != nil {
+				m.log.Error("send held frame", "ifname", w.p.name, "err", err)
+			}
+		}
+	}
 }
 
 // addLocked registers the handle h open returned (or its error) for l and
@@ -361,6 +430,7 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 	if err := p.h.WritePacketData(frame); err != nil {
 		return fmt.Errorf("send on %s: %w", p.name, err)
 	}
+	m.holdUnlessRunning(ifindex, frame)
 	return nil
 }
 

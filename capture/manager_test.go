@@ -424,11 +424,11 @@ func sll2Reply(ifindex uint32) []byte { return sll2Record(0x0806, ifindex) }
 
 func sll2Record(proto uint16, ifindex uint32) []byte {
 	b := binary.BigEndian.AppendUint16(nil, proto) // protocol
-	b = append(b, 0, 0)                             // reserved
-	b = binary.BigEndian.AppendUint32(b, ifindex)   // interface index
-	b = binary.BigEndian.AppendUint16(b, 1)         // ARPHRD_ETHER
-	b = append(b, 0, 6)                             // PACKET_HOST, address length
-	b = append(b, hwAddr(0x77)...)                  // address, padded to 8
+	b = append(b, 0, 0)                            // reserved
+	b = binary.BigEndian.AppendUint32(b, ifindex)  // interface index
+	b = binary.BigEndian.AppendUint16(b, 1)        // ARPHRD_ETHER
+	b = append(b, 0, 6)                            // PACKET_HOST, address length
+	b = append(b, hwAddr(0x77)...)                 // address, padded to 8
 	b = append(b, 0, 0)
 	// RARP request: Ethernet/IPv4, opcode 3, sender = target = the VM's MAC.
 	b = append(b, 0, 1, 0x08, 0, 6, 4, 0, 3)
@@ -877,6 +877,17 @@ func TestManagerSendWhileOpening(t *testing.T) {
 			if diff := cmp.Diff(viaHandle, h.opener.only(t, "veth6").written()); diff != "" {
 				t.Errorf("frames written on veth6's handle (-want +got):\n%s", diff)
 			}
+			if !tt.running {
+				// Written while the port did not run: again once it does.
+				veth6.Running = true
+				h.links.Set(veth6)
+				for range probes {
+					recv(t, h.opener.wrote, "a held probe to be written again")
+				}
+				if diff := cmp.Diff(append(slices.Clone(probes), probes...), h.opener.only(t, "veth6").written()); diff != "" {
+					t.Errorf("frames written on veth6's handle once it runs (-want +got):\n%s", diff)
+				}
+			}
 			select {
 			case f := <-direct:
 				t.Errorf("one more frame through Direct: %v", f)
@@ -1206,5 +1217,43 @@ func TestManagerStats(t *testing.T) {
 				t.Errorf("Stats() after veth1 vanished (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestManagerHoldsUntilRunning: a frame written on a port the kernel does
+// not report running yet (its link-watch work pending: the kernel drops
+// what is sent on it) is written again once the port runs, and only then;
+// a frame written on a running port is not held.
+func TestManagerHoldsUntilRunning(t *testing.T) {
+	h := newHarness(nil)
+	h.opener.wrote = make(chan string, 8)
+	h.start(t)
+	veth6 := bridgeMember(6, "veth6")
+	h.links.Set(veth6)
+	hv := h.opener.opened(t, "veth6", 1)
+	if err := h.m.Send(6, []byte{1}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	recv(t, h.opener.wrote, "the frame written")
+	veth6.Running = true
+	h.links.Set(veth6)
+	recv(t, h.opener.wrote, "the held frame written again once veth6 runs")
+	if err := h.m.Send(6, []byte{2}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	recv(t, h.opener.wrote, "the second frame written")
+	// Another change of the table flushes nothing more: the second frame
+	// left a running port and was not held.
+	veth6.Running = false
+	h.links.Set(veth6)
+	veth6.Running = true
+	h.links.Set(veth6)
+	// Two more reconciliations: the second starts after the first's flush.
+	h.links.Set(bridgeMember(7, "veth7"))
+	h.opener.opened(t, "veth7", 1)
+	h.links.Set(bridgeMember(8, "veth8"))
+	h.opener.opened(t, "veth8", 1)
+	if diff := cmp.Diff([][]byte{{1}, {1}, {2}}, hv.written()); diff != "" {
+		t.Errorf("frames written on veth6 (-want +got):\n%s", diff)
 	}
 }
