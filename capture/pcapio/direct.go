@@ -30,10 +30,8 @@ func OpenDirect() (*Direct, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "packet")
-	rc, err := f.SyscallConn()
+	f, rc, err := pollable(fd, "packet")
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	return &Direct{f: f, rc: rc}, nil

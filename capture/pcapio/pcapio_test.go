@@ -24,13 +24,7 @@ import (
 // with its name and libpcap's reason; the any device gives SLL2 headers
 // with the interface index; Close ends a read waiting in the poller.
 func TestLive(t *testing.T) {
-	nstest.RequireRoot(t)
-	ns := nstest.Namespace(t, "pcapio")
-	nstest.Run(t, "ip", "-n", ns, "link", "add", "a0", "type", "veth", "peer", "name", "b0")
-	nstest.Run(t, "ip", "-n", ns, "link", "set", "a0", "up")
-	nstest.Run(t, "ip", "-n", ns, "link", "set", "b0", "up")
-	vm := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 1}
-	gw := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 0xfe}
+	ns := vethPair(t, "pcapio")
 	rarp, err := packet.BuildRARP(vm, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +123,25 @@ func TestLive(t *testing.T) {
 	}
 }
 
+// The VM's and the leaf's MACs in the tests here.
+var (
+	vm = net.HardwareAddr{2, 0x52, 0x53, 0, 0, 1}
+	gw = net.HardwareAddr{2, 0x52, 0x53, 0, 0, 0xfe}
+)
+
+// vethPair returns a namespace of its own (removed when the test ends) with
+// the veth pair a0 (the leaf's port) - b0 (the VM's side), both up. It
+// needs root.
+func vethPair(t *testing.T, name string) string {
+	t.Helper()
+	nstest.RequireRoot(t)
+	ns := nstest.Namespace(t, name)
+	nstest.Run(t, "ip", "-n", ns, "link", "add", "a0", "type", "veth", "peer", "name", "b0")
+	nstest.Run(t, "ip", "-n", ns, "link", "set", "a0", "up")
+	nstest.Run(t, "ip", "-n", ns, "link", "set", "b0", "up")
+	return ns
+}
+
 func ifindex(t *testing.T, ns, name string) int {
 	t.Helper()
 	var idx int
@@ -146,13 +159,7 @@ func ifindex(t *testing.T, ns, name string) int {
 // port: the frame leaves the interface named by its index as it was given;
 // a frame too short to name its EtherType and an unknown interface fail.
 func TestDirect(t *testing.T) {
-	nstest.RequireRoot(t)
-	ns := nstest.Namespace(t, "direct")
-	nstest.Run(t, "ip", "-n", ns, "link", "add", "a0", "type", "veth", "peer", "name", "b0")
-	nstest.Run(t, "ip", "-n", ns, "link", "set", "a0", "up")
-	nstest.Run(t, "ip", "-n", ns, "link", "set", "b0", "up")
-	gw := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 0xfe}
-	vm := net.HardwareAddr{2, 0x52, 0x53, 0, 0, 1}
+	ns := vethPair(t, "direct")
 	var frames [][]byte
 	for _, target := range []string{"192.0.2.10", "2001:db8::10"} {
 		src := "192.0.2.1"

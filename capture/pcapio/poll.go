@@ -64,10 +64,8 @@ func newPoller(h *pcapT, timeout time.Duration) (*poller, error) {
 		unix.Close(dup)
 		return nil, fmt.Errorf("non-blocking: %w", err)
 	}
-	f := os.NewFile(uintptr(dup), "pcap")
-	rc, err := f.SyscallConn()
+	f, rc, err := pollable(dup, "pcap")
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	// A descriptor the poller refused (it would block a thread instead)
@@ -159,4 +157,16 @@ func (r *poller) close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+}
+
+// pollable registers the non-blocking descriptor fd with Go's poller: the
+// file that owns it (closing it closes fd) and its raw connection.
+func pollable(fd int, name string) (*os.File, syscall.RawConn, error) {
+	f := os.NewFile(uintptr(fd), name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rc, nil
 }
