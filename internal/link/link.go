@@ -163,8 +163,13 @@ func Eligible(l Link, master, parent *Link) (svi int, err error) {
 // Table is a concurrency-safe table of links, fed by netlink on a live
 // switch and by hand in tests and replays.
 type Table struct {
-	mu        sync.RWMutex
-	links     map[int]*Link
+	mu    sync.RWMutex
+	links map[int]*Link
+	// uppers indexes the vlan and macvlan devices by their lower device
+	// (ParentIndex): the SVIs of a VLAN-aware bridge, the anycast macvlans
+	// of an SVI. Port looks them up for every frame; a scan of every link
+	// cost 10-15 µs on a leaf with 600 links (BenchmarkPort).
+	uppers    map[int][]int
 	overrides map[string]Override // by SVI name
 	changed   chan struct{}
 	// Refresh, when set, reads one link from the kernel; Port calls it for an
@@ -175,7 +180,34 @@ type Table struct {
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{links: make(map[int]*Link), changed: make(chan struct{}, 1)}
+	return &Table{links: make(map[int]*Link), uppers: make(map[int][]int), changed: make(chan struct{}, 1)}
+}
+
+// upper reports whether l is indexed in uppers.
+func upper(l *Link) bool { return (l.Kind == "vlan" || l.Kind == "macvlan") && l.ParentIndex != 0 }
+
+// unindex removes l from uppers. The caller holds t.mu.
+func (t *Table) unindex(l *Link) {
+	if !upper(l) {
+		return
+	}
+	us := slices.DeleteFunc(t.uppers[l.ParentIndex], func(i int) bool { return i == l.Index })
+	if len(us) == 0 {
+		delete(t.uppers, l.ParentIndex)
+		return
+	}
+	t.uppers[l.ParentIndex] = us
+}
+
+// index adds l to uppers, in index order. The caller holds t.mu.
+func (t *Table) index(l *Link) {
+	if !upper(l) {
+		return
+	}
+	us := t.uppers[l.ParentIndex]
+	if i, found := slices.BinarySearch(us, l.Index); !found {
+		t.uppers[l.ParentIndex] = slices.Insert(us, i, l.Index)
+	}
 }
 
 // Changed returns a channel that receives a value after the table changed.
@@ -193,10 +225,14 @@ func (t *Table) notify() {
 // carries none.
 func (t *Table) Set(l Link) {
 	t.mu.Lock()
-	if old, ok := t.links[l.Index]; ok && l.Addrs == nil {
-		l.Addrs = old.Addrs
+	if old, ok := t.links[l.Index]; ok {
+		if l.Addrs == nil {
+			l.Addrs = old.Addrs
+		}
+		t.unindex(old)
 	}
 	t.links[l.Index] = &l
+	t.index(&l)
 	t.mu.Unlock()
 	t.notify()
 }
@@ -223,6 +259,9 @@ func (t *Table) SetBridgePort(index int, info PortInfo, vlans []PortVLAN) bool {
 // Delete removes a link.
 func (t *Table) Delete(index int) {
 	t.mu.Lock()
+	if old, ok := t.links[index]; ok {
+		t.unindex(old)
+	}
 	delete(t.links, index)
 	t.mu.Unlock()
 	t.notify()
@@ -233,6 +272,7 @@ func (t *Table) Delete(index int) {
 func (t *Table) Replace(links []Link) {
 	m := make(map[int]*Link, len(links))
 	t.mu.Lock()
+	t.uppers = make(map[int][]int)
 	for i := range links {
 		l := &links[i]
 		if old, ok := t.links[l.Index]; ok && l.Addrs == nil {
@@ -241,6 +281,9 @@ func (t *Table) Replace(links []Link) {
 		m[l.Index] = l
 	}
 	t.links = m
+	for _, l := range m {
+		t.index(l)
+	}
 	t.mu.Unlock()
 	t.notify()
 }
@@ -419,12 +462,11 @@ func (t *Table) port(index int, vlans []uint16) (Port, error, bool) {
 		p.SVI = *s
 		p.VLANs = vlans // a tagged frame on a traditional bridge: answer in kind
 	}
-	for _, m := range t.links {
-		if m.Kind == "macvlan" && m.ParentIndex == p.SVI.Index {
+	for _, i := range t.uppers[p.SVI.Index] {
+		if m := t.links[i]; m.Kind == "macvlan" {
 			p.Anycast = append(p.Anycast, *m)
 		}
 	}
-	slices.SortFunc(p.Anycast, func(a, b Link) int { return a.Index - b.Index })
 	p.Source = t.overrides[p.SVI.Name]
 	return p, nil, true
 }
@@ -432,8 +474,8 @@ func (t *Table) port(index int, vlans []uint16) (Port, error, bool) {
 // vlanDevice returns the vlan device with VLAN vid on top of the link
 // parent. The caller holds t.mu.
 func (t *Table) vlanDevice(parent int, vid uint16) *Link {
-	for _, l := range t.links {
-		if l.Kind == "vlan" && l.ParentIndex == parent && l.VLANID == vid {
+	for _, i := range t.uppers[parent] {
+		if l := t.links[i]; l.Kind == "vlan" && l.VLANID == vid {
 			return l
 		}
 	}

@@ -3,9 +3,12 @@ package link
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -478,5 +481,84 @@ func TestSource(t *testing.T) {
 				t.Errorf("Source(%s) MAC (-want +got):\n%s", tt.target, diff)
 			}
 		})
+	}
+}
+
+// BenchmarkPort resolves a port on a VLAN-aware bridge with 100 VLANs (a
+// vlan SVI and an anycast macvlan each) and 400 access ports, as on a leaf
+// with EVPN on the hypervisor: what every RARP and answer costs.
+func BenchmarkPort(b *testing.B) {
+	t := NewTable()
+	mac := func(i int) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)} }
+	links := []Link{{Index: 1, Name: "bridge", Kind: "bridge", MAC: mac(1), Up: true, VLANFiltering: true}}
+	for v := range 100 {
+		svi := 1000 + 2*v
+		links = append(links,
+			Link{Index: svi, Name: fmt.Sprintf("vlan%d", 10+v), Kind: "vlan", MAC: mac(svi), ParentIndex: 1, VLANID: uint16(10 + v), Up: true},
+			Link{Index: svi + 1, Name: fmt.Sprintf("vlan%d-v0", 10+v), Kind: "macvlan", MAC: mac(svi + 1), ParentIndex: svi, Up: true})
+	}
+	for p := range 400 {
+		links = append(links, Link{Index: 2000 + p, Name: fmt.Sprintf("tap%d", p), Kind: "tun", MAC: mac(2000 + p), MasterIndex: 1, Up: true,
+			VLANs: []PortVLAN{{VID: uint16(10 + p%100), PVID: true, Untagged: true}}})
+	}
+	t.Replace(links)
+	if p, err := t.Port(2050, nil); err != nil || p.SVI.Name != "vlan60" || len(p.Anycast) != 1 {
+		b.Fatalf("Port(2050) = %v, %v; want vlan60 and its macvlan", p, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := t.Port(2050, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestUppersIndex: after any sequence of Set, SetBridgePort, Delete and
+// Replace, the index of vlan and macvlan devices by lower device holds
+// exactly what a scan of every link finds, in index order. Random
+// sequences; the seed is printed.
+func TestUppersIndex(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	kinds := []string{"vlan", "macvlan", "veth", "bridge"}
+	random := func(i int) Link {
+		return Link{Index: i, Name: fmt.Sprintf("l%d", i), Kind: kinds[r.IntN(len(kinds))], MAC: hw(byte(i)), ParentIndex: r.IntN(6), VLANID: uint16(r.IntN(3))}
+	}
+	tb := NewTable()
+	for step := range 2000 {
+		i := 1 + r.IntN(12)
+		switch op := r.IntN(10); {
+		case op < 6:
+			tb.Set(random(i))
+		case op < 7:
+			tb.SetBridgePort(i, PortInfo{State: STPForwarding}, nil)
+		case op < 9:
+			tb.Delete(i)
+		default:
+			var ls []Link
+			for j := 1; j <= 12; j++ {
+				if r.IntN(2) == 0 {
+					ls = append(ls, random(j))
+				}
+			}
+			tb.Replace(ls)
+		}
+		want := map[int][]int{}
+		for _, l := range tb.All() {
+			if (l.Kind == "vlan" || l.Kind == "macvlan") && l.ParentIndex != 0 {
+				want[l.ParentIndex] = append(want[l.ParentIndex], l.Index)
+			}
+		}
+		for _, us := range want {
+			slices.Sort(us)
+		}
+		tb.mu.RLock()
+		got := tb.uppers
+		diff := cmp.Diff(want, got)
+		tb.mu.RUnlock()
+		if diff != "" {
+			t.Fatalf("step %d (seed %d): uppers (-scan +index):\n%s", step, seed, diff)
+		}
 	}
 }
