@@ -86,9 +86,10 @@ type Manager struct {
 	// work has not attached its queue discipline: the kernel drops what is
 	// sent on it without an error). They are written again once the port
 	// runs, or forgotten after holdFor.
-	held map[int]heldFrames
-	ctx  context.Context
-	wg   sync.WaitGroup
+	held    map[int]heldFrames
+	rereads *rate.Limiter // servesNow's netlink reads
+	ctx     context.Context
+	wg      sync.WaitGroup
 }
 
 // openParallel bounds the handles opened at once. Opening one takes
@@ -98,6 +99,9 @@ type Manager struct {
 // another under the manager's lock, the ports of 200 VMs created within a
 // second took seconds, and every RARP and probe waited behind them.
 const openParallel = 16
+
+// rereadLimit bounds servesNow's reads of a link, per second.
+const rereadLimit = 20
 
 // holdFor bounds how long frames wait for their port to run (a port whose
 // driver never reports an operational state stays "unknown").
@@ -146,7 +150,8 @@ func (m *Manager) Stats() map[string]PortStats {
 // and those only the any-device handle caught.
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
 	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
-		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte), held: make(map[int]heldFrames)}
+		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte), held: make(map[int]heldFrames),
+		rereads: rate.NewLimiter(rereadLimit, rereadLimit)}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -434,6 +439,25 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 	return nil
 }
 
+// servesNow reads again, from the kernel, a link the table holds as a
+// stand-alone port that is not served (in the daemon's default mode only
+// bridge members are), when a RARP entered it, and reports whether it is
+// served after all. The kernel announces a new port before it enslaves it:
+// the table may still hold that first view when the port's first RARP
+// arrives. Bridges, SVIs and tunnels are no ports and are not read.
+// Reads are rate-limited (rereadLimit): a routed uplink flooded with RARPs
+// would cost a netlink read each otherwise.
+func (m *Manager) servesNow(l link.Link, data []byte) bool {
+	if l.MasterIndex != 0 || !packet.SLL2IsRARP(data) || m.links.AccessPort(l.Index) != nil ||
+		!m.rereads.Allow() || !m.links.Reread(l.Index) {
+		return false
+	}
+	now, known := m.links.Get(l.Index)
+	served := known && m.serves(now)
+	m.log.Debug("new port read again", "ifname", l.Name, "ifindex", l.Index, "served", served)
+	return served
+}
+
 // direct reports whether a frame for ifindex, a port without a handle, can
 // be written through Direct now: there is a Direct, and the kernel reports
 // the port operationally up. Before that (a port created a moment ago,
@@ -512,7 +536,7 @@ func (m *Manager) readAny(ctx context.Context, h Handle) {
 		if p != nil && !ci.Timestamp.Before(p.since) {
 			continue
 		}
-		if l, known := m.links.Get(ifindex); known && !m.serves(l) {
+		if l, known := m.links.Get(ifindex); known && !m.serves(l) && !m.servesNow(l, data) {
 			continue // the bridge's copy of the port's RARP, a VXLAN port, ...
 		}
 		if packet.SLL2IsRARP(data) {

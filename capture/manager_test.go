@@ -1257,3 +1257,59 @@ func TestManagerHoldsUntilRunning(t *testing.T) {
 		t.Errorf("frames written on veth6 (-want +got):\n%s", diff)
 	}
 }
+
+// TestManagerAnyDeviceNewPortFirstView: only bridge members are served (the
+// daemon's default), and the table still holds a new port as the kernel
+// first announced it, not yet enslaved. A RARP on it is not skipped: the
+// manager reads the port again and delivers the RARP when the kernel has it
+// in the bridge by then. Only RARPs on such stand-alone ports are worth the
+// read; not the bridge's copy, not an answer.
+func TestManagerAnyDeviceNewPortFirstView(t *testing.T) {
+	const ix = 9
+	standalone := link.Link{Index: ix, Name: "veth9", Kind: "veth", MAC: hwAddr(ix), Up: true}
+	tests := []struct {
+		name        string
+		frame       []byte
+		kernel      link.Link
+		wantIfIndex int
+		wantReads   int
+	}{
+		{name: "enslaved in the kernel", frame: sll2Frame(ix), kernel: bridgeMember(ix, "veth9"), wantIfIndex: ix, wantReads: 1},
+		{name: "stand-alone in the kernel too", frame: sll2Frame(ix), kernel: standalone, wantReads: 1},
+		{name: "the bridge's copy", frame: sll2Frame(ixBridge), kernel: bridgeMember(ix, "veth9")},
+		{name: "an answer", frame: sll2Reply(ix), kernel: bridgeMember(ix, "veth9")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h *harness
+			h = newHarness(func(l link.Link) bool {
+				m, ok := h.links.Get(l.MasterIndex)
+				return ok && m.Kind == "bridge"
+			})
+			h.opener.withAny = true
+			h.links.Set(standalone)
+			var reads atomic.Int32
+			h.links.Refresh = func(index int) (link.Link, error) {
+				reads.Add(1)
+				if index != ix {
+					return link.Link{}, errors.New("no such link")
+				}
+				return tt.kernel, nil
+			}
+			h.start(t)
+			f := fakeFrame{data: tt.frame, at: time.Now()}
+			h.opener.any.push(t, f)
+			h.opener.any.settle(t)
+			var want []Packet
+			if tt.wantIfIndex != 0 {
+				want = append(want, Packet{Data: f.data, LinkType: layers.LinkTypeLinuxSLL2, IfIndex: tt.wantIfIndex, Time: f.at})
+			}
+			if diff := cmp.Diff(want, h.delivered()); diff != "" {
+				t.Errorf("delivered (-want +got):\n%s", diff)
+			}
+			if got := int(reads.Load()); got != tt.wantReads {
+				t.Errorf("links read again %d times, want %d", got, tt.wantReads)
+			}
+		})
+	}
+}
