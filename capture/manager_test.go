@@ -642,6 +642,11 @@ func TestManagerPortRateLimit(t *testing.T) {
 	}
 }
 
+// arrivingNow is a fakeFrame of data captured when the test case runs.
+func arrivingNow(data []byte) func() fakeFrame {
+	return func() fakeFrame { return fakeFrame{data: data, at: time.Now()} }
+}
+
 func TestManagerAnyDeviceFrames(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -652,19 +657,19 @@ func TestManagerAnyDeviceFrames(t *testing.T) {
 	}{
 		{
 			name:        "access port without a handle: down in the table",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixDown), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixDown)),
 			wantIfIndex: ixDown,
 			wantCounted: map[string]uint64{"rarp-via-any": 1},
 		},
 		{
 			name:        "port the table does not know yet",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(77), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(77)),
 			wantIfIndex: 77,
 			wantCounted: map[string]uint64{"rarp-via-any": 1},
 		},
 		{
 			name:        "port whose handle was open before the frame",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixVeth1), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixVeth1)),
 			wantCounted: map[string]uint64{},
 		},
 		{
@@ -675,39 +680,39 @@ func TestManagerAnyDeviceFrames(t *testing.T) {
 		},
 		{
 			name:        "answer on an access port without a handle",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixDown), at: time.Now()} },
+			frame:       arrivingNow(sll2Reply(ixDown)),
 			wantIfIndex: ixDown,
 			wantCounted: map[string]uint64{"reply-via-any": 1},
 		},
 		{
 			name:        "answer on a port whose handle was open before it",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixVeth1), at: time.Now()} },
+			frame:       arrivingNow(sll2Reply(ixVeth1)),
 			wantCounted: map[string]uint64{},
 		},
 		{
 			name:        "answer on the bridge",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Reply(ixBridge), at: time.Now()} },
+			frame:       arrivingNow(sll2Reply(ixBridge)),
 			wantCounted: map[string]uint64{},
 		},
 		{
 			name:        "access port not selected",
 			selected:    func(l link.Link) bool { return l.Name != "veth3" },
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixDown), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixDown)),
 			wantCounted: map[string]uint64{},
 		},
 		{
 			name:        "the bridge's copy",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixBridge), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixBridge)),
 			wantCounted: map[string]uint64{},
 		},
 		{
 			name:        "vxlan member",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixVXLAN), at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixVXLAN)),
 			wantCounted: map[string]uint64{},
 		},
 		{
 			name:        "truncated before the interface index",
-			frame:       func() fakeFrame { return fakeFrame{data: sll2Frame(ixDown)[:7], at: time.Now()} },
+			frame:       arrivingNow(sll2Frame(ixDown)[:7]),
 			wantCounted: map[string]uint64{"drop/truncated": 1},
 		},
 	}
