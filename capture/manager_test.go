@@ -918,6 +918,10 @@ func TestManagerSendDirectOpensAside(t *testing.T) {
 	veth6 := bridgeMember(6, "veth6")
 	veth6.Running = true
 	h.links.Set(veth6) // not selected yet: no handle, none opening
+	// A port opened after veth6 was set: the manager has reconciled the
+	// table with veth6 in it, so it will not open veth6 on its own now.
+	h.links.Set(bridgeMember(7, "veth7"))
+	h.opener.opened(t, "veth7", 1)
 	selectVeth6.Store(true)
 	if err := h.m.Send(6, []byte{1, 2, 3}); err != nil {
 		t.Fatalf("Send: %v", err)
