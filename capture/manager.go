@@ -309,7 +309,7 @@ func (m *Manager) holdUnlessRunning(ifindex int, frames ...[]byte) {
 	if len(frames) == 0 {
 		return
 	}
-	if l, ok := m.links.Get(ifindex); !ok || l.Running {
+	if running, known := m.links.Running(ifindex); !known || running {
 		return
 	}
 	m.mu.Lock()
@@ -334,12 +334,12 @@ func (m *Manager) flushHeld() {
 	var writes []write
 	m.mu.Lock()
 	for idx, h := range m.held {
-		l, known := m.links.Get(idx)
+		running, known := m.links.Running(idx)
 		p, open := m.ports[idx]
 		switch {
 		case !known || !open || time.Since(h.since) > holdFor:
 			delete(m.held, idx)
-		case l.Running:
+		case running:
 			writes = append(writes, write{p, h.frames})
 			delete(m.held, idx)
 		}
@@ -468,8 +468,8 @@ func (m *Manager) direct(ifindex int) bool {
 	if m.Direct == nil {
 		return false
 	}
-	l, ok := m.links.Get(ifindex)
-	return ok && l.Running
+	running, _ := m.links.Running(ifindex)
+	return running
 }
 
 func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {

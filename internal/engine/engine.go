@@ -289,11 +289,15 @@ func (e *Engine) Stats() *Counters { return e.stats }
 // Process decides what to do with one frame at time now (wall clock live,
 // capture time in a replay), does it, and returns the decision.
 func (e *Engine) Process(now time.Time, p Packet) Decision {
-	e.reread(p)
+	// Decoding is pure: done before the lock, once.
+	f, err := packet.Decode(p.Data, p.LinkType)
+	if err == nil {
+		e.reread(p, f)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(now)
-	d := e.handle(now, p)
+	d := e.handle(now, p, f, err)
 	switch d.Verdict {
 	case VerdictDrop:
 		e.stats.Drop(d.Reason)
@@ -315,13 +319,9 @@ func (e *Engine) Process(now time.Time, p Packet) Decision {
 // it adds it to its bridge, and a bridge port's VLANs in notifications of
 // their own: acting on such a view, a RARP would look for bindings on the
 // port itself (or find no VLAN) and find none.
-func (e *Engine) reread(p Packet) {
+func (e *Engine) reread(p Packet, f packet.Frame) {
 	r, ok := e.ports.(Rereader)
 	if !ok || p.LinkType != layers.LinkTypeLinuxSLL2 {
-		return
-	}
-	f, err := packet.Decode(p.Data, p.LinkType)
-	if err != nil {
 		return
 	}
 	port, err := e.ports.Port(p.IfIndex, f.VLANs)
@@ -338,8 +338,8 @@ func (e *Engine) reread(p Packet) {
 	}
 }
 
-func (e *Engine) handle(now time.Time, p Packet) Decision {
-	f, err := packet.Decode(p.Data, p.LinkType)
+// handle decides on p, which decoded to f, or failed to with err.
+func (e *Engine) handle(now time.Time, p Packet, f packet.Frame, err error) Decision {
 	if err != nil {
 		return Decision{Verdict: VerdictDrop, Reason: packet.Reason(err), Err: err}
 	}

@@ -376,13 +376,19 @@ func (t *Table) SetOverride(svi string, o Override) {
 // must not trigger probes.
 func (t *Table) Port(index int, vlans []uint16) (Port, error) {
 	p, err, known := t.port(index, vlans)
-	if !known && t.Refresh != nil {
-		if l, rerr := t.Refresh(index); rerr == nil {
-			t.Set(l)
-			p, err, _ = t.port(index, vlans)
-		}
+	if !known && t.Reread(index) {
+		p, err, _ = t.port(index, vlans)
 	}
 	return p, err
+}
+
+// Running reports whether the link index is known and operationally up,
+// without copying it (Get does): the capture path asks for every probe.
+func (t *Table) Running(index int) (running, known bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	l, ok := t.links[index]
+	return ok && l.Running, ok
 }
 
 // Reread reads the link index from the kernel again (Refresh) and puts it
