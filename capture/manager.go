@@ -103,6 +103,14 @@ const openParallel = 16
 // rereadLimit bounds servesNow's reads of a link, per second.
 const rereadLimit = 20
 
+// debug logs at debug level; the arguments are not evaluated into a
+// record otherwise.
+func (m *Manager) debug(msg string, args ...any) {
+	if m.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.log.Debug(msg, args...)
+	}
+}
+
 // holdFor bounds how long frames wait for their port to run (a port whose
 // driver never reports an operational state stays "unknown").
 const holdFor = 2 * time.Second
@@ -298,6 +306,9 @@ func (m *Manager) open(l link.Link) (*port, error) {
 			m.log.Error("send queued frame", "ifname", l.Name, "err", werr)
 		}
 	}
+	if len(queued) > 0 {
+		m.debug("queued frames sent", "ifname", l.Name, "frames", len(queued))
+	}
 	m.holdUnlessRunning(l.Index, queued...)
 	return p, nil
 }
@@ -317,6 +328,7 @@ func (m *Manager) holdUnlessRunning(ifindex int, frames ...[]byte) {
 	h := m.held[ifindex]
 	if h.frames == nil {
 		h.since = time.Now()
+		m.debug("port not running: frames held", "ifindex", ifindex, "frames", len(frames))
 	}
 	for _, f := range frames {
 		h.frames = append(h.frames, slices.Clone(f))
@@ -330,6 +342,7 @@ func (m *Manager) flushHeld() {
 	type write struct {
 		p      *port
 		frames [][]byte
+		heldMS float64
 	}
 	var writes []write
 	m.mu.Lock()
@@ -340,7 +353,7 @@ func (m *Manager) flushHeld() {
 		case !known || !open || time.Since(h.since) > holdFor:
 			delete(m.held, idx)
 		case running:
-			writes = append(writes, write{p, h.frames})
+			writes = append(writes, write{p, h.frames, float64(time.Since(h.since).Microseconds()) / 1e3})
 			delete(m.held, idx)
 		}
 	}
@@ -351,6 +364,7 @@ func (m *Manager) flushHeld() {
 				m.log.Error("send held frame", "ifname", w.p.name, "err", err)
 			}
 		}
+		m.debug("held frames sent", "ifname", w.p.name, "frames", len(w.frames), "held_ms", w.heldMS)
 	}
 }
 
@@ -410,6 +424,7 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 		}
 		m.queued[ifindex] = append(m.queued[ifindex], slices.Clone(frame))
 		m.mu.Unlock()
+		m.debug("frame queued: port opening, not running", "ifindex", ifindex)
 		return nil
 	}
 	if !ok {
