@@ -150,9 +150,43 @@ type Report struct {
 	// Answered is, per verified address, the time from the RARP to the
 	// VM's answer.
 	Answered map[netip.Addr]time.Duration
+	// Stages is, per programmed address, where the time from the RARP to
+	// its programming went.
+	Stages map[netip.Addr]Stages
 	// Latency runs from the RARP to the last binding programmed; zero when
 	// none was.
 	Latency time.Duration
+}
+
+// Stages splits one binding's time from the RARP to its programming into
+// what the daemon, the VM and the kernel each took. Live, the frames' times
+// are the kernel's capture time stamps; in a replay, capture times and the
+// decisions' times are the same clock.
+type Stages struct {
+	// Probe runs from the RARP's capture to the last probe sent before the
+	// answer: the daemon's decision, or the earlier probes' waits when the
+	// VM answered a retry.
+	Probe time.Duration
+	// Answer runs from that probe to the VM's answer as captured: the VM,
+	// and the way to it and back (zero when the VM answered an earlier
+	// attempt after the last was sent).
+	Answer time.Duration
+	// Handle runs from the answer's capture to its verification: the
+	// daemon's queue.
+	Handle time.Duration
+	// Program runs from the verification to the kernel's acknowledgement
+	// of the neighbor: the programming queue and the kernel, which takes
+	// RTNL for it.
+	Program time.Duration
+}
+
+// StageNames are the names of Stages' parts, in order, as metrics and
+// logs call them.
+var StageNames = [...]string{"probe", "answer", "handle", "program"}
+
+// Durations returns the parts of s in StageNames' order.
+func (s Stages) Durations() [len(StageNames)]time.Duration {
+	return [...]time.Duration{s.Probe, s.Answer, s.Handle, s.Program}
 }
 
 // Skipped is an address bound to the migrating MAC that was not probed.
@@ -224,6 +258,8 @@ type probe struct {
 	frame    []byte
 	attempts int
 	sent     time.Time // the last attempt
+	stages   Stages    // filled as the binding is answered, verified and programmed
+	verified time.Time
 	state    state
 	seq      int // invalidates stale timer entries
 }
@@ -558,6 +594,8 @@ func (e *Engine) reply(now, seen time.Time, f packet.Frame, port link.Port, d De
 		c.report.Answered = make(map[netip.Addr]time.Duration, len(c.probes))
 	}
 	c.report.Answered[f.IP] = now.Sub(c.start)
+	pr.verified = now
+	pr.stages = Stages{Probe: pr.sent.Sub(c.start), Answer: max(seen.Sub(pr.sent), 0), Handle: max(now.Sub(seen), 0)}
 	d.Verdict = VerdictVerified
 	if e.debugEnabled() {
 		// How long the answer took, and how long of that it waited in the

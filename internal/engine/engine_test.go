@@ -58,10 +58,14 @@ type programmed struct {
 	mac     string
 }
 
-type fakeProgrammer struct{ got []programmed }
+type fakeProgrammer struct {
+	got   []programmed
+	delay time.Duration // how long each Program takes, as a kernel busy with RTNL would
+}
 
 func (p *fakeProgrammer) Program(ifindex int, ip netip.Addr, mac net.HardwareAddr) error {
 	p.got = append(p.got, programmed{ifindex, ip, mac.String()})
+	time.Sleep(p.delay)
 	return nil
 }
 
@@ -243,6 +247,69 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 	}
 	if got := f.e.Stats().Get(Failed); got != 1 {
 		t.Errorf("failed counter = %d, want 1", got)
+	}
+}
+
+// TestStages: a programmed binding's report splits its time from the RARP
+// into the daemon's decision (and the waits of probes the VM did not
+// answer), the VM's answer, the daemon's queue and the programming.
+func TestStages(t *testing.T) {
+	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 2, Window: time.Second})
+	f.prog.delay = 2 * time.Millisecond
+	ms := func(x float64) time.Duration { return time.Duration(x * float64(time.Millisecond)) }
+	at := func(x float64) time.Time { return t0.Add(ms(x)) }
+	answer := func(frames []sent, ip netip.Addr, captured, handled float64) {
+		t.Helper()
+		for _, s := range frames {
+			if target, _ := probeTarget(t, s.frame); target == ip {
+				if d := f.e.Process(at(handled), replyTo(t, s.frame, vmMAC, at(captured))); d.Verdict != VerdictVerified {
+					t.Fatalf("answer for %s: verdict %s (%s), want verified", ip, d.Verdict, d.Reason)
+				}
+				return
+			}
+		}
+		t.Fatalf("no probe for %s", ip)
+	}
+	// The RARP, captured at 0, is handled at 0.2 ms: the first probes.
+	f.e.Process(at(0.2), rarp(t, vmMAC, idxPort, t0))
+	first := slices.Clone(f.send.frames)
+	// 192.0.2.10 answers its first probe 1 ms after it; the daemon gets to
+	// the answer 0.3 ms after its capture.
+	answer(first, ip10, 1.2, 1.5)
+	// The others are probed again at 10.2 ms (the timeout). The VM's
+	// answer to 2001:db8:10::10's first probe was captured just before
+	// that and handled after: no time is the VM's.
+	f.e.Advance(at(10.2))
+	retries := slices.Clone(f.send.frames[len(first):])
+	answer(first, ip6, 10.1, 10.6)
+	// 192.0.2.11 answers the retry 0.5 ms after it.
+	answer(retries, ip11, 10.7, 10.8)
+	f.e.Advance(at(10_000))
+	if len(f.reports) != 1 {
+		t.Fatalf("got %d reports, want 1", len(f.reports))
+	}
+	r := f.reports[0]
+	want := map[netip.Addr]Stages{
+		ip10: {Probe: ms(0.2), Answer: ms(1), Handle: ms(0.3)},
+		ip6:  {Probe: ms(10.2), Answer: 0, Handle: ms(0.5)},
+		ip11: {Probe: ms(10.2), Answer: ms(0.5), Handle: ms(0.1)},
+	}
+	if len(r.Stages) != len(want) {
+		t.Errorf("stages for %d addresses, want %d (the programmed ones): %v", len(r.Stages), len(want), r.Stages)
+	}
+	for ip, w := range want {
+		got, ok := r.Stages[ip]
+		if !ok {
+			t.Errorf("%s: no stages", ip)
+			continue
+		}
+		if got.Program < f.prog.delay {
+			t.Errorf("%s: programming took %v, less than the programmer's %v", ip, got.Program, f.prog.delay)
+		}
+		got.Program = 0
+		if got != w {
+			t.Errorf("%s: stages %+v, want %+v", ip, got, w)
+		}
 	}
 }
 
@@ -814,6 +881,16 @@ func TestRunProgramsAside(t *testing.T) {
 	}
 	if r.Latency <= 0 {
 		t.Errorf("latency %v, want the time to the last binding programmed", r.Latency)
+	}
+	// The programming part runs from the verification to the kernel's
+	// answer, which the test held: more than nothing, less than the whole.
+	for _, ip := range r.Programmed {
+		if st, ok := r.Stages[ip]; !ok || st.Program <= 0 || st.Program > time.Since(now) {
+			t.Errorf("%s: stages %+v (%v), want a programming time within the %v since the answers", ip, st, ok, time.Since(now))
+		}
+	}
+	if st, ok := r.Stages[ip99]; ok {
+		t.Errorf("stages %+v for %s, which the kernel refused", st, ip99)
 	}
 
 	// Stopping while a binding is programmed: Run waits for it.

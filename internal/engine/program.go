@@ -83,12 +83,14 @@ func (e *Engine) program(now time.Time, c *cycle, pr *probe) error {
 		default: // full: program it here
 		}
 	}
-	return e.programmed(now, c, pr, e.prog.Program(j.r.IfIndex, j.r.IP, j.r.MAC))
+	start := time.Now()
+	err := e.prog.Program(j.r.IfIndex, j.r.IP, j.r.MAC)
+	return e.programmed(now, c, pr, time.Since(start), err)
 }
 
-// programmed records the outcome of programming pr's binding. Called with
-// e.mu held.
-func (e *Engine) programmed(now time.Time, c *cycle, pr *probe, err error) error {
+// programmed records the outcome of programming pr's binding, which took
+// took since its verification. Called with e.mu held.
+func (e *Engine) programmed(now time.Time, c *cycle, pr *probe, took time.Duration, err error) error {
 	if err != nil {
 		e.stats.Count(ProgramError)
 		e.log.Error("program neighbor", "mac", c.mac.String(), "ip", pr.ip, "svi", c.port.SVI.Name, "err", err)
@@ -97,6 +99,11 @@ func (e *Engine) programmed(now time.Time, c *cycle, pr *probe, err error) error
 	e.stats.Count(Programmed)
 	c.report.Programmed = append(c.report.Programmed, pr.ip)
 	c.report.Latency = now.Sub(c.start)
+	pr.stages.Program = took
+	if c.report.Stages == nil {
+		c.report.Stages = make(map[netip.Addr]Stages, len(c.probes))
+	}
+	c.report.Stages[pr.ip] = pr.stages
 	return nil
 }
 
@@ -156,7 +163,7 @@ func (e *Engine) programJobs(batch []programJob) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, j := range batch {
-		e.programmed(now, j.c, j.pr, errs[i])
+		e.programmed(now, j.c, j.pr, max(now.Sub(j.pr.verified), 0), errs[i])
 		j.c.programming--
 		e.maybeFinish(now, j.c)
 	}

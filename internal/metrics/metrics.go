@@ -92,6 +92,9 @@ func EventMetric(e engine.Event) (name, help string) {
 type Collector struct {
 	src     Sources
 	Latency prometheus.Histogram
+	// Stages splits each programmed binding's RARP → programmed time by
+	// engine.Stages' parts, the label "stage".
+	Stages *prometheus.HistogramVec
 	// LastMigration is the Unix time the last migration was handled at;
 	// set by Migrated.
 	LastMigration prometheus.Gauge
@@ -115,6 +118,11 @@ func New(src Sources) *Collector {
 			Help:    "Time from a migration's first RARP to its last binding programmed.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
+		Stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    n("binding_stage_seconds"),
+			Help:    "Where each programmed binding's time from the RARP went: probe (RARP to the probe the VM answered), answer (that probe to the answer's capture: the VM), handle (capture to verification: the daemon's queue), program (verification to the kernel's acknowledgement).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"stage"}),
 		LastMigration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: n("last_migration_timestamp_seconds"),
 			Help: "Unix time the last migration was handled at (its probe cycle ended, programmed or not); 0 until one is.",
@@ -129,6 +137,9 @@ func New(src Sources) *Collector {
 		buildInfo: prometheus.NewDesc(n("build_info"), "Always 1; the labels say which build of rarp-replay is running.", []string{"version", "commit", "goversion"}, nil),
 		build:     version.Get(),
 	}
+	for _, st := range engine.StageNames { // every stage, from zero
+		c.Stages.WithLabelValues(st)
+	}
 	for _, e := range engine.Events() {
 		name, help := EventMetric(e)
 		c.events = append(c.events, prometheus.NewDesc(n(name), help, nil, nil))
@@ -142,6 +153,11 @@ func (c *Collector) Migrated(r engine.Report, at time.Time) {
 	if len(r.Programmed) > 0 {
 		c.Latency.Observe(r.Latency.Seconds())
 	}
+	for _, st := range r.Stages {
+		for i, d := range st.Durations() {
+			c.Stages.WithLabelValues(engine.StageNames[i]).Observe(d.Seconds())
+		}
+	}
 	c.LastMigration.Set(float64(at.UnixNano()) / 1e9)
 }
 
@@ -154,6 +170,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.Latency.Describe(ch)
+	c.Stages.Describe(ch)
 	c.LastMigration.Describe(ch)
 }
 
@@ -203,6 +220,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.pcapDrops, float64(st[1]), port)
 	}
 	c.Latency.Collect(ch)
+	c.Stages.Collect(ch)
 	c.LastMigration.Collect(ch)
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -407,6 +408,30 @@ func TestMigrated(t *testing.T) {
 	}
 	if n := histogramCount(t, c.Latency); n != 1 {
 		t.Errorf("latency observed %d times, want 1", n)
+	}
+	// Each programmed binding's stages, one observation per stage.
+	ms := func(x float64) time.Duration { return time.Duration(x * float64(time.Millisecond)) }
+	c.Migrated(engine.Report{
+		Programmed: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
+		Stages: map[netip.Addr]engine.Stages{
+			netip.MustParseAddr("192.0.2.10"):   {Probe: ms(0.1), Answer: ms(1), Handle: ms(0.2), Program: ms(3)},
+			netip.MustParseAddr("2001:db8::10"): {Probe: ms(0.3), Answer: ms(2), Handle: ms(0.4), Program: ms(5)},
+		},
+		Latency: 9 * time.Millisecond,
+	}, at.Add(2*time.Second))
+	wantSum := map[string]float64{"probe": 0.0004, "answer": 0.003, "handle": 0.0006, "program": 0.008}
+	for _, stage := range engine.StageNames {
+		h, err := c.Stages.GetMetricWithLabelValues(stage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m dto.Metric
+		if err := h.(prometheus.Histogram).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 2 || math.Abs(sum-wantSum[stage]) > 1e-9 {
+			t.Errorf("stage %s: %d observations summing to %v s, want 2 summing to %v s", stage, n, sum, wantSum[stage])
+		}
 	}
 }
 
