@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rarp-replay/rarp-replay/internal/engine"
 	"github.com/rarp-replay/rarp-replay/internal/metrics"
 	"github.com/rarp-replay/rarp-replay/internal/nstest"
 )
@@ -180,6 +182,22 @@ func TestListenExplains(t *testing.T) {
 		if after[series] != n {
 			t.Errorf("after the migration: %s %v, want %v", series, after[series], n)
 		}
+	}
+	// The one binding programmed, split into its stages, which add up to
+	// its time from the RARP (the migration's, as it is the last one).
+	var stages float64
+	for _, stage := range engine.StageNames {
+		count := fmt.Sprintf("rarp_replay_binding_stage_seconds_count{stage=%q}", stage)
+		if _, ok := before[count]; !ok || before[count] != 0 {
+			t.Errorf("before any migration: %s %v (present: %v), want 0", count, before[count], ok)
+		}
+		if after[count] != 1 {
+			t.Errorf("after the migration: %s %v, want 1 (the one binding programmed)", count, after[count])
+		}
+		stages += after[fmt.Sprintf("rarp_replay_binding_stage_seconds_sum{stage=%q}", stage)]
+	}
+	if total := after["rarp_replay_rarp_to_programmed_seconds_sum"]; total <= 0 || math.Abs(stages-total) > 1e-6 {
+		t.Errorf("stages add up to %v s, want the RARP → programmed time %v s", stages, total)
 	}
 
 	// The story of each address, at debug level, in order.
