@@ -162,6 +162,7 @@ fabric_run() {
   local n=$FABRIC_N hv1 hv2 vms1 vms2 dec i t_mig t_first rsp1 rsp2 annpid stream_pid=
   local l1 l2 p1 p2 c0_1 c0_2 c1 h1 c2 h2 end want t_flush
   R_OK=0 R_DAEMON="-" R_CPU1=- R_CPU2=- R_HWM1=- R_HWM2=- R_HANDLED=- R_DMS="-" R_NOTE=""
+  S_N=0 S_PROBE=- S_ANSWER=- S_HANDLE=- S_PROGRAM=-
   lab_up || { fabric_log "lab_up failed"; lab_down; return 1; }
   l1=$LAB_NS_L1 l2=$LAB_NS_L2 hv1=$LAB_ID-hv1 hv2=$LAB_ID-hv2
   vms1=$LAB_DIR/vms1 vms2=$LAB_DIR/vms2 dec=$LAB_DIR/decoys
@@ -307,6 +308,13 @@ fabric_run() {
     R_CPU1=$(((c1 - c0_1) * 1000 / tick)) R_CPU2=$(((c2 - c0_2) * 1000 / tick))
     R_HWM1=$((h1 / 1024)) R_HWM2=$((h2 / 1024))
     lab_daemons_alive || R_NOTE+="a daemon died; "
+    # Where leaf2's bindings spent their time (rarp_replay_binding_stage_seconds).
+    local st
+    if st=$(ip netns exec "$l2" "$FABRIC_HELPER" stages -url "http://$FABRIC_METRICS/metrics" 2>&1); then
+      eval "$st"
+    else
+      R_NOTE+="leaf2's stage histogram not read ($st); "
+    fi
   fi
   ip -n "$l1" neigh show dev "br$LAB_VNI_VM" >"$LAB_DIR/final1"
   if [[ -n $perfpid ]]; then
@@ -413,7 +421,7 @@ fabric_main() {
   [[ $FABRIC_N =~ ^[0-9]+$ ]] && ((FABRIC_N >= 1 && FABRIC_N <= 1500)) ||
     { echo "fabric: N=$FABRIC_N: want 1..1500" >&2; exit 2; }
   fabric_init "$bin"
-  local model order mode rows=() broken=0 t0; t0=$(lab_now_ms)
+  local model order mode rows=() srows=() broken=0 t0; t0=$(lab_now_ms)
   for model in ${FABRIC_MODELS:-a b}; do
     for order in ${FABRIC_ORDERS:-rarp-first port-first}; do
       for mode in ${FABRIC_MODES:-without with garp}; do
@@ -435,6 +443,7 @@ fabric_main() {
         if [[ $mode == with ]]; then
           d="rarp-replay"; cpu="$R_CPU2 / $R_CPU1"; rss="$R_HWM2 / $R_HWM1"
           dms="$R_DMS ($R_HANDLED handled, $R_FAILED failed)"
+          srows+=("$model|$order|$S_N|$S_PROBE|$S_ANSWER|$S_HANDLE|$S_PROGRAM")
         fi
         rows+=("$model|$order|$d|$A_RESTORED / $A_BINDINGS|$A_WRONG of $A_DECOYS decoys|$A_MO_P50 / $A_MO_P99|$A_MI_P50 / $A_MI_P99|**$A_LAG_P50 / $A_LAG_P99 / $A_LAG_MAX**|$dms|$cpu|$rss|${R_CREATE:--}")
         fabric_log "  restored $A_RESTORED/$A_BINDINGS wrong $A_WRONG lag p50 $A_LAG_P50 p99 $A_LAG_P99 max $A_LAG_MAX ${A_WRONG_LIST:+($A_WRONG_LIST)}${R_NOTE:+ $R_NOTE}"
@@ -451,6 +460,14 @@ fabric_main() {
     local r; for r in "${rows[@]}"; do fabric_row "$r"; done
     echo
     echo "Target: all restored, p99 (MAC+IP − MAC-only) ≤ 10 ms, zero wrong routes. Without the daemon leaf1 keeps only the MAC-only route (the bug): nothing restored. The guest itself: no daemon, each VM sends a gratuitous ARP / unsolicited NA per address in QEMU's five rounds instead of its RARPs, and both leaves accept them (\`arp_accept=1\`, \`accept_untracked_na=1\` on br10) (what a Linux guest with virtio-net's guest announce sends): the ideal. CPU is user+system time of each daemon from just before the migration to the end of the observation (leaf1's daemon serves the 200 old ports in model (b)); RSS is VmHWM. Source: each time is when \`bridge -timestamp monitor fdb\` / \`ip -ts monitor neigh\` in leaf1 printed zebra's install (pushed per route, microsecond stamps, no polling; a vtysh poll of 600+ routes takes longer than the effect measured; and it is what forwarding uses)."
+    if ((${#srows[@]})); then
+      echo
+      echo "Where leaf2's RARP → programmed went, per binding, from its \`rarp_replay_binding_stage_seconds\` (p50 / p99 in ms, interpolated in the histogram's buckets as \`histogram_quantile\` does): *probe*, from the RARP's capture to the probe the VM answered (the daemon's decision; a retry's wait when the VM answered a retry); *answer*, from that probe to the answer's capture (the VM and the way to it); *handle*, from the capture to the verification (the daemon's queue); *program*, from the verification to the kernel's acknowledgement (the programming queue, and RTNL, which the kernel takes for each neighbor)."
+      echo
+      echo "| model | order | bindings programmed | probe | answer | handle | program |"
+      echo "| --- | --- | --- | --- | --- | --- | --- |"
+      for r in "${srows[@]}"; do fabric_row "$r"; done
+    fi
     fabric_notes
   } >"$out"
   if [[ ${FABRIC_LOSS:-1} == 1 ]]; then

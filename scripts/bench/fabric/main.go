@@ -56,7 +56,7 @@ const streamPort = 9999
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fabric respond|announce|stream|analyze|loss ...")
+		fmt.Fprintln(os.Stderr, "usage: fabric respond|announce|stream|analyze|loss|stages ...")
 		os.Exit(2)
 	}
 	var err error
@@ -73,6 +73,8 @@ func main() {
 		err = analyze(os.Args[2:])
 	case "loss":
 		err = loss(os.Args[2:])
+	case "stages":
+		err = stages(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
