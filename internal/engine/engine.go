@@ -364,13 +364,15 @@ func (e *Engine) reread(p Packet, f packet.Frame) {
 	if err == nil && port.SVI.Index != port.Link.Index {
 		return
 	}
+	start := time.Now()
 	read := r.Reread(p.IfIndex)
 	if e.debugEnabled() {
 		why := "stand-alone"
 		if err != nil {
 			why = err.Error()
 		}
-		e.log.Debug("new port read again", "ifindex", p.IfIndex, "seen", why, "read", read)
+		e.log.Debug("new port read again", "ifindex", p.IfIndex, "seen", why, "read", read,
+			"took_ms", float64(time.Since(start).Microseconds())/1e3)
 	}
 }
 
@@ -475,7 +477,10 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	e.cycles[k] = c
 	c.open = len(c.probes)
 	if e.debugEnabled() {
-		e.log.Debug("probing", "mac", f.MAC.String(), "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes)
+		// waited_ms: from the RARP's capture to now, its time in the
+		// daemon before the probes.
+		e.log.Debug("probing", "mac", f.MAC.String(), "port", port.Link.Name, "svi", port.SVI.Name, "ips", d.Probes,
+			"waited_ms", float64(now.Sub(seen).Microseconds())/1e3)
 	}
 	for _, pr := range c.probes {
 		e.pending[pendingKey{port.SVI.Index, pr.ip}] = c
