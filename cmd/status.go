@@ -166,6 +166,10 @@ func writeStatus(w io.Writer, d status.Doc) error {
 			switch {
 			case a.Reason != "":
 				s += " (" + a.Reason + ")"
+			case a.Stages != nil:
+				st := a.Stages
+				s += fmt.Sprintf(" (answered after %.1fms; probe/answer/queue/program %.1f/%.1f/%.1f/%.1fms)",
+					a.AnsweredMS, st.Probe, st.Answer, st.Handle, st.Program)
 			case a.AnsweredMS > 0:
 				s += fmt.Sprintf(" (answered after %.1fms)", a.AnsweredMS)
 			}

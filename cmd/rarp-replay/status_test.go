@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -107,6 +108,18 @@ ip -n `+sw+` neigh replace 192.0.2.20 lladdr `+vm2MAC+` dev br0 nud noarp extern
 			v[a.IP.String()] = a.Verdict
 			if (a.Verdict == status.Programmed) != (a.AnsweredMS > 0) {
 				t.Errorf("%s of %s: %s, answered after %v ms; want a time for exactly the answered ones", a.IP, m.MAC, a.Verdict, a.AnsweredMS)
+			}
+			// A programmed address's stages: up to the answer they add up
+			// to its answer time, and with the programming, to no more
+			// than the migration's (its last binding's) time.
+			if st := a.Stages; (a.Verdict == status.Programmed) != (st != nil) {
+				t.Errorf("%s of %s: %s, stages %+v; want stages for exactly the programmed ones", a.IP, m.MAC, a.Verdict, st)
+			} else if st != nil {
+				const slack = 0.0035 // each part rounded down to the µs
+				if toAnswer := st.Probe + st.Answer + st.Handle; math.Abs(toAnswer-a.AnsweredMS) > slack || st.Program < 0 ||
+					toAnswer+st.Program > m.LatencyMS+slack {
+					t.Errorf("%s of %s: stages %+v, answered after %v ms, migration %v ms; want the stages to add up", a.IP, m.MAC, st, a.AnsweredMS, m.LatencyMS)
+				}
 			}
 		}
 		got[m.MAC] = v

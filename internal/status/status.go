@@ -106,6 +106,27 @@ type Address struct {
 	// AnsweredMS is the time from the RARP to the VM's answer, for a
 	// verified (or programmed) address.
 	AnsweredMS float64 `json:"answered_ms,omitempty"`
+	// Stages splits a programmed address's time from the RARP to its
+	// programming (engine.Stages).
+	Stages *StagesMS `json:"stages_ms,omitempty"`
+}
+
+// StagesMS is engine.Stages in milliseconds: the daemon's decision (and
+// the waits of probes the VM did not answer), the VM's answer, the
+// daemon's queue, the programming.
+type StagesMS struct {
+	Probe   float64 `json:"probe"`
+	Answer  float64 `json:"answer"`
+	Handle  float64 `json:"handle"`
+	Program float64 `json:"program"`
+}
+
+func stagesMS(st engine.Stages, ok bool) *StagesMS {
+	if !ok {
+		return nil
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return &StagesMS{Probe: ms(st.Probe), Answer: ms(st.Answer), Handle: ms(st.Handle), Program: ms(st.Program)}
 }
 
 // Verdict is what became of one probed address.
@@ -136,7 +157,9 @@ func FromReport(r engine.Report) Migration {
 		if slices.Contains(r.Programmed, ip) {
 			v = Programmed
 		}
-		m.Addresses = append(m.Addresses, Address{IP: ip, Verdict: v, AnsweredMS: float64(r.Answered[ip].Microseconds()) / 1000})
+		st, ok := r.Stages[ip]
+		m.Addresses = append(m.Addresses, Address{IP: ip, Verdict: v, AnsweredMS: float64(r.Answered[ip].Microseconds()) / 1000,
+			Stages: stagesMS(st, ok)})
 	}
 	for _, ip := range r.Failed {
 		m.Addresses = append(m.Addresses, Address{IP: ip, Verdict: Unanswered})
@@ -178,7 +201,7 @@ func NewRecorder(n int) *Recorder {
 func (rec *Recorder) Record(r engine.Report) {
 	r.MAC = slices.Clone(r.MAC)
 	r.Verified, r.Failed, r.Programmed = slices.Clone(r.Verified), slices.Clone(r.Failed), slices.Clone(r.Programmed)
-	r.Skipped, r.Answered = slices.Clone(r.Skipped), maps.Clone(r.Answered)
+	r.Skipped, r.Answered, r.Stages = slices.Clone(r.Skipped), maps.Clone(r.Answered), maps.Clone(r.Stages)
 	rec.mu.Lock()
 	rec.ring[rec.next] = r
 	rec.next = (rec.next + 1) % len(rec.ring)

@@ -56,6 +56,15 @@ func TestFromReport(t *testing.T) {
 			Answered: map[netip.Addr]time.Duration{ip("192.0.2.10"): 2500 * time.Microsecond},
 			Skipped:  []engine.Skipped{{IP: ip("192.0.2.5"), Reason: engine.SkipBusy}},
 		}, []Address{{IP: ip("192.0.2.5"), Verdict: Skipped, Reason: engine.SkipBusy}, {IP: ip("192.0.2.10"), Verdict: Programmed, AnsweredMS: 2.5}}},
+		{"stages of the programmed addresses", engine.Report{
+			MAC: mac1, Verified: addrs("192.0.2.10", "192.0.2.11"), Programmed: addrs("192.0.2.10"),
+			Answered: map[netip.Addr]time.Duration{ip("192.0.2.10"): 2500 * time.Microsecond, ip("192.0.2.11"): time.Millisecond},
+			Stages: map[netip.Addr]engine.Stages{ip("192.0.2.10"): {
+				Probe: 200 * time.Microsecond, Answer: 2 * time.Millisecond, Handle: 300 * time.Microsecond, Program: 1500 * time.Microsecond}},
+		}, []Address{
+			{IP: ip("192.0.2.10"), Verdict: Programmed, AnsweredMS: 2.5, Stages: &StagesMS{Probe: 0.2, Answer: 2, Handle: 0.3, Program: 1.5}},
+			{IP: ip("192.0.2.11"), Verdict: Verified, AnsweredMS: 1},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := FromReport(tc.r)
