@@ -25,6 +25,7 @@ const (
 	RARPDuplicate                 // a RARP of a migration already being handled
 	RARPViaAny                    // a RARP only the any-device handle caught (a new port)
 	ReplyViaAny                   // an answer only the any-device handle caught (a new port's probes)
+	ReplyDuplicate                // an answer repeating one already believed (seen twice, or the VM answered twice)
 	StateSaveError                // --state-file could not be saved
 	StateLoadError                // --state-file could not be loaded (moved aside)
 	numEvents
@@ -35,7 +36,7 @@ var eventNames = [numEvents]string{
 	ProbeSendError: "probe-send-error", ProbeDryRun: "probe-dry-run", Verified: "verified",
 	Failed: "failed", Programmed: "programmed", ProgramError: "program-error", Cycle: "cycle",
 	RARPDuplicate: "rarp-duplicate", RARPViaAny: "rarp-via-any",
-	ReplyViaAny:    "reply-via-any",
+	ReplyViaAny: "reply-via-any", ReplyDuplicate: "reply-duplicate",
 	StateSaveError: "state-save-error", StateLoadError: "state-load-error",
 }
 

@@ -117,7 +117,7 @@ type Verdict string
 // Verdicts.
 const (
 	VerdictProbe     Verdict = "probe"     // a RARP started a probe cycle
-	VerdictDuplicate Verdict = "duplicate" // a RARP of a migration already being handled
+	VerdictDuplicate Verdict = "duplicate" // a RARP of a migration already being handled, or an answer already believed
 	VerdictVerified  Verdict = "verified"  // a reply verified a probed binding
 	VerdictDrop      Verdict = "drop"      // see Reason
 )
@@ -341,7 +341,11 @@ func (e *Engine) Process(now time.Time, p Packet) Decision {
 			e.log.Debug("drop", "reason", d.Reason, "kind", d.Kind, "mac", macString(d.MAC), "ip", d.IP, "port", d.Port, "svi", d.SVI, "ifindex", p.IfIndex)
 		}
 	case VerdictDuplicate:
-		e.stats.Count(RARPDuplicate)
+		if d.Kind == packet.KindRARP {
+			e.stats.Count(RARPDuplicate)
+		} else {
+			e.stats.Count(ReplyDuplicate)
+		}
 	}
 	return d
 }
@@ -565,6 +569,10 @@ func (e *Engine) reply(now, seen time.Time, f packet.Frame, port link.Port, d De
 	pk := pendingKey{port.SVI.Index, f.IP}
 	c, ok := e.pending[pk]
 	if !ok || string(c.mac) != string(f.MAC) {
+		if e.answeredAlready(f, port) {
+			d.Verdict = VerdictDuplicate
+			return d
+		}
 		d.Verdict, d.Reason = VerdictDrop, DropUnsolicited
 		return d
 	}
@@ -616,6 +624,29 @@ func (e *Engine) reply(now, seen time.Time, f packet.Frame, port link.Port, d De
 	}
 	e.maybeFinish(now, c)
 	return d
+}
+
+// answeredAlready reports whether reply f repeats an answer the engine
+// has already believed, in a migration still in its window: the same
+// frame as the VM's answer (its port, its Ethernet source, what its probe
+// asked) for a binding verified already. The VM answered a probe and its
+// retry, or both the any-device handle and a new port's own handle, open
+// meanwhile, saw the answer. Counted apart from unsolicited replies, which
+// it would otherwise swell during every mass migration; believed no more
+// than they are.
+func (e *Engine) answeredAlready(f packet.Frame, port link.Port) bool {
+	k := cycleKey{svi: port.SVI.Index}
+	copy(k.mac[:], f.MAC)
+	c, ok := e.cycles[k]
+	if !ok || port.Link.Index != c.port.Link.Index || string(f.SrcMAC) != string(c.mac) {
+		return false
+	}
+	for _, pr := range c.probes {
+		if pr.ip == f.IP {
+			return pr.state == stateVerified && answers(f, pr)
+		}
+	}
+	return false
 }
 
 // answers reports whether reply f answers probe pr: addressed to the

@@ -367,6 +367,74 @@ func TestNeverProgramsUnverified(t *testing.T) {
 	}
 }
 
+// TestDuplicateAnswer: an answer seen again after it was believed (both
+// capture handles caught it, or the VM answered twice) is counted as a
+// duplicate, not as an unsolicited reply, while its migration is in its
+// window; a copy from elsewhere (another port, another Ethernet source, a
+// probe not asked) stays an unsolicited drop, and so does any copy once
+// the window is over. Nothing is programmed twice.
+func TestDuplicateAnswer(t *testing.T) {
+	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 2, Window: time.Second})
+	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
+	var probe10 []byte
+	for _, s := range f.send.frames {
+		if target, _ := probeTarget(t, s.frame); target == ip10 {
+			probe10 = s.frame
+		}
+	}
+	answer := replyTo(t, probe10, vmMAC, t0)
+	if d := f.e.Process(t0, answer); d.Verdict != VerdictVerified {
+		t.Fatalf("answer: verdict %s (%s), want verified", d.Verdict, d.Reason)
+	}
+	if d := f.e.Process(t0, answer); d.Verdict != VerdictDuplicate {
+		t.Errorf("the same answer again: verdict %s (%s), want duplicate", d.Verdict, d.Reason)
+	}
+	otherPort := answer
+	otherPort.IfIndex = idxOther
+	forged := replyTo(t, probe10, vmMAC, t0)
+	forged.Data = slices.Clone(forged.Data)
+	copy(forged.Data[6:12], vm2MAC) // Ethernet source: another host
+	unasked, err := packet.BuildReply(packet.Reply{MAC: vmMAC, IP: ip10, DstMAC: sviMAC, DstIP: netip.MustParseAddr("192.0.2.250")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]Packet{
+		"on another port":           otherPort,
+		"from another source":       forged,
+		"to an address never asked": {Data: unasked, LinkType: layers.LinkTypeEthernet, IfIndex: idxPort, Time: t0},
+	} {
+		if d := f.e.Process(t0, p); d.Verdict != VerdictDrop || d.Reason != DropUnsolicited {
+			t.Errorf("a copy %s: verdict %s (%s), want drop %s", name, d.Verdict, d.Reason, DropUnsolicited)
+		}
+	}
+	f.e.Advance(t0.Add(time.Hour)) // the cycle ends and its window with it
+	if d := f.e.Process(t0.Add(time.Hour), answer); d.Verdict != VerdictDrop || d.Reason != DropUnsolicited {
+		t.Errorf("the answer after the window: verdict %s (%s), want drop %s", d.Verdict, d.Reason, DropUnsolicited)
+	}
+	if got := f.e.Stats().Get(ReplyDuplicate); got != 1 {
+		t.Errorf("reply-duplicate = %d, want 1", got)
+	}
+	if got := f.e.Stats().Snapshot().Drops[DropUnsolicited]; got != 4 {
+		t.Errorf("unsolicited-reply drops = %d, want 4 (the three copies from elsewhere, the answer after the window)", got)
+	}
+	if got := f.e.Stats().Get(RARPDuplicate); got != 0 {
+		t.Errorf("rarp-duplicate = %d, want 0", got)
+	}
+	if n := countProgrammed(f.prog.got, ip10); n != 1 {
+		t.Errorf("192.0.2.10 programmed %d times, want once", n)
+	}
+}
+
+func countProgrammed(got []programmed, ip netip.Addr) int {
+	n := 0
+	for _, p := range got {
+		if p.ip == ip {
+			n++
+		}
+	}
+	return n
+}
+
 func mustProbe(t *testing.T, target string) []byte {
 	b, err := packet.Build(packet.Probe{SrcMAC: sviMAC, DstMAC: vmMAC, SrcIP: netip.MustParseAddr("192.0.2.1"), Target: netip.MustParseAddr(target)})
 	if err != nil {

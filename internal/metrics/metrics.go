@@ -78,6 +78,8 @@ func EventMetric(e engine.Event) (name, help string) {
 		return "rarps_duplicate_total", "RARPs of a migration already being handled."
 	case engine.RARPViaAny:
 		return "rarps_via_any_total", "RARPs only the any-device handle caught (new ports)."
+	case engine.ReplyDuplicate:
+		return "replies_duplicate_total", "Answers repeating one already believed (the VM answered twice, or the any-device handle and a new port's own handle both saw it); not believed again."
 	case engine.ReplyViaAny:
 		return "replies_via_any_total", "ARP replies and NAs only the any-device handle caught (answers to a new port's probes, sent before its handle was open)."
 	case engine.StateSaveError:
