@@ -50,7 +50,7 @@
 # FABRIC_SETTLE_S (8: with the daemon, up to this long until every binding is
 # back), FABRIC_DAEMON_ARGS (extra "listen" flags, e.g. --log-level debug),
 # FABRIC_KEEP=1 (keep run dirs and the daemons' logs), FABRIC_PERF=1 (perf
-# record leaf2's daemon during the migration; reports in FABRIC_PERF_DIR,
+# record leaf2's daemon during the migration at FABRIC_PERF_FREQ Hz (997); reports in FABRIC_PERF_DIR,
 # /tmp), FABRIC_VERBOSE=1, FABRIC_VM_PRIO (10: the new hypervisor's
 # responder, which answers for its VMs, runs SCHED_FIFO at this priority; 0:
 # at the default priority, sharing the 2 vCPUs with both leaves' FRR on
@@ -240,7 +240,7 @@ fabric_run() {
   if [[ $mode == with ]]; then
     read -r c0_1 _ < <(fabric_proc "$p1"); read -r c0_2 _ < <(fabric_proc "$p2")
     if [[ ${FABRIC_PERF:-0} == 1 ]]; then # where leaf2's daemon spends its CPU
-      perf record -q -F 997 -g -p "$p2" -o "$LAB_DIR/perf.data" >"$LAB_DIR/perf.log" 2>&1 &
+      perf record -q -F "${FABRIC_PERF_FREQ:-997}" -g -p "$p2" -o "$LAB_DIR/perf.data" >"$LAB_DIR/perf.log" 2>&1 &
       perfpid=$!
       sleep 0.5
     fi
