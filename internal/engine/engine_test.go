@@ -343,12 +343,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
 	// Replies that must not verify anything: the wrong MAC for a probed
 	// address, and an address nobody probed.
-	var probe99 []byte
-	for _, s := range f.send.frames {
-		if target, _ := probeTarget(t, s.frame); target == ip99 {
-			probe99 = s.frame
-		}
-	}
+	probe99 := probeFor(t, f.send.frames, ip99)
 	for _, p := range []Packet{replyTo(t, probe99, vm2MAC, t0), replyTo(t, mustProbe(t, "192.0.2.77"), vmMAC, t0)} {
 		if d := f.e.Process(t0, p); d.Verdict != VerdictDrop || d.Reason != "unsolicited-reply" {
 			t.Errorf("verdict %s (%s), want drop unsolicited-reply", d.Verdict, d.Reason)
@@ -376,12 +371,7 @@ func TestNeverProgramsUnverified(t *testing.T) {
 func TestDuplicateAnswer(t *testing.T) {
 	f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 2, Window: time.Second})
 	f.e.Process(t0, rarp(t, vmMAC, idxPort, t0))
-	var probe10 []byte
-	for _, s := range f.send.frames {
-		if target, _ := probeTarget(t, s.frame); target == ip10 {
-			probe10 = s.frame
-		}
-	}
+	probe10 := probeFor(t, f.send.frames, ip10)
 	answer := replyTo(t, probe10, vmMAC, t0)
 	if d := f.e.Process(t0, answer); d.Verdict != VerdictVerified {
 		t.Fatalf("answer: verdict %s (%s), want verified", d.Verdict, d.Reason)
@@ -423,6 +413,21 @@ func TestDuplicateAnswer(t *testing.T) {
 	if n := countProgrammed(f.prog.got, ip10); n != 1 {
 		t.Errorf("192.0.2.10 programmed %d times, want once", n)
 	}
+}
+
+// probeFor returns the last probe sent for ip.
+func probeFor(t *testing.T, frames []sent, ip netip.Addr) []byte {
+	t.Helper()
+	var probe []byte
+	for _, s := range frames {
+		if target, _ := probeTarget(t, s.frame); target == ip {
+			probe = s.frame
+		}
+	}
+	if probe == nil {
+		t.Fatalf("no probe for %s", ip)
+	}
+	return probe
 }
 
 func countProgrammed(got []programmed, ip netip.Addr) int {
