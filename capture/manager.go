@@ -103,14 +103,6 @@ const openParallel = 16
 // rereadLimit bounds servesNow's reads of a link, per second.
 const rereadLimit = 20
 
-// debug logs at debug level; the arguments are not evaluated into a
-// record otherwise.
-func (m *Manager) debug(msg string, args ...any) {
-	if m.log.Enabled(context.Background(), slog.LevelDebug) {
-		m.log.Debug(msg, args...)
-	}
-}
-
 // holdFor bounds how long frames wait for their port to run (a port whose
 // driver never reports an operational state stays "unknown").
 const holdFor = 2 * time.Second
@@ -307,7 +299,7 @@ func (m *Manager) open(l link.Link) (*port, error) {
 		}
 	}
 	if len(queued) > 0 {
-		m.debug("queued frames sent", "ifname", l.Name, "frames", len(queued))
+		m.log.Debug("queued frames sent", "ifname", l.Name, "frames", len(queued))
 	}
 	m.holdUnlessRunning(l.Index, queued...)
 	return p, nil
@@ -328,7 +320,7 @@ func (m *Manager) holdUnlessRunning(ifindex int, frames ...[]byte) {
 	h := m.held[ifindex]
 	if h.frames == nil {
 		h.since = time.Now()
-		m.debug("port not running: frames held", "ifindex", ifindex, "frames", len(frames))
+		m.log.Debug("port not running: frames held", "ifindex", ifindex, "frames", len(frames))
 	}
 	for _, f := range frames {
 		h.frames = append(h.frames, slices.Clone(f))
@@ -364,7 +356,7 @@ func (m *Manager) flushHeld() {
 				m.log.Error("send held frame", "ifname", w.p.name, "err", err)
 			}
 		}
-		m.debug("held frames sent", "ifname", w.p.name, "frames", len(w.frames), "held_ms", w.heldMS)
+		m.log.Debug("held frames sent", "ifname", w.p.name, "frames", len(w.frames), "held_ms", w.heldMS)
 	}
 }
 
@@ -424,7 +416,7 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 		}
 		m.queued[ifindex] = append(m.queued[ifindex], slices.Clone(frame))
 		m.mu.Unlock()
-		m.debug("frame queued: port opening, not running", "ifindex", ifindex)
+		m.log.Debug("frame queued: port opening, not running", "ifindex", ifindex)
 		return nil
 	}
 	if !ok {
@@ -519,7 +511,7 @@ func (m *Manager) readPort(ctx context.Context, ifindex int, p *port) {
 // a few milliseconds ago. Frames the port's own handle also saw are
 // skipped; a frame seen by both is harmless anyway: repeated RARPs of one
 // migration make one probe cycle, and an answer seen twice verifies once
-// (the second is counted as unsolicited).
+// (the second is counted as reply-duplicate).
 func (m *Manager) readAny(ctx context.Context, h Handle) {
 	if h.LinkType() != layers.LinkTypeLinuxSLL2 {
 		m.log.Warn("any device does not record interface indexes; not using it", "linktype", h.LinkType())

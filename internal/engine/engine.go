@@ -368,9 +368,13 @@ func (e *Engine) reread(p Packet, f packet.Frame) {
 	if err == nil && port.SVI.Index != port.Link.Index {
 		return
 	}
-	start := time.Now()
+	debug := e.debugEnabled()
+	var start time.Time
+	if debug {
+		start = time.Now()
+	}
 	read := r.Reread(p.IfIndex)
-	if e.debugEnabled() {
+	if debug {
 		why := "stand-alone"
 		if err != nil {
 			why = err.Error()

@@ -173,19 +173,21 @@ const (
 )
 
 // ifIndex resolves interface names, caching them; names that do not exist
-// yet are looked up again next time.
+// yet are looked up again next time. A lookup is one RTM_GETLINK by name
+// (net.InterfaceByName would dump every link of the namespace, hundreds
+// while ports are created, and can wait long for RTNL meanwhile).
 type ifIndex map[string]int
 
 func (c ifIndex) get(name string) (int, error) {
 	if i, ok := c[name]; ok {
 		return i, nil
 	}
-	ifi, err := net.InterfaceByName(name)
+	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0, err
 	}
-	c[name] = ifi.Index
-	return ifi.Index, nil
+	c[name] = l.Attrs().Index
+	return l.Attrs().Index, nil
 }
 
 // ---------------------------------------------------------------- respond
@@ -223,24 +225,15 @@ func respond(args []string) error {
 	}
 	// A VM answers on its own port only: the one its own frames (the
 	// announcer's RARPs, its first words) left through, seen here as
-	// outgoing; else its index read by name (RTM_GETLINK, which can wait
-	// long for RTNL while ports are created), cached once found.
-	indexes := map[string]int{}
+	// outgoing; else its index read by name, cached once found.
+	indexes := ifIndex{}
 	byMAC := map[string]string{}
 	for _, v := range vms {
 		byMAC[string(v.mac)] = v.ifname
 	}
 	on := func(o owner, idx int) bool {
-		i, ok := indexes[o.ifname]
-		if !ok {
-			l, err := netlink.LinkByName(o.ifname)
-			if err != nil {
-				return false
-			}
-			i = l.Attrs().Index
-			indexes[o.ifname] = i
-		}
-		return i == idx
+		i, err := indexes.get(o.ifname)
+		return err == nil && i == idx
 	}
 	rx := map[netip.Addr][]uint32{}
 	stop := make(chan os.Signal, 1)
@@ -248,7 +241,13 @@ func respond(args []string) error {
 	deadline := time.Now().Add(*timeout)
 	buf := make([]byte, 4096)
 	var answered int
-	read := map[string]int{} // frames read, by "EtherType/packet type": what one thread handles for all VMs
+	// Frames read, by EtherType and packet type: what one thread handles
+	// for all VMs.
+	type kind struct {
+		etherType uint16
+		pktType   uint8
+	}
+	read := map[kind]int{}
 	fmt.Println("responding")
 	for time.Now().Before(deadline) {
 		select {
@@ -268,7 +267,7 @@ func respond(args []string) error {
 		if !ok || n < 14 {
 			continue
 		}
-		read[fmt.Sprintf("%04x/%d", binary.BigEndian.Uint16(buf[12:14]), ll.Pkttype)]++
+		read[kind{binary.BigEndian.Uint16(buf[12:14]), ll.Pkttype}]++
 		if ll.Pkttype == unix.PACKET_OUTGOING {
 			if name, ok := byMAC[string(buf[6:12])]; ok {
 				indexes[name] = ll.Ifindex
@@ -322,7 +321,11 @@ func respond(args []string) error {
 		}
 	}
 	fmt.Printf("answered %d\n", answered)
-	fmt.Printf("frames read (EtherType/packet type: count) %v\n", read)
+	fmt.Print("frames read (EtherType/packet type: count)")
+	for k, n := range read {
+		fmt.Printf(" %04x/%d:%d", k.etherType, k.pktType, n)
+	}
+	fmt.Println()
 	if *rxPath == "" {
 		return nil
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -49,8 +50,12 @@ func stages(args []string) error {
 	return nil
 }
 
-// buckets is one histogram: cumulative counts by upper bound, ascending.
-type buckets []struct{ le, n float64 }
+// bucket is a histogram bucket: the cumulative count n of observations up
+// to le.
+type bucket struct{ le, n float64 }
+
+// buckets is one histogram, by upper bound, ascending.
+type buckets []bucket
 
 var bucketLine = regexp.MustCompile(`^rarp_replay_binding_stage_seconds_bucket\{(?:stage="([a-z]+)",le="([^"]+)"|le="([^"]+)",stage="([a-z]+)")\} ([0-9.e+]+)$`)
 
@@ -71,22 +76,12 @@ func parseStageBuckets(r io.Reader) (map[string]buckets, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bucket count %q: %w", m[5], err)
 		}
-		hs[stage] = append(hs[stage], struct{ le, n float64 }{bound, n})
+		hs[stage] = append(hs[stage], bucket{bound, n})
 	}
 	for _, h := range hs {
-		slices.SortFunc(h, func(a, b struct{ le, n float64 }) int { return cmpFloat(a.le, b.le) })
+		slices.SortFunc(h, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	}
 	return hs, sc.Err()
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (h buckets) count() float64 {
