@@ -25,13 +25,24 @@ const replyFilter = "(rarp or (arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136
 // "vlan" shifts the offsets of what follows it, hence the nesting.
 const PortFilter = replyFilter + " or (vlan and (" + replyFilter + " or (vlan and " + replyFilter + ")))"
 
-// AnyFilter is the BPF filter of the "any" handle, which catches RARPs and
-// answers on ports whose own handle is not open yet: a new port's RARP,
-// and its VM's answers to the probes sent meanwhile (Manager.Direct).
-// libpcap has no "vlan" for cooked (SLL2) captures; the kernel hands
-// tagged frames to the any device with the tag already removed when the
-// NIC or bridge strips it.
+// AnyFilter is the BPF filter of the "any" handle while it takes answers
+// too: RARPs and answers on ports whose own handle is not open yet, a new
+// port's RARP and its VM's answers to the probes sent meanwhile
+// (Manager.Direct). libpcap has no "vlan" for cooked (SLL2) captures; the
+// kernel hands tagged frames to the any device with the tag already
+// removed when the NIC or bridge strips it.
 const AnyFilter = replyFilter
+
+// AnyRARPFilter is the "any" handle's filter while no probe awaits an
+// answer only it would see (AnswerSwitch): every ARP reply and NA the leaf
+// receives, on each port and again on its bridge, would otherwise wake it.
+const AnyRARPFilter = "rarp"
+
+// AnswerSwitch is an any-device Handle whose kernel filter switches
+// between AnyRARPFilter and AnyFilter without losing a frame both pass.
+type AnswerSwitch interface {
+	CaptureAnswers(on bool) error
+}
 
 // ErrTimeout is what a Handle's ReadPacketData returns when its read timeout
 // expired with no frame.
@@ -73,6 +84,24 @@ type Manager struct {
 	// until the port's own handle is open. Nil: such frames are queued and
 	// written once the handle is open. Set before Run.
 	Direct func(ifindex int, frame []byte) error
+
+	// AnswerLease is how long the any-device handle keeps capturing
+	// answers after a probe left through a port without a handle of its
+	// own: the longest a probe waits for its answer
+	// (engine.Config.LongestWait). Until then, and once it has passed, the
+	// handle captures RARPs only, when it can switch (AnswerSwitch). Zero:
+	// it captures answers throughout. Set before Run.
+	AnswerLease time.Duration
+
+	now func() time.Time // the clock of the answer lease; a test's own
+
+	// answers is the any-device handle's filter state.
+	answers struct {
+		sync.Mutex
+		sw    AnswerSwitch // nil: no switching, answers captured throughout
+		on    bool         // answers captured
+		until time.Time    // the lease's end
+	}
 
 	mu    sync.Mutex
 	ports map[int]*port
@@ -151,7 +180,7 @@ func (m *Manager) Stats() map[string]PortStats {
 func NewManager(opener Opener, links *link.Table, selected func(link.Link) bool, deliver func(Packet), log *slog.Logger, stats *engine.Counters) *Manager {
 	return &Manager{opener: opener, links: links, selected: selected, deliver: deliver, log: log, stats: stats,
 		ports: make(map[int]*port), opening: make(map[int]bool), queued: make(map[int][][]byte), held: make(map[int]heldFrames),
-		rereads: rate.NewLimiter(rereadLimit, rereadLimit)}
+		rereads: rate.NewLimiter(rereadLimit, rereadLimit), now: time.Now}
 }
 
 // Run captures until ctx ends, then closes every handle and returns once
@@ -165,6 +194,7 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		m.log.Warn("no capture on the any device: a RARP in the first milliseconds of a new port can be missed", "err", err)
 	} else {
+		m.useAnswerSwitch(anyHandle)
 		m.wg.Go(func() { m.readAny(ctx, anyHandle) })
 	}
 	retry := time.NewTicker(time.Second)
@@ -172,6 +202,7 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 	for {
 		m.reconcile()
 		m.flushHeld()
+		m.answersExpire(m.now())
 		if ready != nil {
 			ready()
 			ready = nil
@@ -181,6 +212,9 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 			// Closing a packet socket waits for an RCU grace period in the
 			// kernel (tens of ms): close them all at once, not one by one.
 			var closing sync.WaitGroup
+			m.answers.Lock()
+			m.answers.sw = nil // closed below; late probes leave it be
+			m.answers.Unlock()
 			if anyHandle != nil {
 				closing.Go(anyHandle.Close)
 			}
@@ -197,6 +231,71 @@ func (m *Manager) Run(ctx context.Context, ready func()) error {
 		case <-retry.C:
 		}
 	}
+}
+
+// useAnswerSwitch takes the any-device handle h's filter switch, when it
+// has one and AnswerLease is set; else h captures answers throughout.
+func (m *Manager) useAnswerSwitch(h Handle) {
+	sw, ok := h.(AnswerSwitch)
+	if !ok {
+		return
+	}
+	if m.AnswerLease <= 0 {
+		if err := sw.CaptureAnswers(true); err != nil {
+			m.log.Warn("any device: cannot capture answers: a new port's answers wait for its own handle", "err", err)
+		}
+		return
+	}
+	m.answers.Lock()
+	m.answers.sw, m.answers.on = sw, false // it opens with AnyRARPFilter
+	m.answers.Unlock()
+}
+
+// expectAnswers makes the any-device handle capture answers, before a
+// probe leaves through a port without a handle of its own (which the
+// any-device handle alone would see answered), for AnswerLease from now.
+func (m *Manager) expectAnswers(ifindex int) {
+	m.answers.Lock()
+	defer m.answers.Unlock()
+	if m.answers.sw == nil {
+		return
+	}
+	m.answers.until = m.now().Add(m.AnswerLease)
+	if m.answers.on {
+		return
+	}
+	if err := m.answers.sw.CaptureAnswers(true); err != nil {
+		// The port's own handle takes the answers to the retries once open.
+		m.log.Error("any device: cannot capture answers", "ifindex", ifindex, "err", err)
+		return
+	}
+	m.answers.on = true
+	m.log.Debug("any device: capturing answers", "ifindex", ifindex, "until", m.answers.until)
+}
+
+// answersExpire returns the any-device handle to RARPs only once the last
+// lease expectAnswers gave has passed at now.
+func (m *Manager) answersExpire(now time.Time) {
+	m.answers.Lock()
+	defer m.answers.Unlock()
+	if m.answers.sw == nil || !m.answers.on || now.Before(m.answers.until) {
+		return
+	}
+	if err := m.answers.sw.CaptureAnswers(false); err != nil {
+		m.log.Warn("any device: answers captured throughout", "err", err)
+		m.answers.sw = nil
+		return
+	}
+	m.answers.on = false
+	m.log.Debug("any device: RARPs only")
+}
+
+// CapturingAnswers reports whether the any-device handle captures answers
+// now (always, when it cannot switch).
+func (m *Manager) CapturingAnswers() bool {
+	m.answers.Lock()
+	defer m.answers.Unlock()
+	return m.answers.sw == nil || m.answers.on
 }
 
 // Ports returns the names of the ports being captured, by ifindex.
@@ -409,6 +508,14 @@ func (m *Manager) closeLocked(idx int, why string) {
 func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
+	if !ok {
+		// The answer comes before this port's handle is open, or at
+		// least may: only the any-device handle would see it.
+		m.mu.Unlock()
+		m.expectAnswers(ifindex)
+		m.mu.Lock()
+		p, ok = m.ports[ifindex]
+	}
 	if !ok && m.opening[ifindex] {
 		if m.direct(ifindex) {
 			m.mu.Unlock()

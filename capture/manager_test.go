@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,7 @@ type noStats struct{ Handle }
 type fakeOpener struct {
 	any      *fakeHandle              // the any-device handle (SLL2)
 	withAny  bool                     // false: OpenAny fails, as on a kernel without the any device
+	answers  *fakeSwitch              // when set, the any handle switches its filter
 	counters map[string]*fakeCounters // by port name; a port not here has a handle without Stats
 	slow     map[string]bool          // handles (by name, "any" too) whose Close waits for release
 	gate     chan struct{}            // what slow handles' Close waits for
@@ -243,7 +245,57 @@ func (o *fakeOpener) OpenAny() (Handle, error) {
 	if o.slow["any"] {
 		o.any.gate = o.gate
 	}
+	if o.answers != nil {
+		return switchingAny{o.any, o.answers}, nil
+	}
 	return o.any, nil
+}
+
+// fakeSwitch is the any-device handle's filter switch (AnswerSwitch): it
+// records each call into the log it shares with the test's Direct.
+type fakeSwitch struct {
+	log     *eventLog
+	failOn  bool // CaptureAnswers(true) fails
+	failOff bool // CaptureAnswers(false) fails
+}
+
+func (s *fakeSwitch) CaptureAnswers(on bool) error {
+	if on {
+		s.log.add("answers on")
+		if s.failOn {
+			return errors.New("setsockopt: no memory")
+		}
+		return nil
+	}
+	s.log.add("answers off")
+	if s.failOff {
+		return errors.New("setsockopt: no memory")
+	}
+	return nil
+}
+
+// switchingAny is the any-device handle with a filter switch.
+type switchingAny struct {
+	*fakeHandle
+	*fakeSwitch
+}
+
+// eventLog is what happened, in order, across goroutines.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(e string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+func (l *eventLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
 }
 
 // release lets the slow handles' Close return.
@@ -388,6 +440,23 @@ func (h *harness) start(t *testing.T) {
 		t.Fatalf("Run returned %v before calling ready", h.runErr)
 	case <-time.After(deadline):
 		t.Fatalf("Run did not call ready within %v", deadline)
+	}
+}
+
+// waitHeld returns once the manager holds n frames for ifindex, to write
+// again when the port runs.
+func (h *harness) waitHeld(t *testing.T, ifindex, n int) {
+	t.Helper()
+	for end := time.Now().Add(deadline); ; runtime.Gosched() {
+		h.m.mu.Lock()
+		held := len(h.m.held[ifindex].frames)
+		h.m.mu.Unlock()
+		if held == n {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d frames held for ifindex %d after %v, want %d", held, ifindex, deadline, n)
+		}
 	}
 }
 
@@ -884,6 +953,9 @@ func TestManagerSendWhileOpening(t *testing.T) {
 			}
 			if !tt.running {
 				// Written while the port did not run: again once it does.
+				// The open holds them just after writing them; wait for
+				// that, or the port runs first and nothing is held.
+				h.waitHeld(t, 6, len(probes))
 				veth6.Running = true
 				h.links.Set(veth6)
 				for range probes {
@@ -1318,6 +1390,108 @@ func TestManagerAnyDeviceNewPortFirstView(t *testing.T) {
 			}
 			if got := int(reads.Load()); got != tt.wantReads {
 				t.Errorf("links read again %d times, want %d", got, tt.wantReads)
+			}
+		})
+	}
+}
+
+// TestManagerAnswerLease: the any-device handle captures answers only
+// while a probe that left through a port without a handle of its own may
+// be answered. It is switched before that probe leaves (else the answer
+// could come first), and once per lease, not per probe; a probe through a
+// port's own handle needs no switch; the lease ends AnswerLease after the
+// last such probe, and a later probe starts a new one. A switch that fails
+// on is tried again with the next probe; one that fails off leaves the
+// handle capturing answers for good. Without a lease the handle captures
+// answers throughout.
+func TestManagerAnswerLease(t *testing.T) {
+	const lease = time.Hour
+	tests := []struct {
+		name            string
+		lease           time.Duration
+		failOn, failOff bool
+		// events after two probes on a new port, and whether the handle
+		// captures answers then
+		sends     []string
+		capturing bool
+		// events after the lease passed and a retry left, and whether the
+		// handle captures answers then, and after that retry's lease
+		after                  []string
+		capturingAfter, atLast bool
+	}{
+		{name: "lease", lease: lease,
+			sends: []string{"answers on", "direct", "direct"}, capturing: true,
+			after: []string{"answers on", "direct", "direct", "answers off", "answers on", "direct"}, capturingAfter: true},
+		{name: "switching on fails", lease: lease, failOn: true,
+			sends: []string{"answers on", "direct", "answers on", "direct"},
+			after: []string{"answers on", "direct", "answers on", "direct", "answers on", "direct"}},
+		{name: "switching off fails", lease: lease, failOff: true,
+			sends: []string{"answers on", "direct", "direct"}, capturing: true,
+			after: []string{"answers on", "direct", "direct", "answers off", "direct"}, capturingAfter: true, atLast: true},
+		{name: "no lease",
+			sends: []string{"answers on", "direct", "direct"}, capturing: true,
+			after: []string{"answers on", "direct", "direct", "direct"}, capturingAfter: true, atLast: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(nil)
+			events := &eventLog{}
+			h.opener.withAny = true
+			h.opener.answers = &fakeSwitch{log: events, failOn: tt.failOn, failOff: tt.failOff}
+			gate := make(chan struct{})
+			h.opener.openGate = map[string]chan struct{}{"veth6": gate}
+			h.opener.openEntered = make(chan string, 1)
+			h.m.AnswerLease = tt.lease
+			var clock atomic.Pointer[time.Time] // Run checks the lease too
+			clock.Store(new(time.Now()))
+			now := func() time.Time { return *clock.Load() }
+			advance := func(d time.Duration) { clock.Store(new(now().Add(d))) }
+			h.m.now = now
+			h.m.Direct = func(int, []byte) error {
+				events.add("direct")
+				return nil
+			}
+			h.start(t)
+			t.Cleanup(func() { close(gate) }) // before Run's end is awaited
+			send := func(ifindex int) {
+				t.Helper()
+				if err := h.m.Send(ifindex, []byte{byte(ifindex)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A port with a handle of its own: no switch.
+			h.opener.opened(t, "veth1", 1)
+			send(ixVeth1)
+			veth6 := bridgeMember(6, "veth6")
+			veth6.Running = true
+			h.links.Set(veth6)
+			recv(t, h.opener.openEntered, "veth6's handle to be opening")
+			send(6)
+			advance(lease / 2)
+			send(6) // renews the lease
+			if diff := cmp.Diff(tt.sends, events.get()); diff != "" {
+				t.Errorf("after two probes on veth6 (-want +got):\n%s", diff)
+			}
+			if got := h.m.CapturingAnswers(); got != tt.capturing {
+				t.Errorf("CapturingAnswers after two probes on veth6: %v, want %v", got, tt.capturing)
+			}
+			h.m.answersExpire(now().Add(lease - time.Second)) // within the renewed lease: nothing
+			if diff := cmp.Diff(tt.sends, events.get()); diff != "" {
+				t.Errorf("within the lease the second probe renewed (-want +got):\n%s", diff)
+			}
+			h.m.answersExpire(now().Add(lease + time.Second))
+			h.m.answersExpire(now().Add(2 * lease)) // nothing more
+			advance(2 * lease)
+			send(6) // a retry
+			if diff := cmp.Diff(tt.after, events.get()); diff != "" {
+				t.Errorf("after the lease and a retry (-want +got):\n%s", diff)
+			}
+			if got := h.m.CapturingAnswers(); got != tt.capturingAfter {
+				t.Errorf("CapturingAnswers after the retry: %v, want %v", got, tt.capturingAfter)
+			}
+			h.m.answersExpire(now().Add(lease + time.Second))
+			if got := h.m.CapturingAnswers(); got != tt.atLast {
+				t.Errorf("CapturingAnswers after the retry's lease: %v, want %v", got, tt.atLast)
 			}
 		})
 	}

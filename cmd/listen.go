@@ -376,6 +376,9 @@ func runListen(ctx context.Context, o *listenOptions, log *slog.Logger) error {
 	mgr := capture.NewManager(pcapio.Opener{Options: popts}, links, selected,
 		func(p engine.Packet) { eng.Process(time.Now(), p) }, log, stats)
 	mgr.PortRate, mgr.PortBurst = o.portRate, o.portBurst
+	// A probe's answer counts until its retry leaves (or the binding is
+	// given up); the second covers the manager's once-a-second check.
+	mgr.AnswerLease = o.cfg.LongestWait() + time.Second
 	if direct, err := pcapio.OpenDirect(); err != nil {
 		log.Warn("no direct packet socket: a new port's probes wait for its capture handle", "err", err)
 	} else {

@@ -3,6 +3,7 @@
 package pcapio
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gopacket/gopacket"
@@ -13,7 +14,8 @@ import (
 
 // Live is a live libpcap handle.
 type Live struct {
-	r *poller // and its libpcap handle, r.h
+	r       *poller       // and its libpcap handle, r.h
+	answers *answerSwitch // the any-device handle's filters; nil on a port
 }
 
 // ReadPacketData returns the next frame, or capture.ErrTimeout when the read
@@ -33,6 +35,9 @@ func (h Live) LinkType() layers.LinkType { return h.r.h.linkType() }
 
 // Close stops reads and closes the handle.
 func (h Live) Close() {
+	if h.answers != nil {
+		h.answers.close() // before its descriptor can be reused
+	}
 	h.r.close()
 	h.r.h.close()
 }
@@ -54,6 +59,19 @@ func (h Live) Stats() (received, dropped int, err error) {
 // a new handle sees, a new port's RARP among them, would be lost.)
 // Equivalent to `tcpdump -i IFNAME -Q in --immediate-mode FILTER`.
 func Open(ifname, filter string, o Options) (Live, error) {
+	return open(ifname, o, func(h *pcapT) error {
+		if filter == "" {
+			return nil
+		}
+		if err := h.setFilter(filter); err != nil {
+			return fmt.Errorf("filter %q: %w", filter, err)
+		}
+		return nil
+	})
+}
+
+// open opens ifname as Open does, with install setting its filter.
+func open(ifname string, o Options, install func(*pcapT) error) (Live, error) {
 	h, err := activate(ifname, o)
 	if err != nil {
 		return Live{}, fmt.Errorf("capture %s: %w", ifname, err)
@@ -71,16 +89,40 @@ func Open(ifname, filter string, o Options) (Live, error) {
 	if err := h.inboundOnly(); err != nil {
 		return fail("inbound only: ", err)
 	}
-	if filter != "" {
-		if err := h.setFilter(filter); err != nil {
-			return fail(fmt.Sprintf("filter %q: ", filter), err)
-		}
+	if err := install(h); err != nil {
+		return fail("", err)
 	}
 	r, err := newPoller(h, o.Timeout)
 	if err != nil {
 		return fail("", err)
 	}
 	return Live{r: r}, nil
+}
+
+// OpenAny opens the any device as Open does, filtered with
+// capture.AnyRARPFilter until CaptureAnswers widens it to capture.AnyFilter.
+// Where the kernel cannot hold both programs, the handle captures with
+// AnyFilter throughout, and CaptureAnswers says why it cannot switch.
+func OpenAny(o Options) (Live, error) {
+	var sw *answerSwitch
+	l, err := open("any", o, func(h *pcapT) (err error) {
+		sw, err = newAnswerSwitch(h, capture.AnyRARPFilter, capture.AnyFilter)
+		return err
+	})
+	if err != nil {
+		return Live{}, err
+	}
+	l.answers = sw
+	return l, nil
+}
+
+// CaptureAnswers makes an any-device handle capture ARP replies and NAs
+// too (on), or RARPs only: capture.AnswerSwitch.
+func (h Live) CaptureAnswers(on bool) error {
+	if h.answers == nil {
+		return errors.New("not the any-device handle")
+	}
+	return h.answers.set(on)
 }
 
 // Opener opens the daemon's handles.
@@ -93,7 +135,7 @@ func (o Opener) Open(l link.Link) (capture.Handle, error) {
 
 // OpenAny opens the any-device handle.
 func (o Opener) OpenAny() (capture.Handle, error) {
-	return Open("any", capture.AnyFilter, o.Options)
+	return OpenAny(o.Options)
 }
 
 // OpenSender opens ifname for sending only (a filter that matches nothing).

@@ -49,7 +49,13 @@ func TestLive(t *testing.T) {
 		if port, err = Open("a0", capture.PortFilter, DefaultOptions); err != nil {
 			t.Fatal(err)
 		}
-		if any, err = Open("any", capture.AnyFilter, DefaultOptions); err != nil {
+		// The daemon's any-device handle, capturing answers (as while a
+		// new port's probes await theirs): the program the kernel runs is
+		// libpcap's, read back and attached again.
+		if any, err = OpenAny(DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+		if err := any.CaptureAnswers(true); err != nil {
 			t.Fatal(err)
 		}
 		if peer, err = OpenSender("b0"); err != nil {
@@ -120,6 +126,129 @@ func TestLive(t *testing.T) {
 	}
 	if _, _, err := port.Stats(); err == nil {
 		t.Error("Stats on a closed handle: no error")
+	}
+}
+
+// TestAnswerSwitch switches the any-device handle's kernel filter. Two
+// handles see the same frames: one as opened (RARPs only), one switched to
+// answers at once (libpcap still filters the frames of its first ring
+// block in user space then, with the last program it installed itself),
+// then back to RARPs only and to answers again; each state is proven by
+// answers sent before a RARP and read, or not, before it. No RARP is lost
+// while the filter is switched back and forth under a stream of them
+// (libpcap's pcap_setfilter rejects everything for a moment).
+func TestAnswerSwitch(t *testing.T) {
+	ns := vethPair(t, "answers")
+	rarp, err := packet.BuildRARP(vm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: gw, DstIP: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("2001:db8::10"), DstMAC: gw, DstIP: netip.MustParseAddr("2001:db8::1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened, any, peer Live
+	nstest.InNamespace(t, ns, func() {
+		o := DefaultOptions
+		o.Timeout = 10 * time.Second // a lost frame fails the test, not hangs it
+		if opened, err = OpenAny(o); err != nil {
+			t.Fatal(err)
+		}
+		if any, err = OpenAny(o); err != nil {
+			t.Fatal(err)
+		}
+		if peer, err = OpenSender("b0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer peer.Close()
+	defer opened.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			any.Close()
+		}
+	}()
+	send := func(frames ...[]byte) {
+		t.Helper()
+		for _, f := range frames {
+			if err := peer.WritePacketData(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// next returns the kind of h's next frame from the VM (the kernel's
+	// own, from b0 coming up, are skipped).
+	next := func(h Live) packet.Kind {
+		t.Helper()
+		for {
+			got, _, err := h.ReadPacketData()
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if f, err := packet.Decode(got, layers.LinkTypeLinuxSLL2); err == nil && string(f.SrcMAC) == string(vm) {
+				return f.Kind
+			}
+		}
+	}
+	expect := func(h Live, phase string, want ...packet.Kind) {
+		t.Helper()
+		for i, w := range want {
+			if got := next(h); got != w {
+				t.Errorf("%s: frame %d is %v, want %v (answers then the RARP sent)", phase, i, got, w)
+			}
+		}
+	}
+	answers := func(on bool) {
+		t.Helper()
+		if err := any.CaptureAnswers(on); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answers(true)
+	send(reply, na, rarp)
+	expect(opened, "as opened", packet.KindRARP)
+	expect(any, "answers on at once", packet.KindARPReply, packet.KindNA, packet.KindRARP)
+	answers(false)
+	send(reply, na, rarp)
+	expect(any, "answers off", packet.KindRARP)
+	answers(true)
+	send(reply, na, rarp)
+	expect(any, "answers on again", packet.KindARPReply, packet.KindNA, packet.KindRARP)
+
+	const rarps, switches = 3000, 1000
+	sent := make(chan error, 1)
+	go func() {
+		for range rarps {
+			if err := peer.WritePacketData(rarp); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for i := range switches {
+		answers(i%2 == 0)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	for i := range rarps {
+		if k := next(any); k != packet.KindRARP {
+			t.Fatalf("frame %d while switching: %v, want only RARPs", i, k)
+		}
+	}
+	if received, dropped, err := any.Stats(); err != nil || dropped != 0 {
+		t.Errorf("Stats: %d received, %d dropped (%v): the ring overflowed, the test proves nothing", received, dropped, err)
+	}
+	any.Close()
+	closed = true
+	if err := any.CaptureAnswers(true); err == nil {
+		t.Error("CaptureAnswers on a closed handle: no error")
 	}
 }
 

@@ -279,6 +279,23 @@ type cycle struct {
 	finished    bool
 }
 
+// wait is how long the given attempt (1: the first probe) waits for its
+// answer before the next, or before the binding is given up.
+func (c Config) wait(attempt int) time.Duration {
+	timeout := c.ProbeTimeout
+	for i := 1; i < attempt && (c.MaxProbeTimeout == 0 || timeout < c.MaxProbeTimeout) && timeout < time.Hour; i++ {
+		timeout *= 2
+	}
+	if c.MaxProbeTimeout > 0 {
+		timeout = min(timeout, c.MaxProbeTimeout)
+	}
+	return timeout
+}
+
+// LongestWait is the longest any one probe waits for its answer: that of
+// the last retry.
+func (c Config) LongestWait() time.Duration { return c.wait(c.Retries + 1) }
+
 // New returns an engine. report, when not nil, is called once per cycle.
 func New(cfg Config, ports Ports, res Resolver, send Sender, prog Programmer, log *slog.Logger, report func(Report)) *Engine {
 	return &Engine{
@@ -507,13 +524,7 @@ func (e *Engine) transmit(now time.Time, c *cycle, pr *probe) error {
 	pr.attempts++
 	pr.seq++
 	pr.sent = now
-	timeout := e.cfg.ProbeTimeout
-	for i := 1; i < pr.attempts && (e.cfg.MaxProbeTimeout == 0 || timeout < e.cfg.MaxProbeTimeout) && timeout < time.Hour; i++ {
-		timeout *= 2
-	}
-	if e.cfg.MaxProbeTimeout > 0 {
-		timeout = min(timeout, e.cfg.MaxProbeTimeout)
-	}
+	timeout := e.cfg.wait(pr.attempts)
 	e.arm(timer{at: now.Add(timeout), c: c, p: pr, seq: pr.seq})
 	if !e.allow(now, c.port.Link.Index) {
 		e.stats.Count(ProbeRateLimited)

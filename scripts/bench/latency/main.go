@@ -11,6 +11,8 @@
 //	latency mass IFACE COUNT BASE             QEMU's five rounds (0, 50, 200, 450, 800 ms) for COUNT MACs
 //	latency respond IFACE                     answer every ARP request as the VM it is addressed to
 //	latency get URL                           print a URL's body (/metrics inside a namespace)
+//	latency replies IFACE RATE SECONDS DSTMAC unsolicited answers to DSTMAC, RATE per second (half ARP
+//	                                          replies, half NAs, from 64 VMs), for SECONDS
 package main
 
 import (
@@ -86,6 +88,17 @@ func run(args []string) error {
 		return mass(args[1], count, base)
 	case "respond":
 		return respond(args[1])
+	case "replies":
+		if len(args) < 5 {
+			return fmt.Errorf("usage: replies IFACE RATE SECONDS DSTMAC")
+		}
+		rate, _ := strconv.Atoi(args[2])
+		secs, _ := strconv.Atoi(args[3])
+		dst, err := net.ParseMAC(args[4])
+		if err != nil {
+			return err
+		}
+		return replies(args[1], rate, time.Duration(secs)*time.Second, dst)
 	case "get": // a URL inside a namespace, for /metrics
 		resp, err := http.Get(args[1])
 		if err != nil {
@@ -400,4 +413,42 @@ func respond(ifname string) error {
 		}
 		unix.Sendto(fd, reply, 0, to)
 	}
+}
+
+// replies sends rate unsolicited answers per second to dst for d, in
+// batches every millisecond: ARP replies and NAs, alternately, from 64 VMs
+// (192.0.2.64-127, 2001:db8::64-127) to the leaf (192.0.2.1, 2001:db8::1),
+// as a busy leaf's VMs answer its neighbor refreshes and each other. It
+// prints how many it sent.
+func replies(ifname string, rate int, d time.Duration, dst net.HardwareAddr) error {
+	h, err := pcapio.OpenSender(ifname)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var frames [][]byte
+	for i := range 64 {
+		vm := macAt(0x020000c0ff00, i)
+		for _, r := range []packet.Reply{
+			{MAC: vm, IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(64 + i)}), DstMAC: dst, DstIP: netipMust("192.0.2.1")},
+			{MAC: vm, IP: netipMust(fmt.Sprintf("2001:db8::%d", 64+i)), DstMAC: dst, DstIP: netipMust("2001:db8::1")},
+		} {
+			f, err := packet.BuildReply(r)
+			if err != nil {
+				return err
+			}
+			frames = append(frames, f)
+		}
+	}
+	start, sent := time.Now(), 0
+	for tick := time.NewTicker(time.Millisecond); time.Since(start) < d; <-tick.C {
+		due := int(time.Since(start).Seconds() * float64(rate))
+		for ; sent < due; sent++ {
+			if err := h.WritePacketData(frames[sent%len(frames)]); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Printf("sent=%d in %s\n", sent, time.Since(start).Round(time.Millisecond))
+	return nil
 }
