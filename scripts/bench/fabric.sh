@@ -162,7 +162,7 @@ fabric_run() {
   local n=$FABRIC_N hv1 hv2 vms1 vms2 dec i t_mig t_first rsp1 rsp2 annpid stream_pid=
   local l1 l2 p1 p2 c0_1 c0_2 c1 h1 c2 h2 end want t_flush
   R_OK=0 R_DAEMON="-" R_CPU1=- R_CPU2=- R_HWM1=- R_HWM2=- R_HANDLED=- R_DMS="-" R_NOTE=""
-  S_N=0 S_PROBE=- S_ANSWER=- S_HANDLE=- S_PROGRAM=-
+  S_N=0 S_PROBE=- S_ANSWER=- S_HANDLE=- S_PROGRAM=- S_VIA_ANY=- S_DUP=-
   lab_up || { fabric_log "lab_up failed"; lab_down; return 1; }
   l1=$LAB_NS_L1 l2=$LAB_NS_L2 hv1=$LAB_ID-hv1 hv2=$LAB_ID-hv2
   vms1=$LAB_DIR/vms1 vms2=$LAB_DIR/vms2 dec=$LAB_DIR/decoys
@@ -318,6 +318,7 @@ fabric_run() {
     local st
     if st=$(ip netns exec "$l2" "$FABRIC_HELPER" stages -url "http://$FABRIC_METRICS/metrics" 2>&1); then
       eval "$st"
+      fabric_log "leaf2: answers only the any device caught $S_VIA_ANY, answers seen twice $S_DUP"
     else
       R_NOTE+="leaf2's stage histogram not read ($st); "
     fi

@@ -84,6 +84,7 @@ SHOWN="go test -run '^\$' -bench BenchmarkResolver -benchtime 300x ./neigh" benc
 bench mirror "Mirror at scale: 100k bindings, then 10k changes/s" scripts/bench/mirror-scale.sh "$bin" 100000 10000 3
 bench mass "Mass migration: 2,000 VMs × 5 RARP rounds within 1 s on one port" scripts/bench/mass.sh "$bin" 2000 3
 bench shutdown "Shutdown: SIGTERM → exit with 200 veth pairs (400 ports)" scripts/shutdown-time.sh "$bin" 200 3
+bench replies "Unsolicited answers on a busy leaf: 10,000 ARP replies and NAs per second on one port, no migration" scripts/bench/replies.sh "$bin" 10000 10 3
 bench tapmem "Memory with 50 tap ports (one VM each): the tap ring against every port's ring" scripts/bench/tap-memory.sh "$bin" 50
 echo "tables written to $doc"
 if [ ${#broken[@]} -gt 0 ]; then

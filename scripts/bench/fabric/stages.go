@@ -24,6 +24,9 @@ import (
 // part of rarp_replay_binding_stage_seconds, read from its /metrics.
 //
 //	S_PROBE='0.1 / 2.4' S_ANSWER=... S_HANDLE=... S_PROGRAM=... S_N=600
+//
+// and the answers only its any-device handle caught, and those it saw
+// twice (S_VIA_ANY, S_DUP).
 func stages(args []string) error {
 	fs := flag.NewFlagSet("stages", flag.ContinueOnError)
 	url := fs.String("url", "", "the daemon's /metrics")
@@ -36,9 +39,26 @@ func stages(args []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	hs, err := parseStageBuckets(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	hs, err := parseStageBuckets(strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	// Answers only the any-device handle caught, and answers seen twice.
+	for _, c := range []struct{ v, metric string }{
+		{"S_VIA_ANY", "rarp_replay_replies_via_any_total"},
+		{"S_DUP", "rarp_replay_replies_duplicate_total"},
+	} {
+		v := "-"
+		for line := range strings.Lines(string(body)) {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == c.metric {
+				v = f[1]
+			}
+		}
+		fmt.Printf("%s=%s\n", c.v, v)
 	}
 	n := 0.0
 	for _, name := range engine.StageNames {
