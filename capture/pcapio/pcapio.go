@@ -33,13 +33,15 @@ func (h Live) WritePacketData(frame []byte) error {
 // LinkType returns the link-layer header type of the frames read.
 func (h Live) LinkType() layers.LinkType { return h.r.h.linkType() }
 
-// Close stops reads and closes the handle.
+// Close stops reads and closes the handle. Closing it again does nothing
+// (libpcap would free the handle twice).
 func (h Live) Close() {
 	if h.answers != nil {
 		h.answers.close() // before its descriptor can be reused
 	}
-	h.r.close()
-	h.r.h.close()
+	if h.r.close() {
+		h.r.h.close()
+	}
 }
 
 // Stats returns the packets the kernel received for the handle and those

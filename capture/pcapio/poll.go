@@ -152,11 +152,13 @@ func (r *poller) stats() (received, dropped int, err error) {
 
 // close wakes a reader parked in the poller and keeps pcap_next_ex from
 // running again; the pcap handle itself is closed after it.
-func (r *poller) close() {
+func (r *poller) close() (first bool) {
 	r.f.Close()
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	first = !r.closed
 	r.closed = true
-	r.mu.Unlock()
+	return first
 }
 
 // pollable registers the non-blocking descriptor fd with Go's poller: the
