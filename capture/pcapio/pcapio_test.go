@@ -25,18 +25,7 @@ import (
 // with the interface index; Close ends a read waiting in the poller.
 func TestLive(t *testing.T) {
 	ns := vethPair(t, "pcapio")
-	rarp, err := packet.BuildRARP(vm, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: gw, DstIP: netip.MustParseAddr("192.0.2.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	na, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("2001:db8::10"), DstMAC: gw, DstIP: netip.MustParseAddr("2001:db8::1")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rarp, reply, na := vmFrames(t)
 	request, err := packet.Build(packet.Probe{SrcMAC: gw, SrcIP: netip.MustParseAddr("192.0.2.1"), DstMAC: vm, Target: netip.MustParseAddr("192.0.2.10")})
 	if err != nil {
 		t.Fatal(err)
@@ -140,19 +129,9 @@ func TestLive(t *testing.T) {
 // (libpcap's pcap_setfilter rejects everything for a moment).
 func TestAnswerSwitch(t *testing.T) {
 	ns := vethPair(t, "answers")
-	rarp, err := packet.BuildRARP(vm, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: gw, DstIP: netip.MustParseAddr("192.0.2.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	na, err := packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("2001:db8::10"), DstMAC: gw, DstIP: netip.MustParseAddr("2001:db8::1")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rarp, reply, na := vmFrames(t)
 	var opened, any, peer Live
+	var err error
 	nstest.InNamespace(t, ns, func() {
 		o := DefaultOptions
 		o.Timeout = 10 * time.Second // a lost frame fails the test, not hangs it
@@ -245,6 +224,25 @@ func TestAnswerSwitch(t *testing.T) {
 	if err := any.CaptureAnswers(true); err == nil {
 		t.Error("CaptureAnswers on a closed handle: no error")
 	}
+}
+
+// vmFrames returns what the VM sends in the tests here: its RARP, and its
+// ARP reply and NA to the leaf.
+func vmFrames(t *testing.T) (rarp, reply, na []byte) {
+	t.Helper()
+	rarp, err := packet.BuildRARP(vm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err = packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("192.0.2.10"), DstMAC: gw, DstIP: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, err = packet.BuildReply(packet.Reply{MAC: vm, IP: netip.MustParseAddr("2001:db8::10"), DstMAC: gw, DstIP: netip.MustParseAddr("2001:db8::1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rarp, reply, na
 }
 
 // The VM's and the leaf's MACs in the tests here.
