@@ -7,6 +7,10 @@
 #                no lookup (compiled here with gcc -O2)
 #   Go floor     the same in Go (scripts/bench/latency floor): what the
 #                language and its runtime add, with nothing of the daemon
+#   libpcap floor  the same through the daemon's own capture code
+#                (scripts/bench/latency pcapfloor: a capture/pcapio port
+#                handle, read through Go's poller, the probe written through
+#                it): what the capture path adds, without the daemon's decision
 # Each responder has its own veth, a bridge port (the daemon's in its switch
 # namespace, the floors' in another with its own bridge); RARPs for
 # distinct MACs are sent from the VM side, SPACING apart, and tcpdump
@@ -23,9 +27,9 @@ bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-100000} k=${3:-200} runs=${4:-5} 
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=$PATH:/usr/local/go/bin
 id=$$-$RANDOM sw=rr-lat-sw-$id fs=rr-lat-fs-$id tmp=$(mktemp -d)
-sides=(d c g)                                           # daemon, C floor, Go floor
-declare -A vm=([d]=rr-lat-vd-$id [c]=rr-lat-vc-$id [g]=rr-lat-vg-$id)
-declare -A name=([d]=rarp-replay [c]="C floor" [g]="Go floor")
+sides=(d c g p)                                         # daemon, C, Go and libpcap floors
+declare -A vm=([d]=rr-lat-vd-$id [c]=rr-lat-vc-$id [g]=rr-lat-vg-$id [p]=rr-lat-vp-$id)
+declare -A name=([d]=rarp-replay [c]="C floor" [g]="Go floor" [p]="libpcap floor")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -46,7 +50,7 @@ ip -n "$sw" link add br0 address 02:00:5e:10:00:01 type bridge
 ip -n "$sw" link set br0 up
 ip -n "$sw" addr add 192.0.2.1/24 dev br0
 ip -n "$sw" addr add 198.18.0.1/15 dev br0
-declare -A home=([d]=$sw [c]=$fs [g]=$fs)
+declare -A home=([d]=$sw [c]=$fs [g]=$fs [p]=$fs)
 for s in "${sides[@]}"; do
   ip -n "${home[$s]}" link add "p$s" type veth peer name eth0 netns "${vm[$s]}"
   ip -n "${vm[$s]}" link set eth0 up
@@ -60,6 +64,7 @@ ip -n "$fs" link add br0 address 02:00:5e:10:00:02 type bridge
 ip -n "$fs" link set br0 up
 ip -n "$fs" link set pc master br0
 ip -n "$fs" link set pg master br0
+ip -n "$fs" link set pp master br0
 base=02aa00000000
 awk -v n="$n" -v k="$k" 'BEGIN {
   for (i = 0; i < n; i++)
@@ -75,9 +80,11 @@ ip netns exec "$fs" "$tmp/floor" pc >"$tmp/c.out" 2>&1 &
 pids+=($!)
 ip netns exec "$fs" "$tmp/latency" floor pg >"$tmp/g.out" 2>&1 &
 pids+=($!)
+ip netns exec "$fs" "$tmp/latency" pcapfloor pp >"$tmp/p.out" 2>&1 &
+pids+=($!)
 for _ in $(seq 3000); do
-  grep -q '"msg":"listening"' "$tmp/daemon.log" && grep -q ready "$tmp/c.out" && grep -q ready "$tmp/g.out" && break
-  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { cat "$tmp/daemon.log" "$tmp/c.out" "$tmp/g.out" >&2; echo "latency: a responder exited" >&2; exit 1; }; done
+  grep -q '"msg":"listening"' "$tmp/daemon.log" && grep -q ready "$tmp/c.out" && grep -q ready "$tmp/g.out" && grep -q ready "$tmp/p.out" && break
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { cat "$tmp/daemon.log" "$tmp/c.out" "$tmp/g.out" "$tmp/p.out" >&2; echo "latency: a responder exited" >&2; exit 1; }; done
   sleep 0.01
 done
 bindings=$(grep -o '"bindings":[0-9]*' "$tmp/daemon.log" | head -1 | cut -d: -f2)
@@ -86,8 +93,8 @@ mkdir "$tmp/raw"
 broken=0
 for r in $(seq "$runs"); do
   for sp in $spacings; do
-    for j in 0 1 2; do
-      s=${sides[$(( (r + j) % 3 ))]}
+    for j in 0 1 2 3; do
+      s=${sides[$(( (r + j) % 4 ))]}
       ns=${vm[$s]}
       ip netns exec "$ns" tcpdump --immediate-mode -i eth0 -U -n -w "$tmp/$s.pcap" 'rarp or arp or icmp6' 2>"$tmp/$s.err" &
       dump=$!

@@ -5,6 +5,7 @@
 //
 //	latency send IFACE COUNT INTERVAL BASE   send COUNT RARPs for MACs BASE+i
 //	latency floor IFACE                       the floor: answer each RARP with a fixed ARP request, no lookup
+//	latency pcapfloor IFACE                   the same through the daemon's own capture code (capture/pcapio)
 //	latency analyze FILE.pcap [RAW]           per-MAC latency from RARP out to first probe in, p50/p99;
 //	                                          each latency in ns appended to RAW
 //	latency summary DIR SPACINGS BINDINGS     the Markdown table of latency.sh from DIR/SPACING.SIDE.ROUND
@@ -31,6 +32,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/rarp-replay/rarp-replay/capture"
 	"github.com/rarp-replay/rarp-replay/capture/pcapio"
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 	"golang.org/x/sys/unix"
@@ -79,6 +81,8 @@ func run(args []string) error {
 		return nil
 	case "floor":
 		return floor(args[1])
+	case "pcapfloor":
+		return pcapFloor(args[1])
 	case "mass":
 		count, _ := strconv.Atoi(args[2])
 		base, err := strconv.ParseUint(args[3], 16, 64)
@@ -162,6 +166,43 @@ func floor(ifname string) error {
 		}
 		copy(probe[0:6], buf[22:28]) // to the announced MAC
 		if err := unix.Sendto(fd, probe, 0, to); err != nil {
+			return err
+		}
+	}
+}
+
+// pcapFloor answers every RARP on ifname as floor does, but through the
+// daemon's own capture code: a capture/pcapio port handle (libpcap,
+// inbound only, the port filter, read through Go's poller and one cgo
+// call per frame) and the probe written through that handle. What it adds
+// to the Go floor is the capture path; what the daemon adds to it is its
+// decision (decode, port, mirror, probe, cycle, rate limits).
+func pcapFloor(ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	h, err := pcapio.Open(ifname, capture.PortFilter, pcapio.DefaultOptions)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
+		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	for {
+		data, _, err := h.ReadPacketData()
+		if err != nil {
+			return err
+		}
+		if len(data) < 42 || binary.BigEndian.Uint16(data[12:14]) != uint16(packet.EtherTypeRARP) {
+			continue
+		}
+		copy(probe[0:6], data[22:28]) // to the announced MAC
+		if err := h.WritePacketData(probe); err != nil {
 			return err
 		}
 	}
@@ -281,7 +322,7 @@ func readBlock(path string) (block, error) {
 // answered, p50 over all rounds pooled and per round, p99 pooled, and the
 // ratio to the C floor's pooled p50 (and the range of the per-round ratios).
 func summary(dir string, spacings []string, bindings string) error {
-	sides := []struct{ key, name string }{{"d", "rarp-replay"}, {"c", "C floor"}, {"g", "Go floor"}}
+	sides := []struct{ key, name string }{{"d", "rarp-replay"}, {"c", "C floor"}, {"g", "Go floor"}, {"p", "libpcap floor"}}
 	fmt.Printf("RARP → first probe on the wire, %s bindings mirrored; p50 and p99 pool every round, \"per round\" lists each round's p50, ratios are to the C floor's p50 (pooled, and the range over the rounds).\n\n", bindings)
 	fmt.Println("| RARPs every | responder | answered | p50 µs | p99 µs | p50 per round µs | p50 / C floor | per round |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
