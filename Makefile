@@ -78,6 +78,9 @@ fuzz:
 # (TestLayouts: Cumulus- and SONiC-style VLAN-aware leaves, a bond trunk, a
 # port created 10 ms before its RARP, a single VXLAN device). Without
 # linux.uml it fails with one line naming the package (scripts/uml/run.sh).
+# Then the live capture handles (capture/pcapio) on that kernel too: the
+# any-device handle's filter switch reads libpcap's programs back from the
+# kernel (SO_GET_FILTER).
 UML_TESTS ?= ^(TestKernelModel|TestNetlinkOverflow|TestListen|TestListenAnycastMacvlan|TestListenReassert|TestLayouts)$$
 MODEL_STEPS ?= 300
 test-uml: build
@@ -86,6 +89,9 @@ test-uml: build
 	scripts/uml/run.sh -q --rw $(COMPAT) -e RARP_REPLAY_UML=1 -e RARP_REPLAY_BIN=$(CURDIR)/bin/rarp-replay \
 		-e RARP_REPLAY_COMPAT_DIR=$(COMPAT) -e RARP_REPLAY_REQUIRE_ROOT=1 -- \
 		sh -c 'cd cmd/rarp-replay && ../../build/rr-cmd.test -test.v -model.steps $(MODEL_STEPS) -test.run "$(UML_TESTS)"'
+	$(GO) test -c -o build/rr-pcapio.test ./capture/pcapio
+	scripts/uml/run.sh -q -e RARP_REPLAY_REQUIRE_ROOT=1 -- \
+		sh -c 'cd capture/pcapio && ../../build/rr-pcapio.test -test.v'
 
 # FRR EVPN end to end on a Cumulus-style VLAN-aware bridge with symmetric
 # IRB, both migration orders, without and with the daemon, in user-mode Linux
