@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"slices"
@@ -188,13 +189,13 @@ type noStats struct{ Handle }
 // fakeOpener opens fakeHandles and records them. Set its fields before
 // the Manager runs.
 type fakeOpener struct {
-	any      *fakeHandle              // the any-device handle (SLL2)
-	withAny  bool                     // false: OpenAny fails, as on a kernel without the any device
-	answers  *fakeSwitch              // when set, the any handle switches its filter
-	counters map[string]*fakeCounters // by port name; a port not here has a handle without Stats
-	slow     map[string]bool          // handles (by name, "any" too) whose Close waits for release
-	gate     chan struct{}            // what slow handles' Close waits for
-	released sync.Once
+	any       *fakeHandle              // the any-device handle (SLL2)
+	withAny   bool                     // false: OpenAny fails, as on a kernel without the any device
+	anyHandle func(*fakeHandle) Handle // when set, wraps the any handle (a filter switch)
+	counters  map[string]*fakeCounters // by port name; a port not here has a handle without Stats
+	slow      map[string]bool          // handles (by name, "any" too) whose Close waits for release
+	gate      chan struct{}            // what slow handles' Close waits for
+	released  sync.Once
 
 	// openGate: Open of these names waits until the channel is closed (a
 	// slow open), after telling openEntered.
@@ -245,8 +246,8 @@ func (o *fakeOpener) OpenAny() (Handle, error) {
 	if o.slow["any"] {
 		o.any.gate = o.gate
 	}
-	if o.answers != nil {
-		return switchingAny{o.any, o.answers}, nil
+	if o.anyHandle != nil {
+		return o.anyHandle(o.any), nil
 	}
 	return o.any, nil
 }
@@ -277,7 +278,7 @@ func (s *fakeSwitch) CaptureAnswers(on bool) error {
 // switchingAny is the any-device handle with a filter switch.
 type switchingAny struct {
 	*fakeHandle
-	*fakeSwitch
+	AnswerSwitch
 }
 
 // eventLog is what happened, in order, across goroutines.
@@ -1437,7 +1438,8 @@ func TestManagerAnswerLease(t *testing.T) {
 			h := newHarness(nil)
 			events := &eventLog{}
 			h.opener.withAny = true
-			h.opener.answers = &fakeSwitch{log: events, failOn: tt.failOn, failOff: tt.failOff}
+			fs := &fakeSwitch{log: events, failOn: tt.failOn, failOff: tt.failOff}
+			h.opener.anyHandle = func(any *fakeHandle) Handle { return switchingAny{any, fs} }
 			gate := make(chan struct{})
 			h.opener.openGate = map[string]chan struct{}{"veth6": gate}
 			h.opener.openEntered = make(chan string, 1)
@@ -1495,4 +1497,101 @@ func TestManagerAnswerLease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestManagerAnswerLeaseRandom drives the answer lease through random
+// sequences of probes on a port with a handle and on one without, clock
+// steps and lease checks, and holds it to what the any-device handle must
+// do: capture answers whenever a probe leaves without its port's handle
+// (checked as Direct is called), and exactly while the last such probe is
+// less than AnswerLease old (checked after each lease check); and switch
+// only when the state changes.
+func TestManagerAnswerLeaseRandom(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 2))
+	const lease = 2 * time.Second
+	h := newHarness(nil)
+	sw := &stateSwitch{}
+	h.opener.withAny = true
+	h.opener.anyHandle = func(any *fakeHandle) Handle { return switchingAny{any, sw} }
+	gate := make(chan struct{})
+	h.opener.openGate = map[string]chan struct{}{"veth6": gate}
+	h.opener.openEntered = make(chan string, 1)
+	h.m.AnswerLease = lease
+	var clock atomic.Pointer[time.Time]
+	clock.Store(new(time.Unix(1_700_000_000, 0)))
+	now := func() time.Time { return *clock.Load() }
+	h.m.now = now
+	var violations atomic.Int64
+	h.m.Direct = func(int, []byte) error {
+		if !sw.isOn() {
+			violations.Add(1)
+		}
+		return nil
+	}
+	h.start(t)
+	t.Cleanup(func() { close(gate) })
+	h.opener.opened(t, "veth1", 1)
+	veth6 := bridgeMember(6, "veth6")
+	veth6.Running = true
+	h.links.Set(veth6)
+	recv(t, h.opener.openEntered, "veth6's handle to be opening")
+	var last time.Time // the last probe without a handle
+	for step := range 2000 {
+		switch op := r.IntN(4); op {
+		case 0: // a probe through veth1's handle
+			if err := h.m.Send(ixVeth1, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		case 1: // a probe on veth6, whose handle is still opening
+			if err := h.m.Send(6, []byte{6}); err != nil {
+				t.Fatal(err)
+			}
+			last = now()
+		case 2:
+			clock.Store(new(now().Add(time.Duration(r.Int64N(int64(3 * lease / 2))))))
+		case 3:
+			h.m.answersExpire(now())
+			want := !last.IsZero() && now().Before(last.Add(lease))
+			if got := sw.isOn(); got != want {
+				t.Fatalf("step %d (seed %d): answers captured %v at %v, last probe without a handle at %v, lease %v",
+					step, seed, got, now(), last, lease)
+			}
+		}
+		if v := violations.Load(); v > 0 {
+			t.Fatalf("step %d (seed %d): a probe left without its port's handle while the any-device handle took no answers", step, seed)
+		}
+	}
+	if sw.redundant.Load() > 0 {
+		t.Errorf("seed %d: %d switches to the state the handle was in", seed, sw.redundant.Load())
+	}
+	if sw.switches.Load() == 0 {
+		t.Errorf("seed %d: never switched: the sequence proves nothing", seed)
+	}
+}
+
+// stateSwitch is a filter switch that keeps its state, and counts
+// switches and switches to the state it was in.
+type stateSwitch struct {
+	mu                  sync.Mutex
+	on                  bool
+	switches, redundant atomic.Int64
+}
+
+func (s *stateSwitch) CaptureAnswers(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on == on {
+		s.redundant.Add(1)
+	}
+	s.on = on
+	s.switches.Add(1)
+	return nil
+}
+
+func (s *stateSwitch) isOn() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.on
 }
