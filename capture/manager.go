@@ -253,7 +253,8 @@ func (m *Manager) useAnswerSwitch(h Handle) {
 
 // expectAnswers makes the any-device handle capture answers, before a
 // probe leaves through a port without a handle of its own (which the
-// any-device handle alone would see answered), for AnswerLease from now.
+// any-device handle alone would see answered), or as a port's handle is
+// closed, for AnswerLease from now.
 func (m *Manager) expectAnswers(ifindex int) {
 	m.answers.Lock()
 	defer m.answers.Unlock()
@@ -491,6 +492,10 @@ func (m *Manager) addLocked(ctx context.Context, l link.Link, h Handle, err erro
 func (m *Manager) closeLocked(idx int, why string) {
 	p := m.ports[idx]
 	delete(m.ports, idx)
+	// A probe sent through this handle may still be answered: until a
+	// handle is open again (renamed, or read again after an error), only
+	// the any-device handle can see the answer.
+	m.expectAnswers(idx)
 	m.wg.Go(p.h.Close)
 	m.log.Info("port removed", "ifname", p.name, "ifindex", idx, "reason", why)
 }

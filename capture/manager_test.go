@@ -1595,3 +1595,29 @@ func (s *stateSwitch) isOn() bool {
 	defer s.mu.Unlock()
 	return s.on
 }
+
+// TestManagerAnswersWhenHandleCloses: a port's handle that closes (here, a
+// read error; a renamed port is closed the same way) may leave a probe it
+// sent unanswered but for the any-device handle, which takes answers from
+// then on, for a lease.
+func TestManagerAnswersWhenHandleCloses(t *testing.T) {
+	h := newHarness(nil)
+	sw := &stateSwitch{}
+	h.opener.withAny = true
+	h.opener.anyHandle = func(any *fakeHandle) Handle { return switchingAny{any, sw} }
+	h.m.AnswerLease = time.Hour
+	h.start(t)
+	veth1 := h.opener.opened(t, "veth1", 1)
+	if err := h.m.Send(ixVeth1, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if sw.isOn() {
+		t.Fatal("answers captured after a probe through veth1's own handle")
+	}
+	veth1.push(t, fakeFrame{err: errors.New("read: network is down")})
+	recv(t, veth1.closing, "veth1's handle to be closed after its read error")
+	h.opener.opened(t, "veth1", 2) // read again, and the manager has moved on
+	if !sw.isOn() {
+		t.Error("veth1's handle closed, and the any-device handle takes no answers")
+	}
+}
