@@ -514,12 +514,10 @@ func (m *Manager) Send(ifindex int, frame []byte) error {
 	m.mu.Lock()
 	p, ok := m.ports[ifindex]
 	if !ok {
-		// The answer comes before this port's handle is open, or at
-		// least may: only the any-device handle would see it.
-		m.mu.Unlock()
+		// The answer may come before this port's handle is open: only the
+		// any-device handle would see it. (m.mu, then m.answers, as in
+		// closeLocked.)
 		m.expectAnswers(ifindex)
-		m.mu.Lock()
-		p, ok = m.ports[ifindex]
 	}
 	if !ok && m.opening[ifindex] {
 		if m.direct(ifindex) {

@@ -48,18 +48,13 @@ func stages(args []string) error {
 		return err
 	}
 	// Answers only the any-device handle caught, and answers seen twice.
-	for _, c := range []struct{ v, metric string }{
-		{"S_VIA_ANY", "rarp_replay_replies_via_any_total"},
-		{"S_DUP", "rarp_replay_replies_duplicate_total"},
-	} {
-		v := "-"
-		for line := range strings.Lines(string(body)) {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == c.metric {
-				v = f[1]
-			}
+	counters := map[string]string{"rarp_replay_replies_via_any_total": "-", "rarp_replay_replies_duplicate_total": "-"}
+	for line := range strings.Lines(string(body)) {
+		if f := strings.Fields(line); len(f) == 2 && counters[f[0]] != "" {
+			counters[f[0]] = f[1]
 		}
-		fmt.Printf("%s=%s\n", c.v, v)
 	}
+	fmt.Printf("S_VIA_ANY=%s\nS_DUP=%s\n", counters["rarp_replay_replies_via_any_total"], counters["rarp_replay_replies_duplicate_total"])
 	n := 0.0
 	for _, name := range engine.StageNames {
 		h := hs[name]

@@ -145,8 +145,7 @@ func floor(ifname string) error {
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(code)), Filter: &code[0]}); err != nil {
 		return fmt.Errorf("filter: %w", err)
 	}
-	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
-		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
+	probe, err := floorProbe(ifi.HardwareAddr)
 	if err != nil {
 		return err
 	}
@@ -187,8 +186,7 @@ func pcapFloor(ifname string) error {
 		return err
 	}
 	defer h.Close()
-	probe, err := packet.Build(packet.Probe{SrcMAC: ifi.HardwareAddr, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
-		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
+	probe, err := floorProbe(ifi.HardwareAddr)
 	if err != nil {
 		return err
 	}
@@ -206,6 +204,13 @@ func pcapFloor(ifname string) error {
 			return err
 		}
 	}
+}
+
+// floorProbe is the floors' prebuilt answer to every RARP: an ARP request
+// from src; its destination MAC is set to each announced MAC in turn.
+func floorProbe(src net.HardwareAddr) ([]byte, error) {
+	return packet.Build(packet.Probe{SrcMAC: src, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
+		SrcIP: netipMust("192.0.2.1"), Target: netipMust("192.0.2.250")})
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
