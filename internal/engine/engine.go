@@ -277,7 +277,21 @@ type cycle struct {
 	ended       time.Time
 	report      Report
 	finished    bool
+	// inline holds what a cycle of up to inlineProbes bindings needs, in
+	// the cycle's own allocation (see rarp). d.Probes of the cycle's
+	// Decision may point into addrs, which is written only then.
+	inline struct {
+		slab   [inlineProbes]probe
+		probes [inlineProbes]*probe
+		addrs  [inlineProbes]netip.Addr
+		frames [inlineProbes * packet.MaxProbeLen]byte
+	}
 }
+
+// inlineProbes is how many bindings a cycle holds without allocations of
+// their own: a VM with an IPv4 address, a global IPv6 and a link-local one
+// has three.
+const inlineProbes = 4
 
 // wait is how long the given attempt (1: the first probe) waits for its
 // answer before the next, or before the binding is given up.
@@ -442,7 +456,8 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 		dev int
 	}
 	svi := e.res.Lookup(port.SVI.Index, f.MAC)
-	bindings := make([]found, 0, len(svi))
+	var onStack [inlineProbes]found
+	bindings := onStack[:0]
 	for _, b := range svi {
 		bindings = append(bindings, found{b, port.SVI.Index})
 	}
@@ -457,13 +472,23 @@ func (e *Engine) rarp(now, seen time.Time, f packet.Frame, port link.Port, d Dec
 	}
 	c := &cycle{key: k, mac: f.MAC, port: port, start: seen}
 	c.report = Report{MAC: f.MAC, Port: port.Link.Name, SVI: port.SVI.Name, Start: seen}
-	// One allocation each for the cycle's probes, their frames and the two
-	// lists of them, however many bindings: this is the path from a RARP to
-	// its first probe.
-	c.probes = make([]*probe, 0, len(bindings))
-	d.Probes = make([]netip.Addr, 0, len(bindings))
-	slab := make([]probe, 0, len(bindings))
-	frames := make([]byte, 0, len(bindings)*packet.MaxProbeLen)
+	// This is the path from a RARP to its first probe, which runs after
+	// the daemon idled, with cold caches: every allocation counts. A cycle
+	// of up to inlineProbes bindings keeps its probes, their frames and the
+	// two lists of them in its own allocation; a larger one takes one
+	// allocation for each; each has room for every binding, so no append
+	// below allocates again.
+	var slab []probe
+	var frames []byte
+	if n := len(bindings); n <= inlineProbes {
+		in := &c.inline
+		c.probes, d.Probes, slab, frames = in.probes[:0:n], in.addrs[:0:n], in.slab[:0:n], in.frames[:0:n*packet.MaxProbeLen]
+	} else {
+		c.probes = make([]*probe, 0, n)
+		d.Probes = make([]netip.Addr, 0, n)
+		slab = make([]probe, 0, n)
+		frames = make([]byte, 0, n*packet.MaxProbeLen)
+	}
 	for _, b := range bindings {
 		if slices.ContainsFunc(c.probes, func(p *probe) bool { return p.ip == b.IP }) {
 			continue // on both the SVI and its anycast device

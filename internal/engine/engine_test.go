@@ -250,6 +250,90 @@ func TestMigrationVerifiedAndProgrammed(t *testing.T) {
 	}
 }
 
+// TestCycleSizes: a VM with any number of addresses, on both sides of
+// inlineProbes (a cycle's own storage for its probes), gets one probe per
+// address, again on retry, and each answered one programmed: the probes
+// of a cycle are not overwritten by one another, nor by another cycle's.
+func TestCycleSizes(t *testing.T) {
+	for _, n := range []int{1, inlineProbes - 1, inlineProbes, inlineProbes + 1, 3 * inlineProbes} {
+		t.Run(fmt.Sprint(n, " addresses"), func(t *testing.T) {
+			f := newFixture(t, Config{ProbeTimeout: 10 * time.Millisecond, Retries: 1, Window: time.Second})
+			mac := net.HardwareAddr{2, 0, 0x5e, 0x10, 1, byte(n)}
+			var want, wantProgrammed []string
+			for i := range n {
+				ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)})
+				if i%2 == 1 {
+					ip = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x10, 15: byte(100 + i)})
+				}
+				f.mirror.bind(idxBridge, mac, Binding{IP: ip, Present: true, Remote: true})
+				from := "192.0.2.1"
+				if ip.Is6() {
+					from = "2001:db8:10::1"
+				}
+				want = append(want, ip.String()+" from "+from)
+			}
+			slices.Sort(want)
+			// Another VM's cycle starts in between, as on a busy port.
+			if d := f.e.Process(t0, rarp(t, mac, idxPort, t0)); d.Verdict != VerdictProbe || len(d.Probes) != n {
+				t.Fatalf("RARP: verdict %s (%s), %d probes; want probe, %d", d.Verdict, d.Reason, len(d.Probes), n)
+			}
+			if d := f.e.Process(t0, rarp(t, vmMAC, idxPort, t0)); d.Verdict != VerdictProbe {
+				t.Fatalf("other VM's RARP: verdict %s (%s), want probe", d.Verdict, d.Reason)
+			}
+			first := f.send.frames[:n]
+			got := targets(t, first)
+			slices.Sort(got)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("first probes (-want +got):\n%s", diff)
+			}
+			// Every other address answers the first probe; the rest answer
+			// the retry, which must be the same probe again.
+			for i, s := range first {
+				if i%2 == 0 {
+					if d := f.e.Process(t0.Add(time.Millisecond), replyTo(t, s.frame, mac, t0.Add(time.Millisecond))); d.Verdict != VerdictVerified {
+						t.Fatalf("answer to probe %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
+					}
+					target, _ := probeTarget(t, s.frame)
+					wantProgrammed = append(wantProgrammed, target.String())
+				}
+			}
+			before := len(f.send.frames)
+			f.e.Advance(t0.Add(10 * time.Millisecond))
+			var retries []sent
+			for _, s := range f.send.frames[before:] {
+				if dst := net.HardwareAddr(s.frame[:6]); dst.String() == mac.String() {
+					retries = append(retries, s)
+				}
+			}
+			if len(retries) != n/2 {
+				t.Fatalf("%d retries, want %d (the unanswered)", len(retries), n/2)
+			}
+			for i, s := range retries {
+				if !slices.ContainsFunc(first, func(o sent) bool { return string(o.frame) == string(s.frame) }) {
+					t.Errorf("retry %d is no first probe again: % x", i, s.frame)
+				}
+				if d := f.e.Process(t0.Add(11*time.Millisecond), replyTo(t, s.frame, mac, t0.Add(11*time.Millisecond))); d.Verdict != VerdictVerified {
+					t.Fatalf("answer to retry %d: verdict %s (%s), want verified", i, d.Verdict, d.Reason)
+				}
+				target, _ := probeTarget(t, s.frame)
+				wantProgrammed = append(wantProgrammed, target.String())
+			}
+			f.e.Advance(t0.Add(10 * time.Second))
+			var gotProgrammed []string
+			for _, p := range f.prog.got {
+				if p.mac == mac.String() {
+					gotProgrammed = append(gotProgrammed, p.ip.String())
+				}
+			}
+			slices.Sort(wantProgrammed)
+			slices.Sort(gotProgrammed)
+			if diff := cmp.Diff(wantProgrammed, gotProgrammed); diff != "" || len(gotProgrammed) != n {
+				t.Errorf("programmed %d of %d (-want +got):\n%s", len(gotProgrammed), n, diff)
+			}
+		})
+	}
+}
+
 // TestStages: a programmed binding's report splits its time from the RARP
 // into the daemon's decision (and the waits of probes the VM did not
 // answer), the VM's answer, the daemon's queue and the programming.
@@ -778,7 +862,35 @@ func (s *discardSender) Send(int, []byte) error { s.n++; return nil }
 // JSON logger of `listen`, no rate limit. Between batches of 1024 RARPs,
 // outside the timing, the clock moves on so that every cycle ends and the
 // next batch starts new ones.
-func BenchmarkProcessRARP(b *testing.B) {
+func BenchmarkProcessRARP(b *testing.B) { benchProcessRARP(b, nil) }
+
+// BenchmarkProcessRARPCold is BenchmarkProcessRARP after the daemon idled:
+// before each RARP, outside the timing, another working set goes through
+// the caches (a 16 MiB sweep, four times L2 here) or the TLBs (one byte
+// of every page of 256 MiB), as other work does in the milliseconds
+// between two migrations. A hot loop hides what each allocation, map and
+// page touched costs then; the live RARP → probe path pays it (in
+// latency.sh, the daemon minus the libpcap floor is 5 - 10 times the hot
+// figure).
+func BenchmarkProcessRARPCold(b *testing.B) {
+	for _, c := range []struct {
+		name         string
+		size, stride int
+	}{{"caches", 16 << 20, 64}, {"tlb", 256 << 20, 4096}} {
+		other := make([]byte, c.size)
+		b.Run(c.name, func(b *testing.B) {
+			benchProcessRARP(b, func() {
+				for i := 0; i < len(other); i += c.stride {
+					other[i]++
+				}
+			})
+		})
+	}
+}
+
+// benchProcessRARP runs a RARP through Process per iteration, calling
+// between (outside the timing) when it is not nil.
+func benchProcessRARP(b *testing.B, between func()) {
 	links := link.NewTable()
 	links.Replace([]link.Link{
 		{Index: idxBridge, Name: "br10", Kind: "bridge", MAC: sviMAC, Up: true, Addrs: []netip.Prefix{
@@ -805,13 +917,20 @@ func BenchmarkProcessRARP(b *testing.B) {
 	cfg := Config{ProbeTimeout: 50 * time.Millisecond, Retries: 0, Window: 100 * time.Millisecond}
 	e := New(cfg, links, res, send, &fakeProgrammer{}, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	now := t0
-	b.ReportAllocs()
+	if between == nil {
+		b.ReportAllocs() // not in between: each StopTimer would read them, stopping the world
+	}
 	i := 0
 	for b.Loop() {
 		if i > 0 && i%vms == 0 {
 			b.StopTimer()
 			now = now.Add(time.Second)
 			e.Advance(now)
+			b.StartTimer()
+		}
+		if between != nil {
+			b.StopTimer()
+			between()
 			b.StartTimer()
 		}
 		if d := e.Process(now, pkts[i%vms]); d.Verdict != VerdictProbe || len(d.Probes) != 3 {

@@ -501,10 +501,15 @@ func Source(p Port, target netip.Addr) (netip.Addr, net.HardwareAddr) {
 	if o := p.Source.IPv6; !target.Is4() && o.IsValid() {
 		return o, overrideMAC(p.Source.MAC, mac)
 	}
-	devs := append(slices.Clone(p.Anycast), p.SVI)
+	// The anycast devices first, then the SVI (no copy of the list: this
+	// runs once per binding on the way to its first probe).
 	var linkLocal netip.Addr
 	var llMAC net.HardwareAddr
-	for _, d := range devs {
+	for i := 0; i <= len(p.Anycast); i++ {
+		d := &p.SVI
+		if i < len(p.Anycast) {
+			d = &p.Anycast[i]
+		}
 		for _, pf := range d.Addrs {
 			a := pf.Addr()
 			if a.Is4() != target.Is4() {
