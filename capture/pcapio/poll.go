@@ -42,6 +42,20 @@ type poller struct {
 	closed bool
 	hdr    *C.struct_pcap_pkthdr
 	pkt    *C.u_char
+
+	// The callbacks the poller runs, made once, and what they return: a
+	// closure made per call would cost four allocations per frame read and
+	// two per probe written, the latter before the sendto, after the
+	// daemon idled (docs/PERFORMANCE.md, BenchmarkProcessRARPCold).
+	rmu     sync.Mutex // one read at a time: data, ci, rerr
+	readFn  func(uintptr) bool
+	data    []byte
+	ci      gopacket.CaptureInfo
+	rerr    error
+	wmu     sync.Mutex // one write at a time: wframe, werr
+	wframe  []byte
+	writeFn func(uintptr) bool
+	werr    error
 }
 
 // newPoller puts h in non-blocking mode and registers its packet socket
@@ -74,44 +88,25 @@ func newPoller(h *pcapT, timeout time.Duration) (*poller, error) {
 		f.Close()
 		return nil, fmt.Errorf("packet socket not pollable: %w", err)
 	}
-	return &poller{h: h, f: f, rc: rc, timeout: timeout}, nil
+	r := &poller{h: h, f: f, rc: rc, timeout: timeout}
+	r.readFn, r.writeFn = r.tryRead, r.tryWrite
+	return r, nil
 }
 
 // read returns the next frame, capture.ErrTimeout when none arrived within
 // the timeout, io.EOF once closed.
 func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
-	var ci gopacket.CaptureInfo
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
 	if r.timeout > 0 {
 		if err := r.f.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
-			return nil, ci, io.EOF
+			return nil, gopacket.CaptureInfo{}, io.EOF
 		}
 	}
-	var data []byte
-	var rerr error
-	err := r.rc.Read(func(uintptr) bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.closed {
-			rerr = io.EOF
-			return true
-		}
-		switch C.pcap_next_ex(r.h.p, &r.hdr, &r.pkt) {
-		case 1:
-			n := int(r.hdr.caplen)
-			data = C.GoBytes(unsafe.Pointer(r.pkt), C.int(n))
-			ns := int64(r.hdr.ts.tv_usec)
-			if !r.h.nsec {
-				ns *= 1000
-			}
-			ci = gopacket.CaptureInfo{Timestamp: time.Unix(int64(r.hdr.ts.tv_sec), ns), CaptureLength: n, Length: int(r.hdr.len)}
-			return true
-		case 0: // nothing in the ring: wait for the socket
-			return false
-		default:
-			rerr = r.h.err()
-			return true
-		}
-	})
+	r.data, r.ci, r.rerr = nil, gopacket.CaptureInfo{}, nil
+	err := r.rc.Read(r.readFn)
+	data, ci, rerr := r.data, r.ci, r.rerr
+	r.data = nil
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, ci, capture.ErrTimeout
@@ -121,16 +116,41 @@ func (r *poller) read() ([]byte, gopacket.CaptureInfo, error) {
 	return data, ci, rerr
 }
 
-// write sends frame out of the handle's interface: a write on the packet
-// socket, which is all pcap_sendpacket does on Linux, without a cgo call;
-// it waits in the poller while the socket's send buffer is full (the
-// descriptor is non-blocking).
+// tryRead takes one frame out of libpcap's ring into r.data, r.ci, or an
+// error into r.rerr, and reports whether it is done: false when the ring
+// is empty, and the poller is to wait for the socket.
+func (r *poller) tryRead(uintptr) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.rerr = io.EOF
+		return true
+	}
+	switch C.pcap_next_ex(r.h.p, &r.hdr, &r.pkt) {
+	case 1:
+		n := int(r.hdr.caplen)
+		r.data = C.GoBytes(unsafe.Pointer(r.pkt), C.int(n))
+		ns := int64(r.hdr.ts.tv_usec)
+		if !r.h.nsec {
+			ns *= 1000
+		}
+		r.ci = gopacket.CaptureInfo{Timestamp: time.Unix(int64(r.hdr.ts.tv_sec), ns), CaptureLength: n, Length: int(r.hdr.len)}
+		return true
+	case 0: // nothing in the ring: wait for the socket
+		return false
+	default:
+		r.rerr = r.h.err()
+		return true
+	}
+}
+
 func (r *poller) write(frame []byte) error {
-	var werr error
-	err := r.rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Write(int(fd), frame)
-		return !errors.Is(werr, unix.EAGAIN)
-	})
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.wframe, r.werr = frame, nil
+	err := r.rc.Write(r.writeFn)
+	werr := r.werr
+	r.wframe = nil
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -140,7 +160,13 @@ func (r *poller) write(frame []byte) error {
 	return nil
 }
 
-// stats reads the kernel's counters, serialised with reads.
+// tryWrite writes r.wframe, the error into r.werr, and reports whether it
+// is done: false when the socket's buffer is full (the poller waits).
+func (r *poller) tryWrite(fd uintptr) bool {
+	_, r.werr = unix.Write(int(fd), r.wframe)
+	return r.werr != unix.EAGAIN
+}
+
 func (r *poller) stats() (received, dropped int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
