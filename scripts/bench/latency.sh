@@ -11,6 +11,9 @@
 #                (scripts/bench/latency pcapfloor: a capture/pcapio port
 #                handle, read through Go's poller, the probe written through
 #                it): what the capture path adds, without the daemon's decision
+#   socket floor the same through Go's poller on a plain packet socket, no
+#                libpcap (scripts/bench/latency pollfloor): the capture path
+#                without libpcap's ring and cgo read
 # Each responder has its own veth, a bridge port (the daemon's in its switch
 # namespace, the floors' in another with its own bridge); RARPs for
 # distinct MACs are sent from the VM side, SPACING apart, and tcpdump
@@ -27,9 +30,9 @@ bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-100000} k=${3:-200} runs=${4:-5} 
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=$PATH:/usr/local/go/bin
 id=$$-$RANDOM sw=rr-lat-sw-$id fs=rr-lat-fs-$id tmp=$(mktemp -d)
-sides=(d c g p)                                         # daemon, C, Go and libpcap floors
-declare -A vm=([d]=rr-lat-vd-$id [c]=rr-lat-vc-$id [g]=rr-lat-vg-$id [p]=rr-lat-vp-$id)
-declare -A name=([d]=rarp-replay [c]="C floor" [g]="Go floor" [p]="libpcap floor")
+sides=(d c g p s)                                       # daemon, C, Go, libpcap and socket floors
+declare -A vm=([d]=rr-lat-vd-$id [c]=rr-lat-vc-$id [g]=rr-lat-vg-$id [p]=rr-lat-vp-$id [s]=rr-lat-vs-$id)
+declare -A name=([d]=rarp-replay [c]="C floor" [g]="Go floor" [p]="libpcap floor" [s]="socket floor")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -50,7 +53,7 @@ ip -n "$sw" link add br0 address 02:00:5e:10:00:01 type bridge
 ip -n "$sw" link set br0 up
 ip -n "$sw" addr add 192.0.2.1/24 dev br0
 ip -n "$sw" addr add 198.18.0.1/15 dev br0
-declare -A home=([d]=$sw [c]=$fs [g]=$fs [p]=$fs)
+declare -A home=([d]=$sw [c]=$fs [g]=$fs [p]=$fs [s]=$fs)
 for s in "${sides[@]}"; do
   ip -n "${home[$s]}" link add "p$s" type veth peer name eth0 netns "${vm[$s]}"
   ip -n "${vm[$s]}" link set eth0 up
@@ -65,6 +68,7 @@ ip -n "$fs" link set br0 up
 ip -n "$fs" link set pc master br0
 ip -n "$fs" link set pg master br0
 ip -n "$fs" link set pp master br0
+ip -n "$fs" link set ps master br0
 base=02aa00000000
 awk -v n="$n" -v k="$k" 'BEGIN {
   for (i = 0; i < n; i++)
@@ -82,9 +86,11 @@ ip netns exec "$fs" "$tmp/latency" floor pg >"$tmp/g.out" 2>&1 &
 pids+=($!)
 ip netns exec "$fs" "$tmp/latency" pcapfloor pp >"$tmp/p.out" 2>&1 &
 pids+=($!)
+ip netns exec "$fs" "$tmp/latency" pollfloor ps >"$tmp/s.out" 2>&1 &
+pids+=($!)
 for _ in $(seq 3000); do
-  grep -q '"msg":"listening"' "$tmp/daemon.log" && grep -q ready "$tmp/c.out" && grep -q ready "$tmp/g.out" && grep -q ready "$tmp/p.out" && break
-  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { cat "$tmp/daemon.log" "$tmp/c.out" "$tmp/g.out" "$tmp/p.out" >&2; echo "latency: a responder exited" >&2; exit 1; }; done
+  grep -q '"msg":"listening"' "$tmp/daemon.log" && grep -q ready "$tmp/c.out" && grep -q ready "$tmp/g.out" && grep -q ready "$tmp/p.out" && grep -q ready "$tmp/s.out" && break
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { cat "$tmp/daemon.log" "$tmp/c.out" "$tmp/g.out" "$tmp/p.out" "$tmp/s.out" >&2; echo "latency: a responder exited" >&2; exit 1; }; done
   sleep 0.01
 done
 bindings=$(grep -o '"bindings":[0-9]*' "$tmp/daemon.log" | head -1 | cut -d: -f2)
@@ -93,8 +99,8 @@ mkdir "$tmp/raw"
 broken=0
 for r in $(seq "$runs"); do
   for sp in $spacings; do
-    for j in 0 1 2 3; do
-      s=${sides[$(( (r + j) % 4 ))]}
+    for j in "${!sides[@]}"; do
+      s=${sides[$(( (r + j) % ${#sides[@]} ))]}
       ns=${vm[$s]}
       ip netns exec "$ns" tcpdump --immediate-mode -i eth0 -U -n -w "$tmp/$s.pcap" 'rarp or arp or icmp6' 2>"$tmp/$s.err" &
       dump=$!

@@ -79,7 +79,7 @@ resolver() {
     awk '/^Benchmark/ { v = $3; u = $4; if (u == "ns/op") { if (v >= 1e6) s = sprintf("%.2f ms", v / 1e6); else if (v >= 1e3) s = sprintf("%.2f µs", v / 1e3); else s = v " ns" } print "| " $1 " | " s " |" }' "$out/resolver.txt"
   } >"$BENCH_TABLE"
 }
-bench latency "RARP → first probe on the wire, 100k bindings, against the C, Go and libpcap floors" scripts/bench/latency.sh "$bin" 100000 200 5
+bench latency "RARP → first probe on the wire, 100k bindings, against the C, Go, libpcap and socket floors" scripts/bench/latency.sh "$bin" 100000 200 5
 SHOWN="go test -run '^\$' -bench BenchmarkResolver -benchtime 300x ./neigh" bench resolver "Resolver cost per lookup: netlink mirror vs /proc/net/arp per RARP" resolver
 bench mirror "Mirror at scale: 100k bindings, then 10k changes/s" scripts/bench/mirror-scale.sh "$bin" 100000 10000 3
 bench mass "Mass migration: 2,000 VMs × 5 RARP rounds within 1 s on one port" scripts/bench/mass.sh "$bin" 2000 3

@@ -6,6 +6,7 @@
 //	latency send IFACE COUNT INTERVAL BASE   send COUNT RARPs for MACs BASE+i
 //	latency floor IFACE                       the floor: answer each RARP with a fixed ARP request, no lookup
 //	latency pcapfloor IFACE                   the same through the daemon's own capture code (capture/pcapio)
+//	latency pollfloor IFACE                   the same through Go's poller on a plain packet socket (no libpcap)
 //	latency analyze FILE.pcap [RAW]           per-MAC latency from RARP out to first probe in, p50/p99;
 //	                                          each latency in ns appended to RAW
 //	latency summary DIR SPACINGS BINDINGS     the Markdown table of latency.sh from DIR/SPACING.SIDE.ROUND
@@ -81,6 +82,8 @@ func run(args []string) error {
 		return nil
 	case "floor":
 		return floor(args[1])
+	case "pollfloor":
+		return pollFloor(args[1])
 	case "pcapfloor":
 		return pcapFloor(args[1])
 	case "mass":
@@ -131,20 +134,11 @@ func run(args []string) error {
 // EtherType with a kernel filter for RARP: on a bridge port, a socket bound
 // to RARP alone would never see one (the bridge takes it first).
 func floor(ifname string) error {
-	ifi, fd, err := rawSocket(ifname, unix.ETH_P_ALL)
+	ifi, fd, err := rarpSocket(ifname)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	code := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(packet.EtherTypeRARP)},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
-	}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(code)), Filter: &code[0]}); err != nil {
-		return fmt.Errorf("filter: %w", err)
-	}
 	probe, err := floorProbe(ifi.HardwareAddr)
 	if err != nil {
 		return err
@@ -206,6 +200,69 @@ func pcapFloor(ifname string) error {
 	}
 }
 
+// pollFloor answers every RARP on ifname as floor does, through Go's
+// network poller as the daemon's capture handles are read: the packet
+// socket (floor's, with its RARP filter) non-blocking and registered with
+// the poller, each frame taken with one recvfrom, the probe written with
+// one sendto. Against pcapFloor it is the daemon's capture path without
+// libpcap (its ring and the cgo call to pcap_next_ex): what a departure
+// from libpcap for the ports' reads could gain.
+func pollFloor(ifname string) error {
+	ifi, fd, err := rarpSocket(ifname)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	f := os.NewFile(uintptr(fd), ifname)
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	probe, err := floorProbe(ifi.HardwareAddr)
+	if err != nil {
+		return err
+	}
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+	buf := make([]byte, 2048)
+	var n int
+	var from unix.Sockaddr
+	var rerr, werr error
+	recv := func(fd uintptr) bool {
+		n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	}
+	send := func(fd uintptr) bool {
+		werr = unix.Sendto(int(fd), probe, 0, to)
+		return werr != unix.EAGAIN
+	}
+	fmt.Println("ready")
+	for {
+		if err := rc.Read(recv); err != nil {
+			return err
+		}
+		if rerr != nil {
+			return rerr
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if n < 42 {
+			continue
+		}
+		copy(probe[0:6], buf[22:28]) // to the announced MAC
+		if err := rc.Write(send); err != nil {
+			return err
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+}
+
 // floorProbe is the floors' prebuilt answer to every RARP: an ARP request
 // from src; its destination MAC is set to each announced MAC in turn.
 func floorProbe(src net.HardwareAddr) ([]byte, error) {
@@ -214,6 +271,26 @@ func floorProbe(src net.HardwareAddr) ([]byte, error) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// rarpSocket opens a packet socket on ifname for every EtherType, with a
+// kernel filter that passes RARPs only: the floors' socket.
+func rarpSocket(ifname string) (*net.Interface, int, error) {
+	ifi, fd, err := rawSocket(ifname, unix.ETH_P_ALL)
+	if err != nil {
+		return nil, -1, err
+	}
+	code := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(packet.EtherTypeRARP)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(code)), Filter: &code[0]}); err != nil {
+		unix.Close(fd)
+		return nil, -1, fmt.Errorf("filter: %w", err)
+	}
+	return ifi, fd, nil
+}
 
 // rawSocket opens an AF_PACKET socket for EtherType proto bound to ifname.
 func rawSocket(ifname string, proto uint16) (*net.Interface, int, error) {
@@ -327,7 +404,7 @@ func readBlock(path string) (block, error) {
 // answered, p50 over all rounds pooled and per round, p99 pooled, and the
 // ratio to the C floor's pooled p50 (and the range of the per-round ratios).
 func summary(dir string, spacings []string, bindings string) error {
-	sides := []struct{ key, name string }{{"d", "rarp-replay"}, {"c", "C floor"}, {"g", "Go floor"}, {"p", "libpcap floor"}}
+	sides := []struct{ key, name string }{{"d", "rarp-replay"}, {"c", "C floor"}, {"g", "Go floor"}, {"p", "libpcap floor"}, {"s", "socket floor"}}
 	fmt.Printf("RARP → first probe on the wire, %s bindings mirrored; p50 and p99 pool every round, \"per round\" lists each round's p50, ratios are to the C floor's p50 (pooled, and the range over the rounds).\n\n", bindings)
 	fmt.Println("| RARPs every | responder | answered | p50 µs | p99 µs | p50 per round µs | p50 / C floor | per round |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
