@@ -151,10 +151,7 @@ func floor(ifname string) error {
 		if err != nil {
 			return err
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		if n < 42 {
+		if !answerable(n, from) {
 			continue
 		}
 		copy(probe[0:6], buf[22:28]) // to the announced MAC
@@ -247,10 +244,7 @@ func pollFloor(ifname string) error {
 		if rerr != nil {
 			return rerr
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		if n < 42 {
+		if !answerable(n, from) {
 			continue
 		}
 		copy(probe[0:6], buf[22:28]) // to the announced MAC
@@ -261,6 +255,16 @@ func pollFloor(ifname string) error {
 			return werr
 		}
 	}
+}
+
+// answerable reports whether the socket floors answer a frame of n bytes
+// read from from: one that came in (not one of their own probes going
+// out) and is long enough to hold a RARP.
+func answerable(n int, from unix.Sockaddr) bool {
+	if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+		return false
+	}
+	return n >= 42
 }
 
 // floorProbe is the floors' prebuilt answer to every RARP: an ARP request
