@@ -22,7 +22,8 @@ import (
 // (or after the engine gave them up), forged answers (from the
 // neighbour's port, with another Ethernet source, for the neighbour's own
 // MAC, addressed to someone else than the prober, for an address nobody
-// asked about) and time passing. A reference model keeps what must hold:
+// asked about) and time passing, each frame as a port's handle or as the
+// any-device handle hands it over. A reference model keeps what must hold:
 // a binding is programmed when, and only when, its VM answered a probe of
 // the current migration in time, and nothing the neighbour sends is ever
 // believed. (The neighbour does not send from the VMs' own ports with
@@ -108,8 +109,16 @@ func TestHostileNeighbourRandom(t *testing.T) {
 		waiting := !v.start.IsZero() && v.open[ip]
 		expired := !v.start.IsZero() && now.Sub(v.start) >= giveUp
 		in := func(kind string, ifindex int, data []byte) Decision {
+			// A third of the frames come as the any-device handle hands
+			// them over (a port whose own handle is not open yet): SLL2,
+			// the Ethernet source in the cooked header, no destination.
+			p := Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: ifindex, Time: now}
+			if r.IntN(3) == 0 {
+				p.Data, p.LinkType = cooked(data, ifindex), layers.LinkTypeLinuxSLL2
+				kind += " (any device)"
+			}
 			steps = append(steps, fmt.Sprintf("%v %s %s %s on %d", now.Sub(t0), kind, v.mac, ip, ifindex))
-			return e.Process(now, Packet{Data: data, LinkType: layers.LinkTypeEthernet, IfIndex: ifindex, Time: now})
+			return e.Process(now, p)
 		}
 		forged := func(kind string, ifindex int, data []byte) {
 			if d := in("forged: "+kind, ifindex, data); d.Verdict == VerdictVerified {
