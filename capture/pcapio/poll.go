@@ -144,6 +144,10 @@ func (r *poller) tryRead(uintptr) bool {
 	}
 }
 
+// write sends frame out of the handle's interface: a write on the packet
+// socket, which is all pcap_sendpacket does on Linux, without a cgo call;
+// it waits in the poller while the socket's send buffer is full (the
+// descriptor is non-blocking).
 func (r *poller) write(frame []byte) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
@@ -167,6 +171,7 @@ func (r *poller) tryWrite(fd uintptr) bool {
 	return r.werr != unix.EAGAIN
 }
 
+// stats reads the kernel's counters, serialised with reads.
 func (r *poller) stats() (received, dropped int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
