@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end test of rarp-replay in the two-leaf FRR EVPN lab (lab.sh).
 #
-#   sudo scripts/lab/e2e.sh [-n RUNS] [without|with]... [rarp-first|port-first]...
+#   sudo scripts/lab/e2e.sh [-n RUNS] [without|with]... [rarp-first|port-first]... [frr-restart|no-frr-restart]
 #
-# Default: both modes x both orders, each on a fresh lab, once. Per scenario:
+# Default: both modes x both orders, each on a fresh lab, once, then "with
+# rarp-first" again with leaf2's FRR restarted before the migration (3b;
+# frr-restart alone runs only that one, no-frr-restart leaves it out). Per
+# scenario:
 #   1. lab up; leaf1 also holds 192.0.2.99 bound to the VM's MAC (local,
 #      reachable), which the VM does not own: leaf1 advertises MAC+IP for it
 #      and leaf2 installs it as a remote noarp extern_learn binding.
@@ -24,6 +27,15 @@
 #      leaves.
 #   4. The VM migrates to leaf2 (ORDER) announced by ONE RARP
 #      (send-rarp --count 1).
+#   3b. frr-restart (a fifth scenario, "with" and rarp-first): with the
+#      daemons listening, leaf2's zebra and bgpd are restarted as "systemctl
+#      restart frr" does (SIGTERM: zebra removes the remote EVPN bindings it
+#      installed; then started again), and the migration waits until the
+#      session is up and the VM's addresses are remote bindings on leaf2
+#      again: the daemon has followed the whole netlink stream of a routing
+#      suite going away and coming back (every neighbor and FDB entry zebra
+#      deletes and installs, the bridge port flags it sets) and must restore
+#      the VM as in the plain "with" scenario, every check below included.
 #   5. Leaf1's neighbor entries for the VM's MAC on br10 are deleted (as ageing
 #      would remove leftover local ones; zebra restores its remote ones) and
 #      the client pings the VM's three addresses.
@@ -91,12 +103,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${E2E_METRICS_ADDR:=127.0.0.1:9465}" # daemons' --metrics-addr (in each leaf)
 [[ ${E2E_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
 
-runs=1 modes=() orders=()
+runs=1 modes=() orders=() restart=default
 while (($#)); do
   case $1 in
     -n) runs=$2; shift 2 ;;
     without | with) modes+=("$1"); shift ;;
     rarp-first | port-first) orders+=("$1"); shift ;;
+    frr-restart) restart=only; shift ;;
+    no-frr-restart) restart=no; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -261,12 +275,14 @@ e2e_metrics() {
 # run_scenario MODE ORDER: prints the scenario's report, appends a row to
 # rows[], returns non-zero if a check failed.
 run_scenario() {
-  local mode=$1 order=$2 t_rarp arrive off now deadline handled="" h2 l1h
+  local mode=$1 order=$2 restart=${3:-} t_rarp arrive off now deadline handled="" h2 l1h
+  local label=$mode # the summary's mode column
+  [[ -n $restart ]] && label=$mode+frr
   local leftover reach4=1 reach6=1 a r daemon_ms=- flush_t c
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
-    lab_down; rows+=("$mode $order - - - - - - FAIL"); return 1
+    lab_down; rows+=("$label $order - - - - - - FAIL"); return 1
   fi
   lab_neighmon_start 1
   lab_neighmon_start 2
@@ -286,6 +302,17 @@ run_scenario() {
       e2e_bridge_events
       check $ev_ok "AF_BRIDGE link messages for every VXLAN device on both leaves while the daemons listened (\"bridge -d monitor link\" count per port: $ev_text)"
       check $ev_restored "bridge ports on both leaves as lab.sh made them after the changes${ev_diff:+: $ev_diff}"
+    fi
+    if [[ $restart == frr-restart ]]; then
+      local took gone2 back2
+      if took=$(lab_frr_restart 2); then
+        gone2=$(lab_neighmon_lines 2 "$LAB_VM_IP4" | grep -c 'Deleted ')
+        back2=$(lab_neighmon_lines 2 "$LAB_VM_IP4" | grep -c 'extern_learn')
+        check 0 "leaf2's zebra and bgpd restarted while the daemons listened: session up, VNIs known, the VM's addresses remote bindings again after $took ms ($LAB_VM_IP4 on leaf2: $gone2 deletion(s), $back2 remote install(s) in ip monitor neigh)"
+      else
+        check 1 "leaf2's zebra and bgpd restarted and back"
+      fi
+      lab_daemons_alive || check 1 "both daemons still run after leaf2's FRR restart"
     fi
     e2e_tunnel_rarps_start || check 1 "tcpdump on leaf1's vx$LAB_VNI_VM started"
   fi
@@ -357,7 +384,7 @@ run_scenario() {
       check 1 "bug reproduced: leaf1 ends with the MAC-only route via $LAB_VTEP2 and no MAC+IP route for >= $E2E_BUG_STABLE_MS ms (bug state since: $(ms "${mig[3]}"), last poll at ${mig[4]})"
     fi
     note "leaf1's neighbors for the VM's MAC deleted: ${leftover:-none}; client -> VM afterwards: IPv4 $( ((reach4)) && echo reachable || echo unreachable), IPv6 $( ((reach6)) && echo reachable || echo unreachable)"
-    rows+=("$mode $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") -")
+    rows+=("$label $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") -")
   else
     c=1; ((mig[1] >= 0 && mig[1] <= E2E_DEADLINE_MS)) && c=0
     check $c "MAC+IP routes via $LAB_VTEP2 for $LAB_VM_IP4 $LAB_VM_IP4B $LAB_VM_IP6 on leaf1 within $E2E_DEADLINE_MS ms of the RARP: $(ms "${mig[1]}") ms"
@@ -426,7 +453,7 @@ run_scenario() {
 
     c=1; lab_daemons_alive && c=0
     check $c "both daemons still running"
-    rows+=("$mode $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") $daemon_ms")
+    rows+=("$label $order $(ms "$off") $(ms "${mig[0]}") $(diffms "${mig[0]}" "$off") $(ms "${mig[1]}") $(diffms "${mig[1]}" "$off") $daemon_ms")
   fi
 
   # The old leaf never binds the migrated VM's addresses locally once the
@@ -474,15 +501,23 @@ run_scenario() {
   return $sc_fail
 }
 
-rows=() pass=0 fail=0 t_start=$(lab_now_ms) k=0
-total=$((runs * ${#modes[@]} * ${#orders[@]}))
-for ((i = 1; i <= runs; i++)); do
+# The scenarios: MODE ORDER [frr-restart].
+scenarios=()
+if [[ $restart != only ]]; then
   for mode in "${modes[@]}"; do
-    for order in "${orders[@]}"; do
-      ((k++))
-      echo "=== [$k/$total] $mode rarp-replay, $order"
-      if run_scenario "$mode" "$order"; then ((pass++)); else ((fail++)); fi
-    done
+    for order in "${orders[@]}"; do scenarios+=("$mode $order"); done
+  done
+fi
+[[ $restart != no && " ${modes[*]} " == *" with "* && " ${orders[*]} " == *" rarp-first "* ]] &&
+  scenarios+=("with rarp-first frr-restart")
+rows=() pass=0 fail=0 t_start=$(lab_now_ms) k=0
+total=$((runs * ${#scenarios[@]}))
+for ((i = 1; i <= runs; i++)); do
+  for sc in "${scenarios[@]}"; do
+    read -r mode order cond <<<"$sc"
+    ((k++))
+    echo "=== [$k/$total] $mode rarp-replay, $order${cond:+, FRR restarted on leaf2 first}"
+    if run_scenario "$mode" "$order" "$cond"; then ((pass++)); else ((fail++)); fi
   done
 done
 

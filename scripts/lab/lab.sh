@@ -254,6 +254,26 @@ _lab_frr_start() {
   _lab_wait_file "$d/run/bgpd.vty" 10 || { lab_err "no bgpd vty on leaf$n"; return 1; }
 }
 
+# Restart leaf N's zebra and bgpd as "systemctl restart frr" would: SIGTERM
+# (zebra removes what it installed, the remote EVPN bindings among it),
+# then start them again, and wait until the EVPN session is up, both VNIs
+# are known and the VM's addresses are remote bindings on the leaf again.
+# Prints the milliseconds that took.
+lab_frr_restart() { # N
+  local n=$1 d t0
+  d=$LAB_DIR/leaf$n; t0=$(lab_now_ms)
+  _lab_kill_pidfile "$d/run/bgpd.pid" bgpd
+  _lab_kill_pidfile "$d/run/zebra.pid" zebra
+  rm -f "$d/run/zserv.api" "$d/run/"*.vty
+  _lab_frr_start "$n" || return 1
+  lab_wait "$LAB_TIMEOUT" lab_bgp_established "$n" && lab_wait "$LAB_TIMEOUT" lab_vni_ready "$n" &&
+    lab_wait "$LAB_TIMEOUT" lab_remote_neigh "$n" "$LAB_VM_IP4" &&
+    lab_wait "$LAB_TIMEOUT" lab_remote_neigh "$n" "$LAB_VM_IP4B" &&
+    lab_wait "$LAB_TIMEOUT" lab_remote_neigh "$n" "$LAB_VM_IP6" ||
+    { lab_err "leaf$n: FRR not back after its restart"; return 1; }
+  echo $(($(lab_now_ms) - t0))
+}
+
 # Print the PID stored in FILE if that process is still alive and its
 # command line contains MATCH (guards against a recycled PID); remove FILE.
 _lab_pid_from() { # pidfile match-string
