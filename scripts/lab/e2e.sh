@@ -36,6 +36,14 @@
 #      suite going away and coming back (every neighbor and FDB entry zebra
 #      deletes and installs, the bridge port flags it sets) and must restore
 #      the VM as in the plain "with" scenario, every check below included.
+#      After them, leaf2's FRR restarts once more: the bindings the daemon
+#      programmed are local kernel entries, which zebra reads back when it
+#      starts; leaf1 must get MAC+IP routes via leaf2 for every VM address
+#      again within 20 s of the session, the client reach the VM, leaf2
+#      still bind the VM's addresses (not 192.0.2.99) locally, and both
+#      daemons still run. (With leaf2's local entries deleted before that
+#      restart, as a daemon whose bindings did not last would leave it,
+#      these checks fail.)
 #   5. Leaf1's neighbor entries for the VM's MAC on br10 are deleted (as ageing
 #      would remove leftover local ones; zebra restores its remote ones) and
 #      the client pings the VM's three addresses.
@@ -272,6 +280,12 @@ e2e_metrics() {
   ip netns exec "$(lab_ns "$1")" curl -fsS --max-time 3 "http://$E2E_METRICS_ADDR/metrics" 2>/dev/null
 }
 
+# e2e_macip_all_via_leaf2: leaf1 has MAC+IP routes via leaf2 for all three.
+e2e_macip_all_via_leaf2() {
+  local a
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do lab_has_macip_via 1 "$a" "$LAB_VTEP2" || return 1; done
+}
+
 # run_scenario MODE ORDER: prints the scenario's report, appends a row to
 # rows[], returns non-zero if a check failed.
 run_scenario() {
@@ -479,6 +493,34 @@ run_scenario() {
   c=1; [[ -z $bad2$fin2 && $saw2 -ge 1 ]] && c=0
   check $c "leaf2 never bound $E2E_FOREIGN_IP to the VM's MAC except as extern_learn NOARP (ip monitor neigh saw the remote install: $saw2 line(s))${bad2:+; monitor: $bad2}${fin2:+; final: $fin2}"
 
+  # frr-restart: leaf2's FRR restarts once more, after the migration. The
+  # bindings the daemon programmed are the kernel's local entries, which
+  # zebra reads back when it starts: leaf1 must get MAC+IP routes via leaf2
+  # for every VM address again, and the client reach the VM, with the
+  # daemon still running and the addresses still local on leaf2.
+  if [[ $restart == frr-restart && $mode == with ]]; then
+    local took2 t_back back=1 loc2
+    if took2=$(lab_frr_restart 2 up); then
+      t_back=$(lab_now_ms)
+      lab_wait 20 e2e_macip_all_via_leaf2 && back=0
+      check $back "leaf2's FRR restarted after the migration (back in $took2 ms): leaf1 has MAC+IP routes via $LAB_VTEP2 for every VM address again ($(($(lab_now_ms) - t_back)) ms after the session was up)"
+    else
+      check 1 "leaf2's FRR restarted after the migration and back"
+    fi
+    reach4=1 reach6=1
+    for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" 3 2 || reach4=0; done
+    lab_ping_vm "$LAB_VM_IP6" 3 2 || reach6=0
+    c=1; ((reach4 && reach6)) && c=0
+    check $c "client -> VM after that restart: IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+    loc2=$(ip -n "$LAB_NS_L2" -j neigh show dev "br$LAB_VNI_VM" | jq -r --arg mac "${LAB_VM_MAC,,}" '
+      [.[] | select((.lladdr // "" | ascii_downcase) == $mac)
+      | select(has("extern_learn") or ((.flags // []) | index("extern_learn")) | not) | .dst] | sort | join(" ")')
+    c=1; [[ " $loc2 " == *" $LAB_VM_IP4 "* && " $loc2 " == *" $LAB_VM_IP4B "* && " $loc2 " == *" $LAB_VM_IP6 "* && " $loc2 " != *" $E2E_FOREIGN_IP "* ]] && c=0
+    check $c "leaf2 still binds the VM's addresses locally, and not $E2E_FOREIGN_IP (local entries for its MAC: ${loc2:-none})"
+    c=0; lab_daemons_alive || c=1
+    check $c "both daemons still running after the second restart"
+  fi
+
   printf '%s\n' "${sc_checks[@]}"
   if ((sc_fail)); then
     echo "  --- state at failure"
@@ -516,7 +558,7 @@ for ((i = 1; i <= runs; i++)); do
   for sc in "${scenarios[@]}"; do
     read -r mode order cond <<<"$sc"
     ((k++))
-    echo "=== [$k/$total] $mode rarp-replay, $order${cond:+, FRR restarted on leaf2 first}"
+    echo "=== [$k/$total] $mode rarp-replay, $order${cond:+, FRR restarted on leaf2 before and after}"
     if run_scenario "$mode" "$order" "$cond"; then ((pass++)); else ((fail++)); fi
   done
 done
