@@ -4,9 +4,9 @@
 #   sudo scripts/lab/e2e.sh [-n RUNS] [without|with]... [rarp-first|port-first]... [frr-restart|no-frr-restart]
 #
 # Default: both modes x both orders, each on a fresh lab, once, then "with
-# rarp-first" again with leaf2's FRR restarted before the migration (3b;
-# frr-restart alone runs only that one, no-frr-restart leaves it out). Per
-# scenario:
+# rarp-first" again with leaf2's FRR restarted before and after the
+# migration (3b), and with leaf2's FRR down during it (3c) (frr-restart
+# alone runs only these two, no-frr-restart leaves them out). Per scenario:
 #   1. lab up; leaf1 also holds 192.0.2.99 bound to the VM's MAC (local,
 #      reachable), which the VM does not own: leaf1 advertises MAC+IP for it
 #      and leaf2 installs it as a remote noarp extern_learn binding.
@@ -44,6 +44,16 @@
 #      daemons still run. (With leaf2's local entries deleted before that
 #      restart, as a daemon whose bindings did not last would leave it,
 #      these checks fail.)
+#   3c. frr-down (a sixth scenario, "with" and rarp-first, its own checks):
+#      leaf2's FRR is stopped (zebra removes the VM's remote bindings, which
+#      is checked) while both daemons listen, the VM migrates, and FRR starts
+#      again only once leaf2's daemon handled the migration. The daemon can
+#      only have probed the bindings it remembers (--retention): it must
+#      program the VM's three addresses and fail 192.0.2.99; once FRR is
+#      back, leaf1 must have MAC+IP routes via leaf2 for all three within
+#      E2E_FRR_BACK_MS (10000) of the session, never for 192.0.2.99, and the
+#      client reach the VM; both daemons still run. (With --retention 0 the
+#      daemon finds nothing to probe and these checks fail.)
 #   5. Leaf1's neighbor entries for the VM's MAC on br10 are deleted (as ageing
 #      would remove leftover local ones; zebra restores its remote ones) and
 #      the client pings the VM's three addresses.
@@ -89,7 +99,8 @@
 # checks fail reliably.
 # Exit 0 only if every scenario passed. Needs root, iproute2, frr, jq,
 # iputils-ping, tcpdump, curl. RARP_REPLAY=/path/to/rarp-replay (default: go
-# build). Environment: E2E_DEADLINE_MS (1000), E2E_BUG_SETTLE_MS (3000),
+# build). Environment: E2E_DEADLINE_MS (1000), E2E_FRR_BACK_MS (10000),
+# E2E_DAEMON_ARGS (extra daemon arguments), E2E_BUG_SETTLE_MS (3000),
 # E2E_EVENTS (1; 0 skips the bridge port events), E2E_METRICS_ADDR,
 # E2E_VERBOSE=1 (lab progress on stderr), LAB_KEEP=1 (keep run dirs).
 set -u
@@ -109,6 +120,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${E2E_EVENTS:=1}"              # with daemon: bridge port events before the RARP
 : "${E2E_EVENTS_SETTLE_MS:=500}"  # ... then wait this long before migrating
 : "${E2E_METRICS_ADDR:=127.0.0.1:9465}" # daemons' --metrics-addr (in each leaf)
+: "${E2E_FRR_BACK_MS:=10000}"     # frr-down: FRR's session back -> all MAC+IP routes on leaf1
+: "${E2E_DAEMON_ARGS:=}"          # extra arguments for both daemons (e.g. --retention 0)
 [[ ${E2E_VERBOSE:-0} == 1 ]] || LAB_QUIET=1
 
 runs=1 modes=() orders=() restart=default
@@ -286,6 +299,76 @@ e2e_macip_all_via_leaf2() {
   for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do lab_has_macip_via 1 "$a" "$LAB_VTEP2" || return 1; done
 }
 
+# run_frr_down: scenario 3c. Prints its report, appends a row to rows[],
+# returns non-zero if a check failed.
+run_frr_down() {
+  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4=1 reach6=1 d
+  sc_fail=0 sc_checks=()
+  if ! lab_up; then
+    check 1 "lab up"
+    lab_down; rows+=("with+down rarp-first - - - - - - FAIL"); return 1
+  fi
+  d=$LAB_DIR/leaf2
+  lab_bind_foreign "$E2E_FOREIGN_IP" || check 1 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1, remote on leaf2"
+  # shellcheck disable=SC2086
+  lab_start_daemons --log-format json --log-level debug $E2E_DAEMON_ARGS && lab_daemons_wait_listening ||
+    check 1 "rarp-replay listen -i any running on both leaves"
+  _lab_kill_pidfile "$d/run/bgpd.pid" bgpd
+  _lab_kill_pidfile "$d/run/zebra.pid" zebra
+  rm -f "$d/run/zserv.api" "$d/run/"*.vty
+  left=$(ip -n "$LAB_NS_L2" neigh show dev "br$LAB_VNI_VM" | grep -ci "lladdr $LAB_VM_MAC ")
+  c=1; ((left == 0)) && c=0
+  check $c "leaf2's FRR stopped while the daemons listened: zebra removed the VM's remote bindings ($left left on br$LAB_VNI_VM)"
+
+  LAB_RARP_ARGS=$E2E_RARP_ARGS
+  lab_migrate rarp-first >"$LAB_DIR/send-rarp.out" 2>&1 || check 1 "migration (rarp-first)"
+  t_rarp=${LAB_T_RARP_MS:-0}
+  lab_wait $((E2E_HANDLED_TIMEOUT_MS / 1000)) lab_daemon_handled 2 >/dev/null
+  lab_migrate_wait || check 1 "send-rarp / old port removal finished cleanly"
+  h2=$(lab_daemon_handled 2 | tail -n1)
+  ver=$(jq -r '(.verified // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  fai=$(jq -r '(.failed // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  pro=$(jq -r '(.programmed // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  [[ -n $h2 ]] && daemon_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2")
+  c=0; [[ -n $h2 ]] || c=1
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
+    [[ " $pro " == *" $a "* && " $ver " == *" $a "* ]] || c=1
+  done
+  check $c "with FRR down, leaf2's daemon verified and programmed the VM's addresses from the bindings it remembers (verified: ${ver:-none}; programmed: ${pro:-none}; rarp_to_programmed_ms=$daemon_ms)"
+  c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
+  check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
+
+  if _lab_frr_start 2 && lab_wait "$LAB_TIMEOUT" lab_bgp_established 2 && lab_wait "$LAB_TIMEOUT" lab_vni_ready 2; then
+    t_back=$(lab_now_ms)
+    c=1; lab_wait $((E2E_FRR_BACK_MS / 1000)) e2e_macip_all_via_leaf2 && c=0
+    check $c "FRR back on leaf2 ($((t_back - t_rarp)) ms after the RARP): leaf1 has MAC+IP routes via $LAB_VTEP2 for every VM address $(($(lab_now_ms) - t_back)) ms later (at most $E2E_FRR_BACK_MS)"
+  else
+    check 1 "FRR started again on leaf2, session up"
+  fi
+  c=0; lab_has_macip_via 1 "$E2E_FOREIGN_IP" "$LAB_VTEP2" && c=1
+  check $c "$E2E_FOREIGN_IP not advertised via $LAB_VTEP2 (leaf1's routes at the end)"
+  lab_flush_vm_neighs 1 >/dev/null
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" 3 2 || reach4=0; done
+  lab_ping_vm "$LAB_VM_IP6" 3 2 || reach6=0
+  c=1; ((reach4 && reach6)) && c=0
+  check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC: IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+  c=0; lab_daemons_alive || c=1
+  check $c "both daemons still running"
+
+  printf '%s\n' "${sc_checks[@]}"
+  if ((sc_fail)); then
+    echo "  --- state at failure"
+    lab_dump | sed 's/^/  /'
+    echo "  --- leaf2 rarp-replay log"
+    grep -v '"msg":"drop"' "$d/rarp-replay.log" | sed 's/^/  /' | tail -n 40
+    rows+=("with+down rarp-first - - - - - $daemon_ms FAIL")
+  else
+    rows+=("with+down rarp-first - - - - - $daemon_ms pass")
+  fi
+  lab_down
+  return $sc_fail
+}
+
 # run_scenario MODE ORDER: prints the scenario's report, appends a row to
 # rows[], returns non-zero if a check failed.
 run_scenario() {
@@ -306,7 +389,8 @@ run_scenario() {
     check 1 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1: advertised, remote on leaf2"
   fi
   if [[ $mode == with ]]; then
-    if lab_start_daemons --log-format json --log-level debug --metrics-addr "$E2E_METRICS_ADDR" &&
+    # shellcheck disable=SC2086 # E2E_DAEMON_ARGS: words
+    if lab_start_daemons --log-format json --log-level debug --metrics-addr "$E2E_METRICS_ADDR" $E2E_DAEMON_ARGS &&
       lab_daemons_wait_listening; then
       check 0 "rarp-replay listen -i any running on both leaves before the migration"
     else
@@ -551,13 +635,18 @@ if [[ $restart != only ]]; then
   done
 fi
 [[ $restart != no && " ${modes[*]} " == *" with "* && " ${orders[*]} " == *" rarp-first "* ]] &&
-  scenarios+=("with rarp-first frr-restart")
+  scenarios+=("with rarp-first frr-restart" "with rarp-first frr-down")
 rows=() pass=0 fail=0 t_start=$(lab_now_ms) k=0
 total=$((runs * ${#scenarios[@]}))
 for ((i = 1; i <= runs; i++)); do
   for sc in "${scenarios[@]}"; do
     read -r mode order cond <<<"$sc"
     ((k++))
+    if [[ $cond == frr-down ]]; then
+      echo "=== [$k/$total] $mode rarp-replay, $order, FRR down on leaf2 during the migration"
+      if run_frr_down; then ((pass++)); else ((fail++)); fi
+      continue
+    fi
     echo "=== [$k/$total] $mode rarp-replay, $order${cond:+, FRR restarted on leaf2 before and after}"
     if run_scenario "$mode" "$order" "$cond"; then ((pass++)); else ((fail++)); fi
   done
