@@ -276,12 +276,13 @@ e2e_leaf1_local_lines() {
       ($1 == a || $1 == b || $1 == c) && tolower($0) ~ ("lladdr " mac " ") &&
         !/ (STALE|DELAY|PROBE|FAILED|INCOMPLETE)( |$)/ { print }' "$LAB_DIR/leaf1/neigh.mon" 2>/dev/null
 }
-# e2e_leaf1_local_now: leaf1's current neighbors that bind one of the VM's
-# addresses to the VM's MAC without extern_learn (any state).
-e2e_leaf1_local_now() {
-  ip -n "$LAB_NS_L1" -j neigh show dev "br$LAB_VNI_VM" 2>/dev/null |
-    jq -r --arg mac "${LAB_VM_MAC,,}" --arg a "$LAB_VM_IP4" --arg b "$LAB_VM_IP4B" --arg c "$LAB_VM_IP6" '
-      .[] | select((.lladdr // "" | ascii_downcase) == $mac and (.dst == $a or .dst == $b or .dst == $c))
+# e2e_local_now LEAF [all]: the leaf's current neighbors that bind the VM's
+# MAC without extern_learn (any state), "address state" per line: for one of
+# the VM's three addresses, or with "all" for any address.
+e2e_local_now() {
+  ip -n "$(lab_ns "$1")" -j neigh show dev "br$LAB_VNI_VM" 2>/dev/null |
+    jq -r --arg mac "${LAB_VM_MAC,,}" --arg all "${2:-}" --arg a "$LAB_VM_IP4" --arg b "$LAB_VM_IP4B" --arg c "$LAB_VM_IP6" '
+      .[] | select((.lladdr // "" | ascii_downcase) == $mac and ($all == "all" or .dst == $a or .dst == $b or .dst == $c))
       | select(has("extern_learn") or ((.flags // []) | index("extern_learn")) | not)
       | "\(.dst) \((.state // []) | join(","))"'
 }
@@ -299,10 +300,21 @@ e2e_macip_all_via_leaf2() {
   for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do lab_has_macip_via 1 "$a" "$LAB_VTEP2" || return 1; done
 }
 
+# e2e_reach TRIES WAIT-s: the client pings the VM's three addresses; sets
+# the caller's reach4 and reach6 (1: every address of the family answered)
+# and reach_text ("IPv4 ok, IPv6 FAILED").
+e2e_reach() {
+  local a
+  reach4=1 reach6=1
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" "$1" "$2" || reach4=0; done
+  lab_ping_vm "$LAB_VM_IP6" "$1" "$2" || reach6=0
+  reach_text="IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+}
+
 # run_frr_down: scenario 3c. Prints its report, appends a row to rows[],
 # returns non-zero if a check failed.
 run_frr_down() {
-  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4=1 reach6=1 d
+  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4 reach6 reach_text d
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
@@ -313,9 +325,7 @@ run_frr_down() {
   # shellcheck disable=SC2086
   lab_start_daemons --log-format json --log-level debug $E2E_DAEMON_ARGS && lab_daemons_wait_listening ||
     check 1 "rarp-replay listen -i any running on both leaves"
-  _lab_kill_pidfile "$d/run/bgpd.pid" bgpd
-  _lab_kill_pidfile "$d/run/zebra.pid" zebra
-  rm -f "$d/run/zserv.api" "$d/run/"*.vty
+  lab_frr_stop 2
   left=$(ip -n "$LAB_NS_L2" neigh show dev "br$LAB_VNI_VM" | grep -ci "lladdr $LAB_VM_MAC ")
   c=1; ((left == 0)) && c=0
   check $c "leaf2's FRR stopped while the daemons listened: zebra removed the VM's remote bindings ($left left on br$LAB_VNI_VM)"
@@ -338,7 +348,7 @@ run_frr_down() {
   c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
   check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
 
-  if _lab_frr_start 2 && lab_wait "$LAB_TIMEOUT" lab_bgp_established 2 && lab_wait "$LAB_TIMEOUT" lab_vni_ready 2; then
+  if lab_frr_up 2; then
     t_back=$(lab_now_ms)
     c=1; lab_wait $((E2E_FRR_BACK_MS / 1000)) e2e_macip_all_via_leaf2 && c=0
     check $c "FRR back on leaf2 ($((t_back - t_rarp)) ms after the RARP): leaf1 has MAC+IP routes via $LAB_VTEP2 for every VM address $(($(lab_now_ms) - t_back)) ms later (at most $E2E_FRR_BACK_MS)"
@@ -348,10 +358,9 @@ run_frr_down() {
   c=0; lab_has_macip_via 1 "$E2E_FOREIGN_IP" "$LAB_VTEP2" && c=1
   check $c "$E2E_FOREIGN_IP not advertised via $LAB_VTEP2 (leaf1's routes at the end)"
   lab_flush_vm_neighs 1 >/dev/null
-  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" 3 2 || reach4=0; done
-  lab_ping_vm "$LAB_VM_IP6" 3 2 || reach6=0
+  e2e_reach 3 2
   c=1; ((reach4 && reach6)) && c=0
-  check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC: IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+  check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC: $reach_text"
   c=0; lab_daemons_alive || c=1
   check $c "both daemons still running"
 
@@ -375,7 +384,7 @@ run_scenario() {
   local mode=$1 order=$2 restart=${3:-} t_rarp arrive off now deadline handled="" h2 l1h
   local label=$mode # the summary's mode column
   [[ -n $restart ]] && label=$mode+frr
-  local leftover reach4=1 reach6=1 a r daemon_ms=- flush_t c
+  local leftover reach4 reach6 reach_text a r daemon_ms=- flush_t c
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
@@ -445,8 +454,7 @@ run_scenario() {
   leftover=$(lab_flush_vm_neighs 1 | sort | paste -sd' ')
   local tries=3 w=2
   [[ $mode == without ]] && tries=1 w=1
-  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" $tries $w || reach4=0; done
-  lab_ping_vm "$LAB_VM_IP6" $tries $w || reach6=0
+  e2e_reach $tries $w
   lab_poll_stop 1
   lab_monitor_stop
   lab_neighmon_stop
@@ -489,7 +497,7 @@ run_scenario() {
     c=1; ((mig[2] >= 0)) && c=0
     check $c "... still there at the end (stable since $(ms "${mig[2]}") ms)"
     c=1; ((reach4 && reach6)) && c=0
-    check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC (${leftover:-none}): IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
+    check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC (${leftover:-none}): $reach_text"
     h2=$(lab_daemon_handled 2 | tail -n1)
     if [[ -z $h2 ]]; then
       check 1 "leaf2's daemon logged \"migration handled\""
@@ -562,7 +570,7 @@ run_scenario() {
   local bad1 fin1 gone=$LAB_T_PORTDEL_MS
   ((gone > 0)) || gone=$t_rarp
   bad1=$(e2e_leaf1_local_lines "$gone" | paste -sd';')
-  fin1=$(e2e_leaf1_local_now | paste -sd';')
+  fin1=$(e2e_local_now 1 | paste -sd';')
   c=1; [[ -z $bad1$fin1 ]] && c=0
   check $c "leaf1 never bound the VM's addresses to its MAC other than as extern_learn once the old port was gone (at $(diffms "$gone" "$t_rarp") ms; ip monitor neigh) nor at the end (ip neigh)${bad1:+; monitor: $bad1}${fin1:+; final: $fin1}"
 
@@ -591,14 +599,10 @@ run_scenario() {
     else
       check 1 "leaf2's FRR restarted after the migration and back"
     fi
-    reach4=1 reach6=1
-    for a in "$LAB_VM_IP4" "$LAB_VM_IP4B"; do lab_ping_vm "$a" 3 2 || reach4=0; done
-    lab_ping_vm "$LAB_VM_IP6" 3 2 || reach6=0
+    e2e_reach 3 2
     c=1; ((reach4 && reach6)) && c=0
-    check $c "client -> VM after that restart: IPv4 $( ((reach4)) && echo ok || echo FAILED), IPv6 $( ((reach6)) && echo ok || echo FAILED)"
-    loc2=$(ip -n "$LAB_NS_L2" -j neigh show dev "br$LAB_VNI_VM" | jq -r --arg mac "${LAB_VM_MAC,,}" '
-      [.[] | select((.lladdr // "" | ascii_downcase) == $mac)
-      | select(has("extern_learn") or ((.flags // []) | index("extern_learn")) | not) | .dst] | sort | join(" ")')
+    check $c "client -> VM after that restart: $reach_text"
+    loc2=$(e2e_local_now 2 all | awk '{ print $1 }' | sort | paste -sd' ')
     c=1; [[ " $loc2 " == *" $LAB_VM_IP4 "* && " $loc2 " == *" $LAB_VM_IP4B "* && " $loc2 " == *" $LAB_VM_IP6 "* && " $loc2 " != *" $E2E_FOREIGN_IP "* ]] && c=0
     check $c "leaf2 still binds the VM's addresses locally, and not $E2E_FOREIGN_IP (local entries for its MAC: ${loc2:-none})"
     c=0; lab_daemons_alive || c=1

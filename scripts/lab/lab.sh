@@ -254,20 +254,30 @@ _lab_frr_start() {
   _lab_wait_file "$d/run/bgpd.vty" 10 || { lab_err "no bgpd vty on leaf$n"; return 1; }
 }
 
-# Restart leaf N's zebra and bgpd as "systemctl restart frr" would: SIGTERM
-# (zebra removes what it installed, the remote EVPN bindings among it),
-# then start them again, and wait until the EVPN session is up and both
-# VNIs are known, and with "remote" (the default) until the VM's addresses
-# are remote bindings on the leaf again. Prints the milliseconds that took.
-lab_frr_restart() { # N [remote|up]
-  local n=$1 d t0 a
-  d=$LAB_DIR/leaf$n; t0=$(lab_now_ms)
+# Stop leaf N's zebra and bgpd as "systemctl stop frr" would: SIGTERM
+# (zebra removes what it installed, the remote EVPN bindings among it).
+lab_frr_stop() { # N
+  local d=$LAB_DIR/leaf$1
   _lab_kill_pidfile "$d/run/bgpd.pid" bgpd
   _lab_kill_pidfile "$d/run/zebra.pid" zebra
   rm -f "$d/run/zserv.api" "$d/run/"*.vty
-  _lab_frr_start "$n" || return 1
-  lab_wait "$LAB_TIMEOUT" lab_bgp_established "$n" && lab_wait "$LAB_TIMEOUT" lab_vni_ready "$n" ||
-    { lab_err "leaf$n: EVPN session not back after the FRR restart"; return 1; }
+}
+
+# Start leaf N's zebra and bgpd again and wait until the EVPN session is up
+# and both VNIs are known.
+lab_frr_up() { # N
+  _lab_frr_start "$1" && lab_wait "$LAB_TIMEOUT" lab_bgp_established "$1" && lab_wait "$LAB_TIMEOUT" lab_vni_ready "$1" ||
+    { lab_err "leaf$1: EVPN session not back after FRR started"; return 1; }
+}
+
+# Restart leaf N's FRR (lab_frr_stop, lab_frr_up), and with "remote" (the
+# default) wait until the VM's addresses are remote bindings on the leaf
+# again. Prints the milliseconds that took.
+lab_frr_restart() { # N [remote|up]
+  local n=$1 t0 a
+  t0=$(lab_now_ms)
+  lab_frr_stop "$n"
+  lab_frr_up "$n" || return 1
   if [[ ${2:-remote} == remote ]]; then
     for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
       lab_wait "$LAB_TIMEOUT" lab_remote_neigh "$n" "$a" ||
