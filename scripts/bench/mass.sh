@@ -11,6 +11,8 @@
 set -euo pipefail
 bin=$(realpath "${1:-bin/rarp-replay}") count=${2:-2000} runs=${3:-3}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=common.sh
+. "$here/common.sh"
 id=$$-$RANDOM sw=rr-mass-sw-$id vm=rr-mass-vm-$id tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -42,7 +44,7 @@ for r in $(seq "$runs"); do
   ip -n "$sw" -batch "$tmp/batch"
   ip netns exec "$sw" "$bin" listen -i p1 --log-format json --metrics-addr 127.0.0.1:9466 >"$tmp/log" 2>&1 &
   pid=$!; pids+=($pid)
-  until grep -q '"msg":"listening"' "$tmp/log"; do sleep 0.01; done
+  bench_wait_listening "$pid" "$tmp/log" mass
   start=$(ip netns exec "$vm" "$tmp/latency" mass eth0 "$count" "$base" | awk -F= '/start_unix_ns/ { print $2 }')
   for _ in $(seq 100); do [ "$(grep -c '"msg":"migration handled"' "$tmp/log")" -ge "$count" ] && break; sleep 0.1; done
   drops=$(ip netns exec "$sw" "$tmp/latency" get http://127.0.0.1:9466/metrics 2>/dev/null | awk '/^rarp_replay_pcap_kernel_drops_total\{port="p1"\}/ { print $2 }')

@@ -30,29 +30,26 @@ for v in 1 0; do
       18 + int(j / 65536), int(j / 256) % 256, j % 256, v, int(j / 16777216) % 256, int(j / 65536) % 256, int(j / 256) % 256, j % 256 } }' >"$tmp/changes$v"
 done
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 table=$tmp/table
 { echo "| run | bindings mirrored | start → ready | RSS ready | RSS after the changes | CPU during $rate changes/s (10 s) |"
   echo "| --- | --- | --- | --- | --- | --- |"; } >"$table"
 for r in $(seq "$runs"); do
   t0=$(date +%s%N)
   ip netns exec "$ns" "$bin" listen --log-format json >"$tmp/log" 2>&1 & pid=$!
-  until grep -q '"msg":"listening"' "$tmp/log"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; echo "mirror-scale: the daemon exited before it was ready" >&2; exit 1; }
-    sleep 0.005
-  done
+  bench_wait_listening "$pid" "$tmp/log" mirror-scale
   t1=$(date +%s%N)
   ready_ms=$(( (t1 - t0) / 1000000 )); rss_ready=$(rss "$pid")
   bindings=$(grep -o '"bindings":[0-9]*' "$tmp/log" | head -1 | cut -d: -f2)
-  c0=$(cpu "$pid"); s0=$(date +%s%N)
+  c0=$(bench_cpu "$pid"); s0=$(date +%s%N)
   for s in $(seq 10); do   # 10 s of $rate changes per second
     b0=$(date +%s%N)
     ip -n "$ns" -batch "$tmp/changes$((s % 2))"
     left=$(( 1000000000 - ($(date +%s%N) - b0) )); [ $left -gt 0 ] && sleep "0.$(printf '%09d' $left)"
   done
-  c1=$(cpu "$pid"); s1=$(date +%s%N)
-  cpu_pct=$(( (c1 - c0) * 100 * 1000000000 / tck / (s1 - s0) ))
+  c1=$(bench_cpu "$pid"); s1=$(date +%s%N)
+  cpu_pct=$(( (c1 - c0) * 100 * 1000000000 / bench_tck / (s1 - s0) ))
   rss_after=$(rss "$pid")
   echo "run $r: $bindings bindings mirrored, ready in $ready_ms ms, RSS $((rss_ready / 1024)) MB ready / $((rss_after / 1024)) MB after; $rate changes/s for 10 s: daemon CPU ${cpu_pct}% of one core"
   [ "${bindings:-0}" -gt 0 ] || { echo "mirror-scale: broken: nothing mirrored" >&2; exit 1; }

@@ -33,25 +33,22 @@ svi=$(ip -n "$sw" -br link show br10 | awk '{ print $3 }')
 metric() { # NAME: the value of a metric line, 0 when absent
   ip netns exec "$sw" "$tmp/latency" get http://127.0.0.1:9465/metrics | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
 }
-cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
+# shellcheck source=common.sh
+. "$here/common.sh"
 table=$tmp/table
 { echo "| run | answers sent | seen by the port's handle (unsolicited) | via the any-device handle | daemon CPU | per 1,000 answers |"
   echo "| --- | --- | --- | --- | --- | --- |"; } >"$table"
 for r in $(seq "$runs"); do
   ip netns exec "$sw" "$bin" listen --log-format json --metrics-addr 127.0.0.1:9465 >"$tmp/log" 2>&1 & pid=$!
-  until grep -q '"msg":"listening"' "$tmp/log"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; echo "replies: the daemon exited before it was ready" >&2; exit 1; }
-    sleep 0.01
-  done
+  bench_wait_listening "$pid" "$tmp/log" replies
   u0=$(metric 'rarp_replay_drops_total{reason="unsolicited-reply"}')
   a0=$(metric rarp_replay_replies_via_any_total)
-  c0=$(cpu "$pid"); s0=$(date +%s%N)
+  c0=$(bench_cpu "$pid"); s0=$(date +%s%N)
   sent=$(ip netns exec "$vm" "$tmp/latency" replies v0 "$rate" "$secs" "$svi" | sed -n 's/^sent=\([0-9]*\).*/\1/p')
-  c1=$(cpu "$pid"); s1=$(date +%s%N)
+  c1=$(bench_cpu "$pid"); s1=$(date +%s%N)
   u1=$(metric 'rarp_replay_drops_total{reason="unsolicited-reply"}')
   a1=$(metric rarp_replay_replies_via_any_total)
-  cpu_ms=$(( (c1 - c0) * 1000 / tck )); pct=$(( (c1 - c0) * 1000 * 1000000000 / tck / (s1 - s0) ))
+  cpu_ms=$(( (c1 - c0) * 1000 / bench_tck )); pct=$(( (c1 - c0) * 1000 * 1000000000 / bench_tck / (s1 - s0) ))
   seen=$((u1 - u0)) any=$((a1 - a0))
   per=$(awk -v c="$cpu_ms" -v n="$sent" 'BEGIN { printf "%.1f", n ? c * 1000 / n : 0 }')
   echo "run $r: $sent answers sent in ${secs} s, $seen seen by the port's handle, $any via the any device; daemon CPU $cpu_ms ms ($((pct / 10)).$((pct % 10)) % of one core), $per ms per 1,000 answers"

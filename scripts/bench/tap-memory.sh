@@ -7,6 +7,8 @@
 # written to $BENCH_TABLE when set); fails only on a broken run.
 # Usage: sudo scripts/bench/tap-memory.sh [bin/rarp-replay] [N=50]
 set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 bin=$(realpath "${1:-bin/rarp-replay}") n=${2:-50}
 ns=rr-tapmem-$$-$RANDOM log=$(mktemp) pid=
 cleanup() {
@@ -27,7 +29,7 @@ for args in "" "--tap-capture-buffer 0"; do
   # shellcheck disable=SC2086 # args is a list of flags
   ip netns exec "$ns" "$bin" listen -i any --log-format json $args >"$log" 2>&1 &
   pid=$!
-  for _ in $(seq 1000); do grep -q '"msg":"listening"' "$log" && break; kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }; sleep 0.01; done
+  bench_wait_listening "$pid" "$log" tap-memory
   ports=$(grep -o '"ports":[0-9]*' "$log" | head -1 | cut -d: -f2)
   [ "$ports" = "$n" ] || { echo "tap-memory: $ports ports served, want $n" >&2; exit 1; }
   rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
