@@ -142,30 +142,8 @@ func replyTo(t *testing.T, probe []byte, mac net.HardwareAddr, at time.Time) Pac
 // probeTarget decodes a probe the engine sent: its target and source address.
 func probeTarget(t *testing.T, frame []byte) (target, source netip.Addr) {
 	t.Helper()
-	var eth layers.Ethernet
-	if err := eth.DecodeFromBytes(frame, nil); err != nil {
-		t.Fatal(err)
-	}
-	switch eth.EthernetType {
-	case layers.EthernetTypeARP:
-		var a layers.ARP
-		if err := a.DecodeFromBytes(eth.Payload, nil); err != nil {
-			t.Fatal(err)
-		}
-		target, _ = netip.AddrFromSlice(a.DstProtAddress)
-		source, _ = netip.AddrFromSlice(a.SourceProtAddress)
-		return
-	case layers.EthernetTypeIPv6:
-		var ip layers.IPv6
-		if err := ip.DecodeFromBytes(eth.Payload, nil); err != nil {
-			t.Fatal(err)
-		}
-		target, _ = netip.AddrFromSlice(ip.DstIP)
-		source, _ = netip.AddrFromSlice(ip.SrcIP)
-		return
-	}
-	t.Fatalf("unexpected probe ethertype %v", eth.EthernetType)
-	return
+	target, source, _ = probeOf(t, frame)
+	return target, source
 }
 
 func targets(t *testing.T, fs []sent) []string {

@@ -18,6 +18,11 @@ import (
 	"github.com/rarp-replay/rarp-replay/internal/packet"
 )
 
+// The hostile neighbour of TestHostileNeighbourRandom: its port and MAC.
+const idxNeighbour = 7
+
+var neighbourMAC = net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x66}
+
 // hostileVM is one VM of TestHostileNeighbourRandom, and what the test's
 // model knows of its migration.
 type hostileVM struct {
@@ -59,10 +64,9 @@ func (v *hostileVM) tags() []uint16 {
 // it.
 func TestHostileNeighbourRandom(t *testing.T) {
 	const (
-		idxNeighbour = 7
-		idxVLANBr    = 20
-		idxSVI10     = 21
-		idxSVI20     = 22
+		idxVLANBr = 20
+		idxSVI10  = 21
+		idxSVI20  = 22
 	)
 	svi := func(index int, name string, vid uint16, net4 string, net6 byte) link.Link {
 		return link.Link{Index: index, Name: name, Kind: "vlan", MAC: sviMAC, ParentIndex: idxVLANBr, VLANID: vid, Up: true,
@@ -125,9 +129,7 @@ func TestHostileNeighbourRandom(t *testing.T) {
 
 // runHostile is TestHostileNeighbourRandom on one layout.
 func runHostile(t *testing.T, seed uint64, links *link.Table, templates []hostileVM) {
-	const idxNeighbour = 7
 	r := rand.New(rand.NewPCG(seed, 16))
-	neighbourMAC := net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 0x66}
 	mirror := &fakeResolver{}
 	var vms []*hostileVM
 	for i, tmpl := range templates {
