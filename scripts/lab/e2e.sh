@@ -300,6 +300,27 @@ e2e_macip_all_via_leaf2() {
   for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do lab_has_macip_via 1 "$a" "$LAB_VTEP2" || return 1; done
 }
 
+# e2e_report: the scenario's checks, and after a failure what the lab,
+# the neighbor monitors, the daemons and send-rarp showed.
+e2e_report() {
+  local r
+  printf '%s\n' "${sc_checks[@]}"
+  ((sc_fail)) || return 0
+  echo "  --- state at failure"
+  lab_dump | sed 's/^/  /'
+  for r in 1 2; do
+    [[ -r $LAB_DIR/leaf$r/neigh.mon ]] || continue
+    echo "  --- leaf$r ip monitor neigh"
+    sed 's/^/  /' "$LAB_DIR/leaf$r/neigh.mon" | tail -n 40
+  done
+  for r in 1 2; do
+    [[ -r $LAB_DIR/leaf$r/rarp-replay.log ]] || continue
+    echo "  --- leaf$r rarp-replay log"
+    grep -v '"msg":"drop"' "$LAB_DIR/leaf$r/rarp-replay.log" | sed 's/^/  /' | tail -n 40
+  done
+  echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out" 2>/dev/null
+}
+
 # e2e_reach TRIES WAIT-s: the client pings the VM's three addresses; sets
 # the caller's reach4 and reach6 (1: every address of the family answered)
 # and reach_text ("IPv4 ok, IPv6 FAILED").
@@ -314,13 +335,12 @@ e2e_reach() {
 # run_frr_down: scenario 3c. Prints its report, appends a row to rows[],
 # returns non-zero if a check failed.
 run_frr_down() {
-  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4 reach6 reach_text d
+  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4 reach6 reach_text
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
     lab_down; rows+=("with+down rarp-first - - - - - - FAIL"); return 1
   fi
-  d=$LAB_DIR/leaf2
   lab_bind_foreign "$E2E_FOREIGN_IP" || check 1 "$E2E_FOREIGN_IP bound to the VM's MAC on leaf1, remote on leaf2"
   # shellcheck disable=SC2086
   lab_start_daemons --log-format json --log-level debug $E2E_DAEMON_ARGS && lab_daemons_wait_listening ||
@@ -364,16 +384,8 @@ run_frr_down() {
   c=0; lab_daemons_alive || c=1
   check $c "both daemons still running"
 
-  printf '%s\n' "${sc_checks[@]}"
-  if ((sc_fail)); then
-    echo "  --- state at failure"
-    lab_dump | sed 's/^/  /'
-    echo "  --- leaf2 rarp-replay log"
-    grep -v '"msg":"drop"' "$d/rarp-replay.log" | sed 's/^/  /' | tail -n 40
-    rows+=("with+down rarp-first - - - - - $daemon_ms FAIL")
-  else
-    rows+=("with+down rarp-first - - - - - $daemon_ms pass")
-  fi
+  e2e_report
+  rows+=("with+down rarp-first - - - - - $daemon_ms $( ((sc_fail)) && echo FAIL || echo pass)")
   lab_down
   return $sc_fail
 }
@@ -609,24 +621,8 @@ run_scenario() {
     check $c "both daemons still running after the second restart"
   fi
 
-  printf '%s\n' "${sc_checks[@]}"
-  if ((sc_fail)); then
-    echo "  --- state at failure"
-    lab_dump | sed 's/^/  /'
-    for r in 1 2; do
-      echo "  --- leaf$r ip monitor neigh"
-      sed 's/^/  /' "$LAB_DIR/leaf$r/neigh.mon" 2>/dev/null | tail -n 40
-    done
-    for r in 1 2; do
-      [[ -r $LAB_DIR/leaf$r/rarp-replay.log ]] || continue
-      echo "  --- leaf$r rarp-replay log"
-      grep -v '"msg":"drop"' "$LAB_DIR/leaf$r/rarp-replay.log" | sed 's/^/  /' | tail -n 40
-    done
-    echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out"
-    rows[-1]="${rows[-1]} FAIL"
-  else
-    rows[-1]="${rows[-1]} pass"
-  fi
+  e2e_report
+  rows[-1]+=" $( ((sc_fail)) && echo FAIL || echo pass)"
   lab_down
   return $sc_fail
 }
