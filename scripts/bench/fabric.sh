@@ -162,7 +162,7 @@ fabric_run() {
   local model=$1 order=$2 mode=$3 ann=${4:-rarp} k=${5:-0}
   local n=$FABRIC_N hv1 hv2 vms1 vms2 dec i t_mig t_first rsp1 rsp2 annpid stream_pid=
   local l1 l2 p1 p2 c0_1 c0_2 c1 h1 c2 h2 end want t_flush
-  R_OK=0 R_DAEMON="-" R_CPU1=- R_CPU2=- R_HWM1=- R_HWM2=- R_HANDLED=- R_DMS="-" R_NOTE=""
+  R_OK=0 R_DAEMON="-" R_CPU1=- R_CPU2=- R_HWM1=- R_HWM2=- R_HANDLED=- R_DMS="-" R_TRAIL="-|-" R_SPAN=- R_NOTE=""
   S_N=0 S_PROBE=- S_ANSWER=- S_HANDLE=- S_PROGRAM=- S_VIA_ANY=- S_DUP=-
   lab_up || { fabric_log "lab_up failed"; lab_down; return 1; }
   l1=$LAB_NS_L1 l2=$LAB_NS_L2 hv1=$LAB_ID-hv1 hv2=$LAB_ID-hv2
@@ -359,8 +359,21 @@ fabric_run() {
         i50 = int(n * 0.5 + 0.999999); i99 = int(n * 0.99 + 0.999999)
         printf "%.1f / %.1f / %.1f", v[i50], v[i99], v[n] }')
     R_FAILED=$(jq -r '(.failed // []) | length' <<<"$hl" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+    # The VMs whose MAC+IP trailed their MAC-only route by over half a bgpd
+    # run (25 ms), and how soon after their RARP the daemon had programmed
+    # them: it tells a daemon that fell behind from a bgpd run that fell
+    # between the two routes.
+    jq -r '"\(.mac) \(.rarp_to_programmed_ms // "-")"' <<<"$hl" >"$LAB_DIR/programmed" 2>/dev/null
+    R_TRAIL=$(awk -F'\t' 'FNR == NR { ms[$1] = $2; next }
+      { split($4, x, " "); if (x[2] + 0 > 25 && !($1 in seen)) { seen[$1] = 1; print (($1 in ms) ? ms[$1] : "-") } }' \
+      FS=' ' "$LAB_DIR/programmed" FS='\t' "$LAB_DIR/rows" | sort -g |
+      awk '{ n++; if ($1 != "-") v[++m] = $1 } END { if (!n) { print "0|-"; exit }
+        if (!m) { printf "%d|-", n; exit }
+        printf "%d|%.1f / %.1f", n, v[int(m * 0.5 + 0.999999)], v[m] }')
     [[ ${FABRIC_KEEP:-0} == 1 ]] && cp "$LAB_DIR/leaf2/rarp-replay.log" "$FABRIC_TMP/leaf2-$model-$order.log" 2>/dev/null
   fi
+  # How long the announcer took to send every VM's first RARP (ms).
+  R_SPAN=$(awk '{ t = $2 / 1e6; if (NR == 1 || t < a) a = t; if (NR == 1 || t > b) b = t } END { if (NR) printf "%.1f", b - a; else print "-" }' "$LAB_DIR/rarp")
   R_CREATE=$(sed -n 's/^created [0-9]* ports, \([0-9.]*\) ms each$/\1/p' "$LAB_DIR/announce.log")
   [[ ${FABRIC_KEEP:-0} == 1 ]] && fabric_log "run dir $LAB_DIR"
   lab_down
@@ -454,7 +467,7 @@ fabric_main() {
         if [[ $mode == with ]]; then
           d="rarp-replay"; cpu="$R_CPU2 / $R_CPU1"; rss="$R_HWM2 / $R_HWM1"
           dms="$R_DMS ($R_HANDLED handled, $R_FAILED failed)"
-          srows+=("$model|$order|$S_N|$S_PROBE|$S_ANSWER|$S_HANDLE|$S_PROGRAM")
+          srows+=("$model|$order|$S_N|$S_PROBE|$S_ANSWER|$S_HANDLE|$S_PROGRAM|$R_SPAN|$R_TRAIL")
         fi
         rows+=("$model|$order|$d|$A_RESTORED / $A_BINDINGS|$A_WRONG of $A_DECOYS decoys|$A_MO_P50 / $A_MO_P99|$A_MI_P50 / $A_MI_P99|**$A_LAG_P50 / $A_LAG_P99 / $A_LAG_MAX**|$dms|$cpu|$rss|${R_CREATE:--}")
         fabric_log "  restored $A_RESTORED/$A_BINDINGS wrong $A_WRONG lag p50 $A_LAG_P50 p99 $A_LAG_P99 max $A_LAG_MAX ${A_WRONG_LIST:+($A_WRONG_LIST)}${R_NOTE:+ $R_NOTE}"
@@ -475,8 +488,10 @@ fabric_main() {
       echo
       echo "Where leaf2's RARP → programmed went, per binding, from its \`rarp_replay_binding_stage_seconds\` (p50 / p99 in ms, interpolated in the histogram's buckets as \`histogram_quantile\` does): *probe*, from the RARP's capture to the probe the VM answered (the daemon's decision; a retry's wait when the VM answered a retry); *answer*, from that probe to the answer's capture (the VM and the way to it); *handle*, from the capture to the verification (the daemon's queue); *program*, from the verification to the kernel's acknowledgement (the programming queue, and RTNL, which the kernel takes for each neighbor)."
       echo
-      echo "| model | order | bindings programmed | probe | answer | handle | program |"
-      echo "| --- | --- | --- | --- | --- | --- | --- |"
+      echo "The last three columns tell a daemon that fell behind from a bgpd run that fell between a VM's two routes: how long the announcer took to send every VM's first RARP, how many VMs had a MAC+IP route trail their MAC-only route by over 25 ms (half a bgpd run), and how soon after their RARPs the daemon had programmed them, p50 / max (its log)."
+      echo
+      echo "| model | order | bindings programmed | probe | answer | handle | program | first RARPs spread over | VMs trailing > 25 ms | their RARP → programmed p50 / max |"
+      echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
       for r in "${srows[@]}"; do fabric_row "$r"; done
     fi
     fabric_notes
