@@ -321,6 +321,30 @@ e2e_report() {
   echo "  --- send-rarp"; sed 's/^/  /' "$LAB_DIR/send-rarp.out" 2>/dev/null
 }
 
+# e2e_check_handled WHAT: leaf2's last "migration handled" line must list
+# the VM's three addresses as verified and programmed, and E2E_FOREIGN_IP
+# as failed and not programmed. WHAT starts the first check's text. Sets the
+# caller's daemon_ms (leaf2's rarp_to_programmed_ms).
+e2e_check_handled() {
+  local h2 ver fai pro a c
+  h2=$(lab_daemon_handled 2 | tail -n1)
+  if [[ -z $h2 ]]; then
+    check 1 "leaf2's daemon logged \"migration handled\""
+    return
+  fi
+  ver=$(jq -r '(.verified // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  fai=$(jq -r '(.failed // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  pro=$(jq -r '(.programmed // []) | join(" ")' <<<"$h2" 2>/dev/null)
+  daemon_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2" 2>/dev/null)
+  c=0
+  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
+    [[ " $pro " == *" $a "* && " $ver " == *" $a "* ]] || c=1
+  done
+  check $c "$1 (verified: ${ver:-none}; programmed: ${pro:-none}; rarp_to_programmed_ms=$daemon_ms)"
+  c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
+  check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
+}
+
 # e2e_reach TRIES WAIT-s: the client pings the VM's three addresses; sets
 # the caller's reach4 and reach6 (1: every address of the family answered)
 # and reach_text ("IPv4 ok, IPv6 FAILED").
@@ -335,7 +359,7 @@ e2e_reach() {
 # run_frr_down: scenario 3c. Prints its report, appends a row to rows[],
 # returns non-zero if a check failed.
 run_frr_down() {
-  local t_rarp t_back h2 ver fai pro daemon_ms=- c a left reach4 reach6 reach_text
+  local t_rarp t_back daemon_ms=- c left reach4 reach6 reach_text
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
@@ -355,18 +379,7 @@ run_frr_down() {
   t_rarp=${LAB_T_RARP_MS:-0}
   lab_wait $((E2E_HANDLED_TIMEOUT_MS / 1000)) lab_daemon_handled 2 >/dev/null
   lab_migrate_wait || check 1 "send-rarp / old port removal finished cleanly"
-  h2=$(lab_daemon_handled 2 | tail -n1)
-  ver=$(jq -r '(.verified // []) | join(" ")' <<<"$h2" 2>/dev/null)
-  fai=$(jq -r '(.failed // []) | join(" ")' <<<"$h2" 2>/dev/null)
-  pro=$(jq -r '(.programmed // []) | join(" ")' <<<"$h2" 2>/dev/null)
-  [[ -n $h2 ]] && daemon_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2")
-  c=0; [[ -n $h2 ]] || c=1
-  for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
-    [[ " $pro " == *" $a "* && " $ver " == *" $a "* ]] || c=1
-  done
-  check $c "with FRR down, leaf2's daemon verified and programmed the VM's addresses from the bindings it remembers (verified: ${ver:-none}; programmed: ${pro:-none}; rarp_to_programmed_ms=$daemon_ms)"
-  c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
-  check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
+  e2e_check_handled "with FRR down, leaf2's daemon verified and programmed the VM's addresses from the bindings it remembers"
 
   if lab_frr_up 2; then
     t_back=$(lab_now_ms)
@@ -393,10 +406,10 @@ run_frr_down() {
 # run_scenario MODE ORDER: prints the scenario's report, appends a row to
 # rows[], returns non-zero if a check failed.
 run_scenario() {
-  local mode=$1 order=$2 restart=${3:-} t_rarp arrive off now deadline handled="" h2 l1h
+  local mode=$1 order=$2 restart=${3:-} t_rarp arrive off now deadline handled="" l1h
   local label=$mode # the summary's mode column
   [[ -n $restart ]] && label=$mode+frr
-  local leftover reach4 reach6 reach_text a r daemon_ms=- flush_t c
+  local leftover reach4 reach6 reach_text r daemon_ms=- flush_t c
   sc_fail=0 sc_checks=()
   if ! lab_up; then
     check 1 "lab up"
@@ -510,23 +523,7 @@ run_scenario() {
     check $c "... still there at the end (stable since $(ms "${mig[2]}") ms)"
     c=1; ((reach4 && reach6)) && c=0
     check $c "client -> VM after deleting leaf1's neighbors for the VM's MAC (${leftover:-none}): $reach_text"
-    h2=$(lab_daemon_handled 2 | tail -n1)
-    if [[ -z $h2 ]]; then
-      check 1 "leaf2's daemon logged \"migration handled\""
-    else
-      local ver fai pro
-      ver=$(jq -r '(.verified // []) | join(" ")' <<<"$h2")
-      fai=$(jq -r '(.failed // []) | join(" ")' <<<"$h2")
-      pro=$(jq -r '(.programmed // []) | join(" ")' <<<"$h2")
-      daemon_ms=$(jq -r '.rarp_to_programmed_ms // "-"' <<<"$h2")
-      c=0
-      for a in "$LAB_VM_IP4" "$LAB_VM_IP4B" "$LAB_VM_IP6"; do
-        [[ " $pro " == *" $a "* && " $ver " == *" $a "* ]] || c=1
-      done
-      check $c "leaf2's daemon verified and programmed the VM's addresses (verified: $ver; programmed: $pro; rarp_to_programmed_ms=$daemon_ms)"
-      c=1; [[ " $fai " == *" $E2E_FOREIGN_IP "* && " $pro " != *" $E2E_FOREIGN_IP "* ]] && c=0
-      check $c "leaf2's daemon probed $E2E_FOREIGN_IP, got no answer and did not program it (failed: ${fai:-none})"
-    fi
+    e2e_check_handled "leaf2's daemon verified and programmed the VM's addresses"
     l1h=$(lab_daemon_handled 1 | jq -r '(.programmed // []) | .[]' 2>/dev/null | tr '\n' ' ')
     c=1; [[ -z $l1h ]] && c=0
     check $c "leaf1's daemon programmed nothing (the RARP reached it only over VXLAN)${l1h:+: programmed $l1h}"
